@@ -1,0 +1,53 @@
+// Drives load against one URL with wrk (preferred) or autocannon, and measures the CPU seconds
+// the server's process tree spent meanwhile.
+import { findBinary, versionLine } from './binaries.mjs';
+import { startChild, waitForExit, tail } from './children.mjs';
+import { cpuSeconds } from './proc-stats.mjs';
+import { loadAutocannon } from './autocannon-probe.mjs';
+
+const WRK_SCRIPT = new URL('../wrk-scrape.lua', import.meta.url).pathname;
+const AUTOCANNON_SCRIPT = new URL('../load-autocannon.mjs', import.meta.url).pathname;
+
+/** Which load generator this machine has: { tool: 'wrk'|'autocannon', version } or null. */
+export async function pickLoadTool(preferred) {
+  const wrk = findBinary('wrk');
+  if (wrk && preferred !== 'autocannon') {
+    return { tool: 'wrk', binary: wrk, version: `wrk ${versionLine(wrk, ['-v'], /^wrk (\S+)/m)}` };
+  }
+  const autocannon = await loadAutocannon();
+  if (autocannon) return { tool: 'autocannon', version: `autocannon ${autocannon.version}` };
+  return null;
+}
+
+/**
+ * One load run. Returns req/s, latency percentiles (ms), errors, and the server's CPU seconds
+ * per 10 000 responses (from /proc of `serverPid` and its descendants).
+ */
+export async function runLoad(loadTool, { url, connections, durationSec, gzip, cpus, serverPid }) {
+  const env = { BENCH_GZIP: gzip ? '1' : '0' };
+  const handle = loadTool.tool === 'wrk'
+    ? startChild('wrk', loadTool.binary, ['-t1', `-c${connections}`, `-d${durationSec}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url], { cpus, env })
+    : startChild('autocannon', process.execPath, [AUTOCANNON_SCRIPT, '--url', url, '--connections', String(connections), '--duration', String(durationSec), '--gzip', gzip ? '1' : '0'], { cpus, env });
+  const cpuBefore = serverPid ? cpuSeconds(serverPid) : 0;
+  const code = await waitForExit(handle);
+  const cpuAfter = serverPid ? cpuSeconds(serverPid) : 0;
+  const line = handle.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (code !== 0 || !line) throw new Error(`${loadTool.tool} failed (exit ${code}) on ${url}\n${tail(handle)}`);
+  const r = JSON.parse(line.slice('BENCH_JSON '.length));
+  const seconds = r.duration_us / 1e6;
+  const errors = r.connect_errors + r.read_errors + r.write_errors + r.status_errors + r.timeouts;
+  return {
+    requests: r.requests,
+    rps: r.requests / seconds,
+    mbps: r.bytes / seconds / 1e6,
+    p50: r.p50_us / 1000,
+    p90: r.p90_us / 1000,
+    p99: r.p99_us / 1000,
+    p999: r.p999_us / 1000,
+    max: r.max_us / 1000,
+    errors,
+    statusErrors: r.status_errors,
+    cpuSeconds: cpuAfter - cpuBefore,
+    cpuPer10k: r.requests > 0 ? ((cpuAfter - cpuBefore) / r.requests) * 10_000 : NaN,
+  };
+}
