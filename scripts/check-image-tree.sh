@@ -62,7 +62,8 @@ ok "--version: $version"
 run "${vars[@]}" "$node_bin" "$entry" --config.file "$config" --check-config >"$log" 2>&1 || fail "--check-config $config exited $?"
 ok "--check-config $config"
 
-run "${vars[@]}" "$node_bin" "$entry" --config.file "$config" >"$log" 2>&1 &
+# One fork only, so that $! is scrapecache itself and gets the SIGTERM below.
+(cd / && exec "${as_user[@]}" env HOME=/nonexistent "${vars[@]}" "$node_bin" "$entry" --config.file "$config") >"$log" 2>&1 &
 pid=$!
 healthy=
 for _ in $(seq 1 75); do
