@@ -1,0 +1,206 @@
+/**
+ * One running proxy: the two listeners, the cache, the current config and its routes. Reload
+ * swaps the config atomically (requests in flight finish on the routes they started with).
+ */
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ScrapeCache } from './cache/scrape-cache.js';
+import { loadConfig } from './config/load.js';
+import type { Config, ListenAddress } from './config/types.js';
+import { Metrics } from './metrics.js';
+import { createAdminHandler } from './server/admin-listener.js';
+import { RouteTable } from './server/route-table.js';
+import { createScrapeHandler } from './server/scrape-listener.js';
+import { PassThrough } from './upstream/pass-through.js';
+
+export interface AppOptions {
+  config: Config;
+  log: Logger;
+  /** Where reload reads from; defaults to config.file. */
+  configFile?: string;
+  /** Set false in tests that start many instances in one process. */
+  defaultMetrics?: boolean;
+  /** Keeps a --log.level from the command line over the file's on reload. */
+  logLevelOverride?: boolean;
+}
+
+export interface App {
+  readonly scrapeAddress: AddressInfo;
+  readonly adminAddress: AddressInfo;
+  readonly cache: ScrapeCache;
+  readonly metrics: Metrics;
+  config(): Config;
+  /** Re-reads the config file. Resolves to the error text when invalid; the running config stays. */
+  reload(): Promise<string | undefined>;
+  /** Stops accepting, lets requests in flight finish (bounded), then releases everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Limits that keep a slow or hostile client from holding a listener (slowloris). */
+function hardened(server: Server, log: Logger, name: string): Server {
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 65_000; // longer than Prometheus's idle connection reuse
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    log.debug({ listener: name, code: err.code }, 'bad request from client');
+    const body = `${STATUS_CODES[status]}\n`;
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  });
+  return server;
+}
+
+function listen(server: Server, address: ListenAddress, name: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(new Error(`cannot listen on ${address.host}:${address.port} (${name} listener): ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`));
+    };
+    server.once('error', onError);
+    server.listen(address.port, address.host, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function guard(handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>, log: Logger) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    handler(req, res).catch((err: unknown) => {
+      log.error({ err, url: req.url }, 'request failed');
+      if (!res.headersSent) {
+        res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+        res.end('internal error\n');
+      } else {
+        res.destroy();
+      }
+    });
+  };
+}
+
+export async function startApp(options: AppOptions): Promise<App> {
+  const { log } = options;
+  let config = options.config;
+  let table = new RouteTable(config.routes);
+  let ready = false;
+  const configFile = options.configFile ?? config.file;
+
+  let cacheRef: ScrapeCache | undefined;
+  const metrics = new Metrics(
+    { usageByRoute: () => cacheRef?.usageByRoute() ?? new Map() },
+    options.defaultMetrics === false ? { defaultMetrics: false } : {},
+  );
+  const cache = new ScrapeCache(config.cache.maxBytes, metrics, log);
+  cacheRef = cache;
+  const passThrough = new PassThrough(metrics, log).install();
+  metrics.setRoutes(config.routes.map((r) => r.name));
+
+  async function reload(): Promise<string | undefined> {
+    let next: Config;
+    try {
+      next = loadConfig(configFile);
+    } catch (err) {
+      metrics.reloaded(false);
+      log.error({ file: configFile, error: (err as Error).message }, 'config reload failed; the running config stays');
+      return (err as Error).message;
+    }
+    const restartNeeded: string[] = [];
+    const same = (a: ListenAddress, b: ListenAddress) => a.host === b.host && a.port === b.port;
+    if (!same(next.listen, config.listen)) restartNeeded.push('listen');
+    if (!same(next.admin.listen, config.admin.listen)) restartNeeded.push('admin.listen');
+    if (next.workers !== config.workers) restartNeeded.push('workers');
+    if (next.cache.maxBytes !== config.cache.maxBytes) restartNeeded.push('cache.max_bytes');
+    if (restartNeeded.length > 0) {
+      log.warn({ settings: restartNeeded }, 'these settings change only on restart; the running values stay');
+    }
+    const oldRoutes = new Map(config.routes.map((r) => [r.name, r]));
+    const changed = new Set<string>();
+    for (const [name, old] of oldRoutes) {
+      const now = next.routes.find((r) => r.name === name);
+      if (!now || now.fingerprint !== old.fingerprint) changed.add(name);
+    }
+    config = {
+      ...next,
+      listen: config.listen,
+      admin: { ...next.admin, listen: config.admin.listen },
+      workers: config.workers,
+      cache: config.cache,
+    };
+    table = new RouteTable(config.routes);
+    const dropped = cache.dropRoutes(changed);
+    cache.setRoutes(config.routes);
+    metrics.setRoutes(config.routes.map((r) => r.name));
+    if (!options.logLevelOverride) log.level = config.log.level;
+    metrics.reloaded(true);
+    log.info({ routes: config.routes.map((r) => r.name), changedRoutes: [...changed], droppedEntries: dropped }, 'config reloaded');
+    return undefined;
+  }
+
+  const scrapeServer = hardened(
+    createServer(guard(createScrapeHandler({ table: () => table, cache, passThrough, metrics, log }), log)),
+    log,
+    'scrape',
+  );
+  const adminServer = hardened(
+    createServer(
+      guard(
+        createAdminHandler({ token: () => config.admin.token, ready: () => ready, reload, table: () => table, cache, metrics, log }),
+        log,
+      ),
+    ),
+    log,
+    'admin',
+  );
+
+  let scrapeAddress: AddressInfo;
+  let adminAddress: AddressInfo;
+  try {
+    scrapeAddress = await listen(scrapeServer, config.listen, 'scrape');
+    adminAddress = await listen(adminServer, config.admin.listen, 'admin');
+  } catch (err) {
+    scrapeServer.close();
+    adminServer.close();
+    passThrough.close();
+    await cache.close();
+    throw err;
+  }
+  cache.setRoutes(config.routes);
+  metrics.reloaded(true);
+  ready = true;
+  log.info(
+    {
+      scrape: `${scrapeAddress.address}:${scrapeAddress.port}`,
+      admin: `${adminAddress.address}:${adminAddress.port}`,
+      routes: config.routes.map((r) => ({ name: r.name, path: r.path ?? `${r.pathPrefix}*`, upstream: r.upstream.href, cache: r.cache })),
+    },
+    'scrapecache listening',
+  );
+
+  return {
+    scrapeAddress,
+    adminAddress,
+    cache,
+    metrics,
+    config: () => config,
+    reload,
+    async close(graceMs = 5000) {
+      ready = false;
+      const closed = Promise.all([
+        new Promise((r) => scrapeServer.close(r)),
+        new Promise((r) => adminServer.close(r)),
+      ]);
+      scrapeServer.closeIdleConnections();
+      adminServer.closeIdleConnections();
+      const grace = new Promise((r) => setTimeout(r, graceMs).unref());
+      await Promise.race([Promise.all([closed, cache.drain()]), grace]);
+      scrapeServer.closeAllConnections();
+      adminServer.closeAllConnections();
+      passThrough.close();
+      await cache.close();
+    },
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * Content negotiation, done once per distinct header value.
+ *
+ * promhttp (client_golang) picks OpenMetrics, text or protobuf by Accept and gzip by
+ * Accept-Encoding, and sends no Vary header. A cache keyed on path and query alone (nginx's
+ * default proxy_cache_key) then serves one client's representation to another. Here the
+ * representation is part of the key, and the stored Content-Type is checked against each
+ * client's Accept before it is served.
+ */
+
+/** What an Accept header asks a metrics exporter for; part of the cache key. */
+export type Representation = 'text' | 'openmetrics' | 'protobuf' | `accept:${string}`;
+
+interface MediaRange {
+  type: string;
+  subtype: string;
+  params: Array<[string, string]>;
+  q: number;
+}
+
+/** Parses Accept into media ranges; malformed members are skipped, as browsers and Go do. */
+export function parseAccept(header: string): MediaRange[] {
+  const ranges: MediaRange[] = [];
+  for (const member of header.split(',')) {
+    const [mediaType, ...rawParams] = member.split(';');
+    const slash = mediaType!.indexOf('/');
+    if (slash === -1) continue;
+    const type = mediaType!.slice(0, slash).trim().toLowerCase();
+    const subtype = mediaType!.slice(slash + 1).trim().toLowerCase();
+    if (!type || !subtype) continue;
+    let q = 1;
+    const params: Array<[string, string]> = [];
+    for (const raw of rawParams) {
+      const eq = raw.indexOf('=');
+      if (eq === -1) continue;
+      const name = raw.slice(0, eq).trim().toLowerCase();
+      const value = raw.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+      if (name === 'q') {
+        const n = Number(value);
+        q = Number.isFinite(n) ? Math.min(Math.max(n, 0), 1) : 1;
+      } else {
+        params.push([name, value.toLowerCase()]);
+      }
+    }
+    ranges.push({ type, subtype, params, q });
+  }
+  return ranges;
+}
+
+const PROTOBUF = 'application/vnd.google.protobuf';
+const OPENMETRICS = 'application/openmetrics-text';
+
+function familyOf(range: MediaRange): 'text' | 'openmetrics' | 'protobuf' | undefined {
+  const full = `${range.type}/${range.subtype}`;
+  if (full === OPENMETRICS) return 'openmetrics';
+  if (full === 'text/plain') return 'text';
+  if (full === PROTOBUF) {
+    const proto = range.params.find(([k]) => k === 'proto');
+    return !proto || proto[1] === 'io.prometheus.client.metricfamily' ? 'protobuf' : undefined;
+  }
+  return undefined;
+}
+
+/** Bounded memo for header classifications: real scrapers send a handful of distinct values. */
+class Memo<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly limit: number) {}
+  get(key: string, compute: (key: string) => V): V {
+    let value = this.map.get(key);
+    if (value === undefined) {
+      value = compute(key);
+      // A client sending endless distinct headers only costs recomputation, never memory.
+      if (this.map.size >= this.limit) this.map.clear();
+      this.map.set(key, value);
+    }
+    return value;
+  }
+}
+
+const representationMemo = new Memo<Representation>(256);
+
+/**
+ * The representation an Accept header resolves to: the metrics format it prefers most.
+ * Headers that prefer the same format share an entry (Prometheus 2.x and 3.x both resolve to
+ * `openmetrics`). A header naming no metrics format, other than a wildcard, gets an entry of its
+ * own keyed by the header itself.
+ */
+export function classifyAccept(header: string | undefined): Representation {
+  if (header === undefined || header === '') return 'text';
+  return representationMemo.get(header, computeRepresentation);
+}
+
+function computeRepresentation(header: string): Representation {
+  const ranges = parseAccept(header);
+  let best: MediaRange | undefined;
+  let bestFamily: ReturnType<typeof familyOf>;
+  for (const range of ranges) {
+    const family = familyOf(range);
+    if (family && range.q > 0 && (!best || range.q > best.q)) {
+      best = range;
+      bestFamily = family;
+    }
+  }
+  if (bestFamily) return bestFamily;
+  // promhttp answers text to `*/*`, `text/*` and to no Accept at all.
+  if (ranges.some((r) => r.q > 0 && (r.type === '*' || (r.type === 'text' && r.subtype === '*')))) return 'text';
+  return exactRepresentation(header);
+}
+
+/** A key for one exact Accept header, used when a shared entry's type is not admitted. */
+export function exactRepresentation(header: string | undefined): Representation {
+  return `accept:${(header ?? '').replace(/\s+/g, '').toLowerCase()}`;
+}
+
+const admitsMemo = new Memo<boolean>(1024);
+
+/**
+ * Whether a Content-Type is admitted by an Accept header (RFC 9110 12.5.1): a range matches
+ * when type and subtype match or are wildcards, and every parameter it names has the same value
+ * in the content type; q=0 refuses. No Accept admits everything.
+ */
+export function admits(accept: string | undefined, contentType: string): boolean {
+  if (accept === undefined || accept === '') return true;
+  return admitsMemo.get(`${accept}\n${contentType}`, () => computeAdmits(accept, contentType));
+}
+
+function computeAdmits(accept: string, contentType: string): boolean {
+  const [ct] = parseAccept(contentType);
+  if (!ct) return true;
+  let bestQ = -1;
+  let bestSpecificity = -1;
+  for (const range of parseAccept(accept)) {
+    const typeOk = range.type === '*' || range.type === ct.type;
+    const subOk = range.subtype === '*' || range.subtype === ct.subtype;
+    if (!typeOk || !subOk) continue;
+    if (!range.params.every(([k, v]) => ct.params.some(([ck, cv]) => ck === k && cv === v))) continue;
+    // The most specific matching range decides (RFC 9110 12.5.1), so `*/*;q=1, text/plain;q=0` refuses text.
+    const specificity = (range.type === '*' ? 0 : 2) + (range.subtype === '*' ? 0 : 1) + range.params.length * 4;
+    if (specificity > bestSpecificity) {
+      bestSpecificity = specificity;
+      bestQ = range.q;
+    }
+  }
+  return bestQ > 0;
+}
+
+export type Coding = 'gzip' | 'identity';
+
+interface EncodingChoice {
+  gzip: boolean;
+  identity: boolean;
+}
+
+const encodingMemo = new Memo<EncodingChoice>(256);
+
+/** Which of gzip and identity an Accept-Encoding header admits (RFC 9110 12.5.3). */
+export function acceptedCodings(header: string | undefined): EncodingChoice {
+  if (header === undefined) return IDENTITY_ONLY;
+  return encodingMemo.get(header, computeCodings);
+}
+
+const IDENTITY_ONLY: EncodingChoice = { gzip: false, identity: true };
+
+function computeCodings(header: string): EncodingChoice {
+  let gzip: number | undefined;
+  let identity: number | undefined;
+  let star: number | undefined;
+  for (const member of header.split(',')) {
+    const [rawName, ...params] = member.split(';');
+    const name = rawName!.trim().toLowerCase();
+    if (!name) continue;
+    let q = 1;
+    for (const p of params) {
+      const [k, v] = p.split('=');
+      if (k?.trim().toLowerCase() === 'q' && v !== undefined) {
+        const n = Number(v.trim());
+        q = Number.isFinite(n) ? n : 1;
+      }
+    }
+    if (name === 'gzip' || name === 'x-gzip') gzip = q;
+    else if (name === 'identity') identity = q;
+    else if (name === '*') star = q;
+  }
+  return {
+    gzip: (gzip ?? star ?? 0) > 0,
+    // identity is acceptable unless refused explicitly or by `*;q=0`.
+    identity: (identity ?? star ?? 1) > 0,
+  };
+}
+
+/** The coding to serve: the stored one when acceptable, else the other; null when neither is. */
+export function chooseCoding(acceptEncoding: string | undefined, stored: Coding): Coding | null {
+  const ok = acceptedCodings(acceptEncoding);
+  if (ok[stored]) return stored;
+  const other: Coding = stored === 'gzip' ? 'identity' : 'gzip';
+  return ok[other] ? other : null;
+}

@@ -1,0 +1,301 @@
+/**
+ * The cache's decisions: serve fresh, serve stale and refresh, or fill from upstream with at
+ * most one fetch per key in flight (SPEC 3.3, 3.4). Fills that outlive their clients run on
+ * and are stored. A failed refresh never touches the good entry it was refreshing.
+ */
+import type { Logger } from 'pino';
+import type { Route } from '../config/types.js';
+import type { ProxyError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import { Dispatchers, fetchUpstream, PROMETHEUS_ACCEPT, upstreamTarget, type UpstreamResponse } from '../upstream/fetch-upstream.js';
+import { canServeOnError, canServeWhileRevalidating, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
+import { cacheKey } from './key.js';
+import { MemoryStore } from './memory-store.js';
+import type { Representation } from './representation.js';
+import { storableHeaders, StoredResponse } from './stored-response.js';
+
+export interface ScrapeTarget {
+  route: Route;
+  path: string;
+  /** Canonical query (see canonicalQuery). */
+  query: string;
+  representation: Representation;
+  /** The Accept header sent upstream on a fill. */
+  accept: string | undefined;
+}
+
+export type Lookup =
+  | { cache: 'hit' | 'stale' | 'miss' | 'collapsed'; entry: StoredResponse; stored: boolean; fwdStatus?: number | string }
+  | { cache: 'miss' | 'collapsed'; entry: StoredResponse; stored: false; fwdStatus: number };
+
+interface FillResult {
+  /** The response: stored, or (non-200, Set-Cookie, too large for the store) not. */
+  entry: StoredResponse;
+  stored: boolean;
+}
+
+/** Refresh failures of a key, kept beside the entry they failed to replace. */
+interface FailureState {
+  count: number;
+  retryAt: number;
+  fwdStatus: number | string;
+}
+
+export class ScrapeCache {
+  readonly store: MemoryStore;
+  private readonly dispatchers = new Dispatchers();
+  private readonly inflight = new Map<string, Promise<FillResult>>();
+  private readonly failures = new WeakMap<StoredResponse, FailureState>();
+  private readonly prefetchTimers = new Map<string, NodeJS.Timeout>();
+  private routesByName = new Map<string, Route>();
+  private closed = false;
+
+  constructor(
+    maxBytes: number,
+    private readonly metrics: Metrics | undefined,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.store = new MemoryStore(maxBytes, {
+      onEvict: (entry) => {
+        metrics?.evictions.inc();
+        log.debug({ route: entry.route, path: entry.path, query: entry.query, bytes: entry.bytes }, 'evicted');
+      },
+    });
+  }
+
+  /** Makes a route set current: prefetch starts for new prefetch routes, timers of removed ones stop. */
+  setRoutes(routes: readonly Route[]): void {
+    this.routesByName = new Map(routes.map((r) => [r.name, r]));
+    for (const [key, timer] of this.prefetchTimers) {
+      const route = this.routesByName.get(key.slice(0, key.indexOf('\0')));
+      if (!route?.prefetch) {
+        clearTimeout(timer);
+        this.prefetchTimers.delete(key);
+      }
+    }
+    void this.dispatchers.retain(routes);
+    for (const route of routes) {
+      if (!route.prefetch || route.path === undefined) continue;
+      const target: ScrapeTarget = { route, path: route.path, query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT };
+      const key = keyOf(target);
+      if (!this.prefetchTimers.has(key) && !this.inflight.has(key)) {
+        const entry = this.store.peek(key);
+        if (entry) this.schedulePrefetch(target, entry);
+        else this.background(target, undefined);
+      }
+    }
+  }
+
+  /**
+   * Answers a scrape. Synchronous for hits and stale serves, so the hot path awaits nothing;
+   * a promise when the client must wait for a fill. Rejects with ProxyError when the fill
+   * fails and nothing stale may be served.
+   */
+  lookup(target: ScrapeTarget): Lookup | Promise<Lookup> {
+    const key = keyOf(target);
+    const entry = this.store.get(key);
+    const now = this.now();
+    if (entry) {
+      if (isFresh(entry, entry.policy, now)) {
+        entry.hits++;
+        return { cache: 'hit', entry, stored: true };
+      }
+      const failure = this.failures.get(entry);
+      if (canServeWhileRevalidating(entry, entry.policy, now)) {
+        if (!failure || now >= failure.retryAt) this.background(target, entry);
+        entry.hits++;
+        return failure
+          ? { cache: 'stale', entry, stored: true, fwdStatus: failure.fwdStatus }
+          : { cache: 'stale', entry, stored: true };
+      }
+      // A refresh failed a moment ago: answer from the stale entry until the back-off ends,
+      // rather than send every scrape upstream (nginx trac #1000).
+      if (failure && now < failure.retryAt && canServeOnError(entry, entry.policy, now)) {
+        entry.hits++;
+        return { cache: 'stale', entry, stored: true, fwdStatus: failure.fwdStatus };
+      }
+    }
+    let fill = this.inflight.get(key);
+    const collapsed = fill !== undefined;
+    fill ??= this.fill(key, target, entry);
+    return fill.then(
+      (result): Lookup => {
+        if (result.stored) return { cache: collapsed ? 'collapsed' : 'miss', entry: result.entry, stored: true };
+        const status = result.entry.status;
+        if (entry && status >= 500 && canServeOnError(entry, entry.policy, this.now())) {
+          entry.hits++;
+          return { cache: 'stale', entry, stored: true, fwdStatus: status };
+        }
+        return { cache: collapsed ? 'collapsed' : 'miss', entry: result.entry, stored: false, fwdStatus: status };
+      },
+      (err: ProxyError): Lookup => {
+        if (entry && canServeOnError(entry, entry.policy, this.now())) {
+          entry.hits++;
+          return { cache: 'stale', entry, stored: true, fwdStatus: err.status };
+        }
+        throw err;
+      },
+    );
+  }
+
+  /** Drops entries; with refresh, fetches the dropped query-less keys again and waits for them. */
+  async invalidate(select: (entry: StoredResponse) => boolean, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
+    const dropped: StoredResponse[] = [];
+    const invalidated = this.store.invalidate((entry) => {
+      if (!select(entry)) return false;
+      dropped.push(entry);
+      return true;
+    });
+    this.metrics?.invalidations.inc(invalidated);
+    let refreshed = 0;
+    if (refresh) {
+      const fills: Promise<unknown>[] = [];
+      for (const old of dropped) {
+        const route = this.routesByName.get(old.route);
+        if (!route || old.query !== '') continue;
+        const target: ScrapeTarget = { route, path: old.path, query: '', representation: old.representation, accept: old.accept };
+        const key = keyOf(target);
+        fills.push((this.inflight.get(key) ?? this.fill(key, target, undefined)).then((r) => r.stored && refreshed++, () => undefined));
+      }
+      await Promise.all(fills);
+    }
+    return { invalidated, refreshed };
+  }
+
+  /** Drops every entry of the named routes (their upstream or headers changed on reload). */
+  dropRoutes(names: ReadonlySet<string>): number {
+    return this.store.invalidate((entry) => names.has(entry.route));
+  }
+
+  usageByRoute(): Map<string, { entries: number; bytes: number }> {
+    const usage = new Map<string, { entries: number; bytes: number }>();
+    for (const entry of this.store.entries()) {
+      const u = usage.get(entry.route) ?? { entries: 0, bytes: 0 };
+      u.entries++;
+      u.bytes += entry.bytes;
+      usage.set(entry.route, u);
+    }
+    return usage;
+  }
+
+  /** Fills and background refreshes still running, for graceful shutdown. */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.inflight.values()]);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.prefetchTimers.values()) clearTimeout(timer);
+    this.prefetchTimers.clear();
+    this.store.close();
+    await this.dispatchers.close();
+  }
+
+  /** A refresh nobody waits for (stale-while-revalidate, prefetch). */
+  private background(target: ScrapeTarget, entry: StoredResponse | undefined): void {
+    const key = keyOf(target);
+    if (this.inflight.has(key) || this.closed) return;
+    this.fill(key, target, entry).catch(() => undefined);
+  }
+
+  private fill(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
+    const promise = this.fetchAndStore(key, target, previous).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, promise);
+    return promise;
+  }
+
+  private async fetchAndStore(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
+    const { route } = target;
+    const url = upstreamTarget(route, target.path, target.query);
+    const logFields = { route: route.name, path: target.path, query: target.query, representation: target.representation };
+    let res: UpstreamResponse;
+    try {
+      res = await fetchUpstream(route, this.dispatchers.for(route), url, target.accept);
+    } catch (e) {
+      const err = e as ProxyError;
+      this.metrics?.upstream(route.name, err.kind, 0);
+      this.log.warn({ ...logFields, err: { code: err.code, message: err.message, cause: causeOf(err) } }, 'upstream fetch failed');
+      this.recordFailure(target, previous, err.status);
+      throw err;
+    }
+    this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000);
+    const coding = codingOf(res.headers['content-encoding']);
+    const storable = res.status === 200 && res.headers['set-cookie'] === undefined && coding !== undefined;
+    const entry = new StoredResponse({
+      key,
+      route: route.name,
+      path: target.path,
+      query: target.query,
+      representation: target.representation,
+      accept: target.accept,
+      status: res.status,
+      // An unknown coding (br, zstd) cannot be converted: it is passed on as is, never stored.
+      coding: coding ?? 'identity',
+      body: res.body,
+      headers: storableHeaders(res.headers, coding === undefined),
+      fetchedAt: this.now(),
+      policy: route,
+    });
+    const stored = storable && !this.closed && this.store.set(entry);
+    this.log.info(
+      { ...logFields, status: res.status, durationMs: Math.round(res.durationMs), bytes: res.body.length, stored },
+      'upstream fetch',
+    );
+    if (stored) {
+      if (route.prefetch && target.query === '' && route.path === target.path) this.schedulePrefetch(target, entry);
+    } else {
+      if (res.status === 200 && !storable) {
+        this.log.warn({ ...logFields, reason: coding === undefined ? 'content-encoding' : 'set-cookie' }, 'response not cacheable');
+      }
+      if (res.status >= 500) this.recordFailure(target, previous, res.status);
+    }
+    return { entry, stored };
+  }
+
+  private recordFailure(target: ScrapeTarget, previous: StoredResponse | undefined, fwdStatus: number | string): void {
+    const now = this.now();
+    if (previous && this.store.peek(previous.key) === previous) {
+      const count = (this.failures.get(previous)?.count ?? 0) + 1;
+      this.failures.set(previous, { count, retryAt: now + retryBackoffMs(count, previous.policy), fwdStatus });
+    }
+    // A prefetch route keeps trying in the background, backing off, so scrapes need not.
+    const { route } = target;
+    if (route.prefetch && target.query === '' && !this.closed) {
+      const count = previous ? (this.failures.get(previous)?.count ?? 1) : 1;
+      this.setPrefetchTimer(target, now + retryBackoffMs(count, route));
+    }
+  }
+
+  private schedulePrefetch(target: ScrapeTarget, entry: StoredResponse): void {
+    this.setPrefetchTimer({ ...target, representation: entry.representation, accept: entry.accept }, prefetchAt(entry, target.route));
+  }
+
+  private setPrefetchTimer(target: ScrapeTarget, at: number): void {
+    const key = keyOf(target);
+    clearTimeout(this.prefetchTimers.get(key));
+    const timer = setTimeout(() => {
+      this.prefetchTimers.delete(key);
+      const route = this.routesByName.get(target.route.name);
+      if (!route?.prefetch || this.closed) return;
+      this.background({ ...target, route }, this.store.peek(key));
+    }, Math.max(0, at - this.now()));
+    timer.unref();
+    this.prefetchTimers.set(key, timer);
+  }
+}
+
+export function keyOf(target: ScrapeTarget): string {
+  return cacheKey(target.route.name, target.path, target.query, target.representation);
+}
+
+function codingOf(header: string | string[] | undefined): 'gzip' | 'identity' | undefined {
+  if (header === undefined || header === '' || header === 'identity') return 'identity';
+  if (header === 'gzip' || header === 'x-gzip') return 'gzip';
+  return undefined;
+}
+
+function causeOf(err: Error): string | undefined {
+  const cause = err.cause as { code?: string; message?: string } | undefined;
+  return cause ? (cause.code ?? cause.message) : undefined;
+}

@@ -1,0 +1,157 @@
+/**
+ * One cached scrape: the whole upstream 200 (headers less hop-by-hop ones, body) and the bytes
+ * ready to write for each content coding. The coding the upstream sent is kept as is; the other
+ * one is made at most once per entry, when a client first needs it (SPEC 3.2).
+ */
+import { promisify } from 'node:util';
+import { gunzip, gzip } from 'node:zlib';
+import type { FreshnessPolicy } from './freshness.js';
+import type { Coding, Representation } from './representation.js';
+
+const gunzipAsync = promisify(gunzip);
+const gzipAsync = promisify(gzip);
+
+/** Headers that describe one connection or one encoding, never the stored resource (RFC 9110 7.6.1). */
+const DROPPED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'content-length',
+  'content-encoding',
+  'vary',
+  'age',
+  'cache-status',
+  'set-cookie',
+]);
+
+/** Upstream headers worth storing, as a flat [name, value, ...] list. */
+export function storableHeaders(raw: Record<string, string | string[] | undefined>, keepEncoding = false): string[] {
+  const connectionListed = new Set(
+    String(raw['connection'] ?? '')
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(raw)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || connectionListed.has(lower)) continue;
+    if (DROPPED.has(lower) && !(keepEncoding && lower === 'content-encoding')) continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, value);
+  }
+  return out;
+}
+
+/** The bytes and header list to write for one coding. */
+export interface Variant {
+  body: Buffer;
+  /** Flat header list for writeHead, less Age and Cache-Status which change per request. */
+  head: string[];
+}
+
+/** Bytes a stored response costs beyond its bodies: key, header strings, object overhead. */
+const OVERHEAD_BYTES = 600;
+
+export class StoredResponse {
+  readonly key: string;
+  readonly route: string;
+  readonly path: string;
+  readonly query: string;
+  readonly representation: Representation;
+  /** The Accept header the fill sent upstream; refreshes send it again. */
+  readonly accept: string | undefined;
+  readonly status: number;
+  readonly contentType: string;
+  readonly coding: Coding;
+  readonly fetchedAt: number;
+  /** The route's policy when this was fetched: a ttl change applies from the next fill. */
+  readonly policy: FreshnessPolicy;
+  hits = 0;
+  private readonly variants: Partial<Record<Coding, Variant>> = {};
+  private readonly converting: Partial<Record<Coding, Promise<Variant>>> = {};
+  private readonly headers: string[];
+  private headerBytes: number;
+
+  constructor(init: {
+    key: string;
+    route: string;
+    path: string;
+    query: string;
+    representation: Representation;
+    accept: string | undefined;
+    status: number;
+    coding: Coding;
+    body: Buffer;
+    headers: string[];
+    fetchedAt: number;
+    policy: FreshnessPolicy;
+  }) {
+    this.key = init.key;
+    this.route = init.route;
+    this.path = init.path;
+    this.query = init.query;
+    this.representation = init.representation;
+    this.accept = init.accept;
+    this.status = init.status;
+    this.coding = init.coding;
+    this.fetchedAt = init.fetchedAt;
+    this.policy = init.policy;
+    this.headers = init.headers;
+    let contentType = 'application/octet-stream';
+    for (let i = 0; i < init.headers.length; i += 2) {
+      if (init.headers[i]!.toLowerCase() === 'content-type') contentType = init.headers[i + 1]!;
+    }
+    this.contentType = contentType;
+    this.headerBytes = init.headers.reduce((n, s) => n + s.length, 0);
+    this.variants[init.coding] = this.makeVariant(init.coding, init.body);
+  }
+
+  private makeVariant(coding: Coding, body: Buffer): Variant {
+    const head = [...this.headers, 'Content-Length', String(body.length), 'Vary', 'Accept, Accept-Encoding'];
+    if (coding === 'gzip') head.push('Content-Encoding', 'gzip');
+    return { body, head };
+  }
+
+  /** Bytes held for this entry: every body made so far, headers and key. */
+  get bytes(): number {
+    let n = OVERHEAD_BYTES + this.key.length * 2 + this.headerBytes * 2;
+    for (const v of Object.values(this.variants)) n += v.body.length;
+    return n;
+  }
+
+  /** The stored body length in its upstream coding, as reported by GET /cache. */
+  get storedBodyBytes(): number {
+    return this.variants[this.coding]!.body.length;
+  }
+
+  /** The ready variant for a coding, or undefined when it has yet to be made (see convert). */
+  variant(coding: Coding): Variant | undefined {
+    return this.variants[coding];
+  }
+
+  /** Makes the other coding once; concurrent callers share the work. Rejects on a corrupt gzip body. */
+  convert(coding: Coding): Promise<Variant> {
+    const ready = this.variants[coding];
+    if (ready) return Promise.resolve(ready);
+    let pending = this.converting[coding];
+    if (!pending) {
+      const source = this.variants[this.coding]!.body;
+      pending = (coding === 'identity' ? gunzipAsync(source) : gzipAsync(source)).then((body) => {
+        const variant = this.makeVariant(coding, body);
+        this.variants[coding] = variant;
+        delete this.converting[coding];
+        return variant;
+      });
+      pending.catch(() => delete this.converting[coding]);
+      this.converting[coding] = pending;
+    }
+    return pending;
+  }
+}

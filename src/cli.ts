@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+/** Command line (SPEC 1): flags, start, signals; nothing else. */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { startApp } from './app.js';
+import { ConfigError, formatProblem, loadConfig } from './config/load.js';
+import { createLogger, type LogLevel } from './log.js';
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
+
+const HELP = `Usage: scrapecache [--config.file FILE] [--check-config] [--log.level LEVEL]
+
+A caching reverse proxy for Prometheus exporters.
+
+  --config.file FILE   config file (default ./proxy.yaml); aliases --config, -c
+  --check-config       validate the config, print every problem, exit 0 or 1
+  --log.level LEVEL    trace | debug | info | warn | error (overrides log.level)
+  --version            print the version
+  --help               print this help
+
+Signals: SIGHUP reloads the config; SIGTERM and SIGINT shut down gracefully.
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function die(message: string): never {
+  process.stderr.write(`scrapecache: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(argv: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        'config.file': { type: 'string' },
+        config: { type: 'string', short: 'c' },
+        'check-config': { type: 'boolean' },
+        'log.level': { type: 'string' },
+        version: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    die(`${(err as Error).message} (see --help)`);
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`scrapecache ${version()} (node ${process.version})\n`);
+    return;
+  }
+  const file = values['config.file'] ?? values.config ?? 'proxy.yaml';
+  const levelFlag = values['log.level'];
+  if (levelFlag !== undefined && !LEVELS.includes(levelFlag)) die(`--log.level must be one of ${LEVELS.join(', ')}`);
+
+  let config;
+  try {
+    config = loadConfig(file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    if (values['check-config']) {
+      process.stderr.write(`${err.message}\n${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} found\n`);
+      process.exit(1);
+    }
+    // One self-contained line per problem, each naming file:line:column.
+    for (const p of err.problems.slice(0, -1)) process.stderr.write(`scrapecache: invalid config: ${formatProblem(p)}\n`);
+    die(`invalid config: ${formatProblem(err.problems.at(-1)!)}`);
+  }
+  if (values['check-config']) {
+    process.stdout.write(`${file}: OK (${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`);
+    return;
+  }
+
+  const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
+  let app;
+  try {
+    app = await startApp({ config, log, configFile: file, logLevelOverride: levelFlag !== undefined });
+  } catch (err) {
+    die((err as Error).message);
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    app.close().then(
+      () => {
+        log.info('stopped');
+        log.flush?.();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void app.reload());
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => die((err as Error).stack ?? String(err)));

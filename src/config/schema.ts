@@ -1,0 +1,154 @@
+/**
+ * The proxy.yaml schema (SPEC 2). Every object is strict: an unknown key is an error, as in
+ * blackbox_exporter's KnownFields(true). Durations and sizes are parsed here, so the rest of
+ * the program sees milliseconds and bytes.
+ */
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+
+const duration = z
+  .string({ error: 'expected a duration such as 30s, 5m or 1h30m' })
+  .transform((text, ctx) => {
+    const ms = parseDuration(text);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `invalid duration "${text}" (expected e.g. 500ms, 30s, 5m, 1h30m, 7d)` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const size = z
+  .union([z.string(), z.number()], { error: 'expected a size such as 64MiB, 10MB or 1024' })
+  .transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `invalid size "${value}" (expected e.g. 512B, 64KiB, 256MiB, 1GB)` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+const listenAddress = z
+  .string({ error: 'expected host:port, e.g. 0.0.0.0:9180' })
+  .transform((text, ctx) => {
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `invalid listen address "${text}" (expected host:port, e.g. 0.0.0.0:9180 or [::1]:9180)` });
+      return z.NEVER;
+    }
+    return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+  });
+
+const upstreamUrl = z.string({ error: 'expected an http:// or https:// URL' }).transform((text, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `invalid upstream URL "${text}"` });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: `upstream must be http:// or https://, got "${url.protocol}"` });
+    return z.NEVER;
+  }
+  if (url.username || url.password) {
+    ctx.addIssue({ code: 'custom', message: 'put upstream credentials in basic_auth, not in the URL' });
+    return z.NEVER;
+  }
+  if (url.hash) {
+    ctx.addIssue({ code: 'custom', message: 'upstream URL must not have a #fragment' });
+    return z.NEVER;
+  }
+  return url;
+});
+
+const scrapePath = z
+  .string({ error: 'expected a path starting with /' })
+  .regex(/^\/[^?#\s]*$/, 'expected a path starting with /, without ? or #');
+
+const routeName = z
+  .string({ error: 'expected a route name' })
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, 'route names use letters, digits, _, . and - (they become metric labels)');
+
+const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+const freshnessFields = {
+  ttl: duration,
+  timeout: duration,
+  max_body_bytes: size,
+  stale_while_revalidate: duration,
+  stale_if_error: duration,
+};
+
+export const tlsSchema = z.strictObject({
+  ca_file: z.string().min(1).optional(),
+  cert_file: z.string().min(1).optional(),
+  key_file: z.string().min(1).optional(),
+  server_name: z.string().min(1).optional(),
+  insecure_skip_verify: z.boolean().optional(),
+});
+
+export const basicAuthSchema = z.strictObject({
+  username: z.string({ error: 'basic_auth needs a username' }),
+  password: z.string().optional(),
+  password_file: z.string().min(1).optional(),
+});
+
+export const routeSchema = z.strictObject({
+  name: routeName,
+  path: scrapePath.optional(),
+  path_prefix: scrapePath.optional(),
+  upstream: upstreamUrl,
+  ...Object.fromEntries(Object.entries(freshnessFields).map(([k, v]) => [k, v.optional()])) as {
+    [K in keyof typeof freshnessFields]: z.ZodOptional<(typeof freshnessFields)[K]>;
+  },
+  prefetch: z.boolean().optional(),
+  cache: z.boolean().optional(),
+  query_keys: z.array(z.string().min(1)).optional(),
+  headers: z
+    .record(z.string().regex(headerName, 'invalid header name'), z.string({ error: 'header values are strings' }))
+    .optional(),
+  tls: tlsSchema.optional(),
+  basic_auth: basicAuthSchema.optional(),
+  bearer_token_file: z.string().min(1).optional(),
+});
+
+export const configSchema = z.strictObject({
+  listen: listenAddress.default({ host: '0.0.0.0', port: 9180 }),
+  workers: z.int().min(1).max(64).default(1),
+  admin: z
+    .strictObject({
+      listen: listenAddress.default({ host: '127.0.0.1', port: 9181 }),
+      // `token: ${VAR:-}` expands to an empty YAML value, which is null: the same as no token.
+      token: z
+        .string()
+        .nullable()
+        .default('')
+        .transform((t) => t ?? ''),
+    })
+    .default({ listen: { host: '127.0.0.1', port: 9181 }, token: '' }),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    })
+    .default({ level: 'info' }),
+  cache: z
+    .strictObject({
+      max_bytes: size.default(256 * 1024 * 1024),
+    })
+    .default({ max_bytes: 256 * 1024 * 1024 }),
+  defaults: z
+    .strictObject({
+      ttl: duration.default(60_000),
+      timeout: duration.default(30_000),
+      max_body_bytes: size.default(64 * 1024 * 1024),
+      stale_while_revalidate: duration.default(0),
+      stale_if_error: duration.default(0),
+    })
+    .default({ ttl: 60_000, timeout: 30_000, max_body_bytes: 64 * 1024 * 1024, stale_while_revalidate: 0, stale_if_error: 0 }),
+  routes: z.array(routeSchema, { error: 'expected a list of routes' }).min(1, 'at least one route is needed'),
+});
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawRoute = z.output<typeof routeSchema>;

@@ -1,0 +1,49 @@
+/** The validated configuration the rest of the program reads: milliseconds, bytes, URLs. */
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface UpstreamTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  serverName?: string;
+  insecureSkipVerify: boolean;
+}
+
+export interface Route {
+  name: string;
+  /** Exactly one of path and pathPrefix is set. */
+  path?: string;
+  pathPrefix?: string;
+  upstream: URL;
+  ttlMs: number;
+  timeoutMs: number;
+  maxBodyBytes: number;
+  staleWhileRevalidateMs: number;
+  staleIfErrorMs: number;
+  prefetch: boolean;
+  cache: boolean;
+  /** Allow-list of query parameter names; null admits any. */
+  queryKeys: ReadonlySet<string> | null;
+  /** Extra request headers sent upstream, including Authorization built from basic_auth or a token file. */
+  headers: Record<string, string>;
+  tls?: UpstreamTls;
+  /**
+   * Identity of everything that decides what the upstream returns (upstream, headers, auth, TLS).
+   * Entries of a route survive a reload only while this stays the same.
+   */
+  fingerprint: string;
+}
+
+export interface Config {
+  file: string;
+  listen: ListenAddress;
+  workers: number;
+  admin: { listen: ListenAddress; token: string };
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
+  cache: { maxBytes: number };
+  routes: Route[];
+}

@@ -1,0 +1,131 @@
+/**
+ * Every self-metric (SPEC 5), defined once, on a registry of its own per proxy instance.
+ * Labels are route names, never raw paths or queries, so cardinality stays bounded by the config.
+ * Hot-path counters are bound per route once, so a hit does no label lookup.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Counter as CounterType } from 'prom-client';
+
+export type CacheOutcome = 'hit' | 'miss' | 'collapsed' | 'stale' | 'bypass';
+
+export interface RouteCounters {
+  requests: Record<CacheOutcome, CounterType.Internal>;
+}
+
+export interface StoreView {
+  /** Entries and bytes per route name. */
+  usageByRoute(): Map<string, { entries: number; bytes: number }>;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'cache'>;
+  private readonly upstreamRequests: Counter<'route' | 'code'>;
+  private readonly upstreamDuration: Histogram<'route'>;
+  readonly evictions: Counter;
+  readonly invalidations: Counter;
+  readonly reloadSuccessful: Gauge;
+  readonly reloadTimestamp: Gauge;
+  private readonly byRoute = new Map<string, RouteCounters>();
+  private routeNames: string[] = [];
+
+  constructor(store: StoreView, options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: 'scrapecache_requests_total',
+      help: 'Scrape requests answered, by route and cache outcome (hit, miss, collapsed, stale, bypass).',
+      labelNames: ['route', 'cache'],
+      registers,
+    });
+    this.upstreamRequests = new Counter({
+      name: 'scrapecache_upstream_requests_total',
+      help: 'Upstream fetches, by route and HTTP status or error kind.',
+      labelNames: ['route', 'code'],
+      registers,
+    });
+    this.upstreamDuration = new Histogram({
+      name: 'scrapecache_upstream_request_duration_seconds',
+      help: 'Duration of upstream fetches, body included.',
+      labelNames: ['route'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    });
+    this.evictions = new Counter({
+      name: 'scrapecache_cache_evictions_total',
+      help: 'Entries pushed out of the cache to stay under cache.max_bytes.',
+      registers,
+    });
+    this.invalidations = new Counter({
+      name: 'scrapecache_invalidations_total',
+      help: 'Entries dropped by POST /invalidate.',
+      registers,
+    });
+    this.reloadSuccessful = new Gauge({
+      name: 'scrapecache_config_last_reload_successful',
+      help: 'Whether the last configuration load succeeded (1) or failed (0).',
+      registers,
+    });
+    this.reloadTimestamp = new Gauge({
+      name: 'scrapecache_config_last_reload_success_timestamp_seconds',
+      help: 'Unix time of the last successful configuration load.',
+      registers,
+    });
+    const routeNames = (): string[] => this.routeNames;
+    new Gauge({
+      name: 'scrapecache_cache_entries',
+      help: 'Entries held in the cache, by route.',
+      labelNames: ['route'],
+      registers,
+      collect() {
+        this.reset();
+        const usage = store.usageByRoute();
+        for (const name of routeNames()) this.set({ route: name }, usage.get(name)?.entries ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'scrapecache_cache_bytes',
+      help: 'Bytes held in the cache (bodies, converted variants, headers, keys), by route.',
+      labelNames: ['route'],
+      registers,
+      collect() {
+        this.reset();
+        const usage = store.usageByRoute();
+        for (const name of routeNames()) this.set({ route: name }, usage.get(name)?.bytes ?? 0);
+      },
+    });
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Declares the routes of a (re)loaded config, so that every route has its series from the start. */
+  setRoutes(names: readonly string[]): void {
+    this.routeNames = [...names];
+    for (const name of names) this.route(name);
+  }
+
+  route(name: string): RouteCounters {
+    let counters = this.byRoute.get(name);
+    if (!counters) {
+      const outcome = (cache: CacheOutcome) => this.requests.labels(name, cache);
+      counters = {
+        requests: {
+          hit: outcome('hit'),
+          miss: outcome('miss'),
+          collapsed: outcome('collapsed'),
+          stale: outcome('stale'),
+          bypass: outcome('bypass'),
+        },
+      };
+      this.byRoute.set(name, counters);
+    }
+    return counters;
+  }
+
+  upstream(route: string, code: string, seconds: number): void {
+    this.upstreamRequests.labels(route, code).inc();
+    this.upstreamDuration.labels(route).observe(seconds);
+  }
+
+  reloaded(ok: boolean, now = Date.now()): void {
+    this.reloadSuccessful.set(ok ? 1 : 0);
+    if (ok) this.reloadTimestamp.set(Math.floor(now / 1000));
+  }
+}

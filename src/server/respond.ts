@@ -1,0 +1,46 @@
+/**
+ * Writing answers: stored responses with their per-request headers, and every failure as one
+ * status and one plain-text line (SPEC 3.3), in one place.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Variant } from '../cache/stored-response.js';
+
+const TEXT = 'text/plain; charset=utf-8';
+
+/** Writes a variant with Age and Cache-Status added; HEAD gets the headers only. */
+export function writeVariant(
+  res: ServerResponse,
+  status: number,
+  variant: Variant,
+  age: number,
+  cacheStatus: string,
+  head: boolean,
+): void {
+  if (res.destroyed) return;
+  const headers = variant.head.slice();
+  headers.push('Age', String(age), 'Cache-Status', cacheStatus);
+  res.writeHead(status, headers);
+  res.end(head ? undefined : variant.body);
+}
+
+/** A one-line plain-text answer; errors are never cached downstream either. */
+export function writeText(
+  res: ServerResponse,
+  status: number,
+  message: string,
+  extra: Record<string, string> = {},
+  head = false,
+): void {
+  if (res.destroyed || res.headersSent) {
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
+  const body = `${message}\n`;
+  res.writeHead(status, {
+    'Content-Type': TEXT,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    ...extra,
+  });
+  res.end(head ? undefined : body);
+}

@@ -1,0 +1,177 @@
+/**
+ * The scrape listener (SPEC 3): route, key, cache, response. Hits are answered synchronously
+ * from bytes prepared when the entry was stored.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
+import { canonicalQuery, QueryError } from '../cache/key.js';
+import { admits, chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
+import type { Lookup, ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
+import type { Route } from '../config/types.js';
+import { ProxyError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { PassThrough } from '../upstream/pass-through.js';
+import { writeText, writeVariant } from './respond.js';
+import type { RouteTable } from './route-table.js';
+
+const ALLOW = { Allow: 'GET, HEAD' };
+
+export interface ScrapeListenerDeps {
+  table(): RouteTable;
+  cache: ScrapeCache;
+  passThrough: PassThrough;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Time kept back from the client's scrape timeout so that our 504 arrives before it gives up. */
+export function deadlineMs(header: string | string[] | undefined): number | undefined {
+  if (typeof header !== 'string') return undefined;
+  const seconds = Number(header);
+  if (!Number.isFinite(seconds) || seconds <= 0) return undefined;
+  const ms = seconds * 1000;
+  return Math.max(1, ms - Math.min(500, ms / 10));
+}
+
+/** A path with a `.` or `..` segment, raw or percent-encoded, never reaches an upstream. */
+function hasDotSegment(path: string): boolean {
+  if (!path.includes('.') && !path.includes('%')) return false;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return true;
+  }
+  return /(^|\/)\.{1,2}(\/|$)/.test(decoded) || decoded.includes('\\') || decoded.includes('\0');
+}
+
+export function createScrapeHandler(deps: ScrapeListenerDeps) {
+  const { cache, metrics, log, passThrough } = deps;
+
+  function cacheStatus(lookup: Lookup, now: number): string {
+    const e = lookup.entry;
+    switch (lookup.cache) {
+      case 'hit':
+        return `scrapecache; hit; ttl=${ttlSeconds(e, e.policy, now)}`;
+      case 'stale':
+        return lookup.fwdStatus === undefined
+          ? `scrapecache; hit; fwd=stale; ttl=${ttlSeconds(e, e.policy, now)}`
+          : `scrapecache; hit; fwd=stale; fwd-status=${lookup.fwdStatus}; ttl=${ttlSeconds(e, e.policy, now)}`;
+      default: {
+        const collapsed = lookup.cache === 'collapsed' ? '; collapsed' : '';
+        return lookup.stored ? `scrapecache; fwd=miss; stored${collapsed}` : `scrapecache; fwd=miss; fwd-status=${e.status}${collapsed}`;
+      }
+    }
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse, lookup: Lookup, route: Route): Promise<void> {
+    const entry = lookup.entry;
+    const coding = chooseCoding(req.headers['accept-encoding'], entry.coding);
+    metrics.route(route.name).requests[lookup.cache].inc();
+    if (coding === null) {
+      writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`);
+      return;
+    }
+    let variant = entry.variant(coding);
+    if (variant === undefined) {
+      try {
+        variant = await entry.convert(coding);
+      } catch (err) {
+        cache.store.deleteIf(entry);
+        log.warn({ route: route.name, path: entry.path, err: (err as Error).message }, 'stored gzip body does not decode');
+        writeText(res, 502, `route ${route.name}: upstream sent a corrupt gzip body`);
+        return;
+      }
+      if (lookup.stored) cache.store.resize(entry);
+    }
+    const now = Date.now();
+    writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
+  }
+
+  function fail(req: IncomingMessage, res: ServerResponse, route: Route, err: unknown): void {
+    const e = err instanceof ProxyError ? err : new ProxyError('UPSTREAM_UNREACHABLE', `route ${route.name}: ${String(err)}`);
+    metrics.route(route.name).requests.miss.inc();
+    if (e.code === 'SCRAPE_DEADLINE') log.info({ route: route.name, url: req.url }, e.message);
+    writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=miss; detail=${e.kind}` }, req.method === 'HEAD');
+  }
+
+  /** Waits for a fill, but answers 504 shortly before the client's own scrape timeout. */
+  function waitForFill(req: IncomingMessage, pending: Promise<Lookup>, route: Route): Promise<Lookup> {
+    const ms = deadlineMs(req.headers['x-prometheus-scrape-timeout-seconds']);
+    if (ms === undefined || ms >= route.timeoutMs) return pending;
+    pending.catch(() => undefined); // the fill runs on; its failure is logged where it happens
+    return new Promise<Lookup>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new ProxyError(
+              'SCRAPE_DEADLINE',
+              `route ${route.name}: upstream did not answer within the scrape timeout (${req.headers['x-prometheus-scrape-timeout-seconds']}s); the fetch goes on and the next scrape gets its result`,
+            ),
+          ),
+        ms,
+      );
+      pending.then(resolve, reject).finally(() => clearTimeout(timer));
+    });
+  }
+
+  return async function handleScrape(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '';
+    if (url.charCodeAt(0) !== 47 /* / */) {
+      writeText(res, 400, 'request target must be a path such as /metrics');
+      return;
+    }
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (hasDotSegment(path)) {
+      writeText(res, 400, 'path must not contain . or .. segments');
+      return;
+    }
+    const route = deps.table().match(path);
+    if (route === undefined) {
+      writeText(res, 404, 'no route for this path');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      writeText(res, 405, `route ${route.name} answers GET and HEAD only`, ALLOW);
+      return;
+    }
+    if (!route.cache) {
+      metrics.route(route.name).requests.bypass.inc();
+      passThrough.forward(req, res, route, path, q === -1 ? '' : url.slice(q + 1));
+      return;
+    }
+    let query: string;
+    try {
+      const canonical = canonicalQuery(q === -1 ? '' : url.slice(q + 1));
+      query = canonical.query;
+      if (route.queryKeys !== null) {
+        const refused = canonical.params.find(([name]) => !route.queryKeys!.has(name));
+        if (refused) {
+          writeText(res, 400, `route ${route.name}: query parameter "${refused[0].slice(0, 64)}" is not in query_keys (${[...route.queryKeys].join(', ')})`);
+          return;
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof QueryError)) throw err;
+      writeText(res, 400, `route ${route.name}: ${err.message}`);
+      return;
+    }
+    const accept = req.headers.accept;
+    const target: ScrapeTarget = { route, path, query, representation: classifyAccept(accept), accept };
+    try {
+      let found = cache.lookup(target);
+      if (found instanceof Promise) found = await waitForFill(req, found, route);
+      // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
+      // `Accept: text/plain`): fetch for this exact Accept instead.
+      if (found.cache !== 'miss' && !target.representation.startsWith('accept:') && !admits(accept, found.entry.contentType)) {
+        const exact = cache.lookup({ ...target, representation: exactRepresentation(accept) });
+        found = exact instanceof Promise ? await waitForFill(req, exact, route) : exact;
+      }
+      await serve(req, res, found, route);
+    } catch (err) {
+      fail(req, res, route, err);
+    }
+  };
+}

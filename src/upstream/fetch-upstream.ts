@@ -1,0 +1,149 @@
+/**
+ * One upstream fetch with undici: a pooled keep-alive Agent per route (its TLS options are the
+ * route's), the route's timeout over the whole exchange, and the body-size cap enforced while
+ * streaming, before the body is held whole.
+ */
+import { performance } from 'node:perf_hooks';
+import { Agent, type Dispatcher } from 'undici';
+import type { Route } from '../config/types.js';
+import { classifyUpstreamError, ProxyError } from '../errors.js';
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  durationMs: number;
+}
+
+/** Prometheus 2.x's scrape Accept header: what prefetch and refresh ask for when no client did. */
+export const PROMETHEUS_ACCEPT =
+  'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+
+const USER_AGENT = 'scrapecache';
+
+/** The request target upstream: the route's own path (and for prefix routes the rest of the path) and merged query. */
+export function upstreamTarget(route: Route, path: string, query: string): string {
+  let pathname = route.upstream.pathname;
+  if (route.pathPrefix !== undefined) {
+    const rest = path.slice(route.pathPrefix.length);
+    pathname = pathname.endsWith('/') || rest === '' || rest.startsWith('/') ? pathname + rest : `${pathname}/${rest}`;
+    pathname = pathname.replace(/\/{2,}/g, '/');
+  }
+  const own = route.upstream.search.slice(1);
+  const merged = own && query ? `${own}&${query}` : own || query;
+  return merged ? `${pathname}?${merged}` : pathname;
+}
+
+/** Agents per route fingerprint, kept across reloads while the route's connection settings stay. */
+export class Dispatchers {
+  private readonly agents = new Map<string, Agent>();
+
+  for(route: Route): Dispatcher {
+    let agent = this.agents.get(route.fingerprint);
+    if (!agent) {
+      const tls = route.tls;
+      agent = new Agent({
+        connections: 32,
+        keepAliveTimeout: 30_000,
+        connect: tls
+          ? {
+              ...(tls.ca ? { ca: tls.ca } : {}),
+              ...(tls.cert ? { cert: tls.cert } : {}),
+              ...(tls.key ? { key: tls.key } : {}),
+              ...(tls.serverName ? { servername: tls.serverName } : {}),
+              rejectUnauthorized: !tls.insecureSkipVerify,
+            }
+          : {},
+      });
+      this.agents.set(route.fingerprint, agent);
+    }
+    return agent;
+  }
+
+  /** Closes the agents no current route uses (after a reload). */
+  async retain(routes: readonly Route[]): Promise<void> {
+    const keep = new Set(routes.map((r) => r.fingerprint));
+    const closing: Promise<void>[] = [];
+    for (const [fingerprint, agent] of this.agents) {
+      if (!keep.has(fingerprint)) {
+        this.agents.delete(fingerprint);
+        closing.push(agent.close().catch(() => undefined));
+      }
+    }
+    await Promise.all(closing);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.agents.values()];
+    this.agents.clear();
+    await Promise.all(all.map((a) => a.destroy().catch(() => undefined)));
+  }
+}
+
+/**
+ * GETs the upstream and reads the whole body. Throws ProxyError: 504 on the route's timeout,
+ * 502 when unreachable, reset, truncated, over max_body_bytes or not HTTP.
+ */
+export async function fetchUpstream(
+  route: Route,
+  dispatcher: Dispatcher,
+  target: string,
+  accept: string | undefined,
+): Promise<UpstreamResponse> {
+  const started = performance.now();
+  const controller = new AbortController();
+  const timeout = new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`);
+  const timer = setTimeout(() => controller.abort(timeout), route.timeoutMs);
+  try {
+    const headers: Record<string, string> = {
+      'user-agent': USER_AGENT,
+      'accept-encoding': 'gzip',
+      // Exporters such as blackbox_exporter size their work by this; give them the route's budget.
+      'x-prometheus-scrape-timeout-seconds': String(route.timeoutMs / 1000),
+      ...(accept ? { accept } : {}),
+      ...route.headers,
+    };
+    const res = await dispatcher.request({
+      origin: route.upstream.origin,
+      path: target,
+      method: 'GET',
+      headers,
+      signal: controller.signal,
+      headersTimeout: route.timeoutMs,
+      bodyTimeout: route.timeoutMs,
+    });
+    const declared = Number(res.headers['content-length']);
+    if (declared > route.maxBodyBytes) {
+      res.body.destroy();
+      throw tooLarge(route, `declares ${declared} bytes`);
+    }
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      length += chunk.length;
+      if (length > route.maxBodyBytes) {
+        res.body.destroy();
+        throw tooLarge(route, `sent more than ${route.maxBodyBytes} bytes`);
+      }
+      chunks.push(chunk);
+    }
+    return {
+      status: res.statusCode,
+      headers: res.headers,
+      body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length),
+      durationMs: performance.now() - started,
+    };
+  } catch (err) {
+    if (controller.signal.aborted) throw timeout;
+    throw classifyUpstreamError(route.name, err, route.timeoutMs);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function tooLarge(route: Route, detail: string): ProxyError {
+  return new ProxyError(
+    'UPSTREAM_BODY_TOO_LARGE',
+    `route ${route.name}: upstream body ${detail}, over max_body_bytes (${route.maxBodyBytes})`,
+  );
+}

@@ -1,0 +1,151 @@
+/**
+ * Pass-through routes (`cache: false`): streamed both ways with http-proxy, never buffered
+ * whole, never stored. The route's timeout and max_body_bytes hold as on cached routes; an
+ * upstream failure before the response started is a 502/504 line like any other.
+ */
+import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import httpProxy from 'http-proxy';
+import type { Logger } from 'pino';
+import type { Route } from '../config/types.js';
+import { classifyUpstreamError, ProxyError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import { writeText } from '../server/respond.js';
+import { upstreamTarget } from './fetch-upstream.js';
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+/** http-proxy reports per-request events on the proxy; these hooks carry them to their request. */
+type PassThroughRequest = IncomingMessage & {
+  onProxyReq?: (proxyReq: ClientRequest) => void;
+  onProxyRes?: (upstream: IncomingMessage) => void;
+};
+
+export class PassThrough {
+  private readonly proxy = httpProxy.createProxyServer({ selfHandleResponse: true, xfwd: false, changeOrigin: true });
+  private readonly agents = new Map<string, HttpAgent>();
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  private agentFor(route: Route): HttpAgent {
+    let agent = this.agents.get(route.fingerprint);
+    if (!agent) {
+      const tls = route.tls;
+      agent =
+        route.upstream.protocol === 'https:'
+          ? new HttpsAgent({
+              keepAlive: true,
+              ...(tls?.ca ? { ca: tls.ca } : {}),
+              ...(tls?.cert ? { cert: tls.cert } : {}),
+              ...(tls?.key ? { key: tls.key } : {}),
+              ...(tls?.serverName ? { servername: tls.serverName } : {}),
+              rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
+            })
+          : new HttpAgent({ keepAlive: true });
+      this.agents.set(route.fingerprint, agent);
+    }
+    return agent;
+  }
+
+  forward(req: IncomingMessage, res: ServerResponse, route: Route, path: string, rawQuery: string): void {
+    const started = performance.now();
+    const target = new URL(upstreamTarget(route, path, rawQuery), route.upstream.origin);
+    let done = false;
+    const finish = (code: string) => {
+      if (done) return;
+      done = true;
+      this.metrics.upstream(route.name, code, (performance.now() - started) / 1000);
+    };
+    const onError = (err: unknown) => {
+      const e =
+        err instanceof ProxyError
+          ? err
+          : (err as { code?: string }).code === 'ECONNRESET' && timedOut
+            ? new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`)
+            : classifyUpstreamError(route.name, err, route.timeoutMs);
+      finish(e.kind);
+      this.log.warn({ route: route.name, path, err: { code: e.code, message: e.message } }, 'pass-through failed');
+      writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=bypass; detail=${e.kind}` }, req.method === 'HEAD');
+    };
+    let timedOut = false;
+    let upstreamRequest: { destroy(): void } | undefined;
+    const hooks = req as PassThroughRequest;
+    hooks.onProxyReq = (proxyReq) => (upstreamRequest = proxyReq);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      upstreamRequest?.destroy();
+      onError(new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`));
+    }, route.timeoutMs);
+    res.once('close', () => clearTimeout(timer));
+
+    // http-proxy emits proxyRes on the proxy server; install() hands it to the request's own handler.
+    hooks.onProxyRes = (upstream) => {
+      const declared = Number(upstream.headers['content-length']);
+      if (declared > route.maxBodyBytes) {
+        upstream.destroy();
+        clearTimeout(timer);
+        onError(new ProxyError('UPSTREAM_BODY_TOO_LARGE', `route ${route.name}: upstream body declares ${declared} bytes, over max_body_bytes (${route.maxBodyBytes})`));
+        return;
+      }
+      const headers: string[] = [];
+      for (let i = 0; i < upstream.rawHeaders.length; i += 2) {
+        const name = upstream.rawHeaders[i]!;
+        if (!HOP_BY_HOP.has(name.toLowerCase())) headers.push(name, upstream.rawHeaders[i + 1]!);
+      }
+      headers.push('Cache-Status', 'scrapecache; fwd=bypass');
+      if (res.destroyed) return upstream.destroy();
+      res.writeHead(upstream.statusCode ?? 502, headers);
+      let length = 0;
+      upstream.on('data', (chunk: Buffer) => {
+        length += chunk.length;
+        if (length > route.maxBodyBytes) {
+          // The status is already sent: cutting the stream is the only honest signal left.
+          this.log.warn({ route: route.name, path }, 'pass-through body over max_body_bytes, connection cut');
+          finish('too_large');
+          upstream.destroy();
+          res.destroy();
+        }
+      });
+      upstream.on('end', () => {
+        clearTimeout(timer);
+        finish(String(upstream.statusCode));
+      });
+      upstream.on('error', () => res.destroy());
+      upstream.pipe(res);
+    };
+    this.proxy.web(
+      req,
+      res,
+      {
+        target: {
+          protocol: target.protocol,
+          host: target.hostname,
+          port: target.port || (target.protocol === 'https:' ? 443 : 80),
+          path: target.pathname + target.search,
+        } as never,
+        ignorePath: true,
+        agent: this.agentFor(route),
+        headers: route.headers,
+        proxyTimeout: route.timeoutMs,
+        selfHandleResponse: true,
+      },
+      onError,
+    );
+  }
+
+  /** Called once per process: routes proxyRes to the request it belongs to. */
+  install(): this {
+    this.proxy.on('proxyReq', (proxyReq, req) => (req as PassThroughRequest).onProxyReq?.(proxyReq));
+    this.proxy.on('proxyRes', (upstream, req) => (req as PassThroughRequest).onProxyRes?.(upstream));
+    return this;
+  }
+
+  close(): void {
+    this.proxy.close();
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
+  }
+}
