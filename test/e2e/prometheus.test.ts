@@ -24,6 +24,7 @@ const NODE_TTL_SECONDS = 5;
 const SCRAPE_INTERVAL_SECONDS = 1;
 const MIN_SCRAPES = 12;
 const MIN_OBSERVED_SECONDS = 12;
+const SLOW_EXPORTER_MS = 1500;
 
 function isExecutable(path: string): boolean {
   try {
@@ -200,6 +201,7 @@ interface Target {
 
 let ports: Record<'nodeExporter' | 'blackbox' | 'proxy' | 'admin' | 'prometheus', number>;
 let probeOrigin: { port: number; requests: number };
+let slowOrigin: { port: number; requests: number };
 let prometheusChild: Child;
 let proxyChild: Child;
 let exporterChildren: Child[];
@@ -257,6 +259,19 @@ if (skipReason) {
     await new Promise<void>((resolve) => origin.listen(0, '127.0.0.1', resolve));
     probeOrigin.port = (origin.address() as AddressInfo).port;
 
+    // An exporter slower than Prometheus's scrape timeout.
+    slowOrigin = { port: 0, requests: 0 };
+    const slow = createServer((_req, res) => {
+      slowOrigin.requests++;
+      setTimeout(() => {
+        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+        res.end('# TYPE slow_exporter_collections_total counter\nslow_exporter_collections_total 1\n');
+      }, SLOW_EXPORTER_MS);
+    });
+    servers.push(slow);
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    slowOrigin.port = (slow.address() as AddressInfo).port;
+
     const blackboxConfig = join(workDir, 'blackbox.yml');
     await writeFile(
       blackboxConfig,
@@ -295,6 +310,11 @@ routes:
     upstream: http://127.0.0.1:${ports.blackbox}/probe
     ttl: 5s
     query_keys: [target, module]
+  - name: slow
+    path: /slow/metrics
+    upstream: http://127.0.0.1:${slowOrigin.port}/metrics
+    ttl: 1m
+    timeout: 10s
 `,
     );
     proxyChild = startChild('scrapecache', process.execPath, [cliPath, '--config.file', proxyConfig]);
@@ -331,6 +351,12 @@ scrape_configs:
         target_label: instance
       - target_label: __address__
         replacement: 127.0.0.1:${ports.proxy}
+  # An exporter that takes longer than scrape_timeout: the first scrape times out, the fill
+  # goes on and is stored, and later scrapes are hits.
+  - job_name: slow
+    metrics_path: /slow/metrics
+    static_configs:
+      - targets: ['127.0.0.1:${ports.proxy}']
   # The proxy's own metrics from its admin listener.
   - job_name: scrapecache
     static_configs:
@@ -365,7 +391,7 @@ scrape_configs:
         const active = (JSON.parse(body) as { data: { activeTargets: Target[] } }).data.activeTargets;
         const jobs = ['node', 'blackbox', 'scrapecache'];
         const ready = jobs.every((job) => active.some((t) => t.labels.job === job && t.health === 'up'));
-        return ready && active.every((t) => t.health === 'up') ? active : undefined;
+        return ready && active.every((t) => t.health === 'up' || t.labels.job === 'slow') ? active : undefined;
       },
       { watch: everyone() },
     ).catch(async (err: Error) => {
@@ -398,6 +424,21 @@ scrape_configs:
     assert.equal(success, 1, 'probe_success');
     assert.equal(await scalar('probe_http_status_code{job="blackbox"}'), 200);
     assert.ok(probeOrigin.requests >= 1, 'the blackbox exporter reached the probe origin');
+  });
+
+  test('an exporter slower than the scrape timeout becomes scrapable through the proxy', async (t) => {
+    await waitFor('up{job="slow"} == 1', async () => ((await scalar('up{job="slow"}')) === 1 ? true : undefined), {
+      watch: everyone(),
+    });
+    const value = await scalar('slow_exporter_collections_total{job="slow"}');
+    assert.equal(value, 1, 'the slow exporter\'s series arrived');
+    const scrapes = (await scalar('sum(count_over_time(up{job="slow"}[5m]))')) ?? 0;
+    const failed = scrapes - ((await scalar('sum(sum_over_time(up{job="slow"}[5m]))')) ?? 0);
+    t.diagnostic(`slow exporter (${SLOW_EXPORTER_MS} ms, scrape_timeout ${SCRAPE_INTERVAL_SECONDS}s): ${scrapes} scrapes, ${failed} timed out, ${slowOrigin.requests} upstream fetches`);
+    // The first scrape (or two, while the fill runs) times out; the one fill serves the rest.
+    assert.equal(slowOrigin.requests, 1, 'one fetch, which ran on past the scrape timeout and was stored');
+    assert.ok(failed >= 1, 'the first scrape timed out, as Prometheus alone would');
+    assert.ok(failed <= 2, `at most the scrapes during the first fill failed (${failed})`);
   });
 
   test('node_exporter is fetched about once per TTL, not once per scrape', async (t) => {
