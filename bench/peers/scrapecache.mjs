@@ -21,7 +21,8 @@ export function scrapecacheAvailable() {
   try {
     commit = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
   } catch { /* not a git checkout */ }
-  return { cli: CLI, version: `scrapecache ${version}${commit ? ` (${commit})` : ''}` };
+  const name = version.startsWith('scrapecache') ? version : `scrapecache ${version}`;
+  return { cli: CLI, version: `${name}${commit ? `, commit ${commit}` : ''}` };
 }
 
 function yamlString(value) {

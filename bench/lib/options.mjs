@@ -1,0 +1,88 @@
+// Command-line flags (and BENCH_* environment variables) of bench/run.mjs.
+import { parseArgs } from 'node:util';
+import { availableParallelism } from 'node:os';
+import { findBinary } from './binaries.mjs';
+
+export const ALL_SECTIONS = ['compare', 'size', 'concurrency', 'memory'];
+export const ALL_PEERS = ['reference', 'scrapecache', 'nginx', 'varnish'];
+
+export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run.mjs [flags] after npm run build)
+
+  --quick               smoke run: short durations, fewer points (about 2 minutes)
+  --duration S          seconds of load per point in the peer comparison; the size and
+                        concurrency sweeps use half of it          [BENCH_DURATION, default 10; quick 2]
+  --sections LIST       compare,size,concurrency,memory            [BENCH_SECTIONS, default all]
+  --peers LIST          reference,scrapecache,nginx,varnish        [BENCH_PEERS, default all found]
+  --connections N       connections for the comparison and size sweep [BENCH_CONNECTIONS, default 50]
+  --workers N           writes "workers: N" into the proxy config, runs nginx with
+                        worker_processes N and the reference with N cluster workers [BENCH_WORKERS]
+  --max-keys N          largest entry count of the memory sweep   [BENCH_MAX_KEYS, default 100000; quick 10000]
+  --load wrk|autocannon load generator (default: wrk if installed) [BENCH_LOAD]
+  --no-pin              do not pin servers to CPU 1 and the load generator to CPU 0
+  --cpu-prof            run scrapecache under --cpu-prof; writes bench/out/profiles/ and adds the
+                        top self-time functions to the results
+  --out FILE            results file [BENCH_OUT, default bench/RESULTS.md; quick: bench/out/RESULTS-quick.md]
+  --help`;
+
+function list(value, allowed, what) {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!allowed.includes(item)) throw new Error(`unknown ${what} "${item}": expected some of ${allowed.join(',')}`);
+  }
+  return items;
+}
+
+function positive(value, what) {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${what} must be a positive number, got "${value}"`);
+  return n;
+}
+
+export function parseOptions(argv, env = process.env) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      duration: { type: 'string' },
+      sections: { type: 'string' },
+      peers: { type: 'string' },
+      connections: { type: 'string' },
+      workers: { type: 'string' },
+      'max-keys': { type: 'string' },
+      load: { type: 'string' },
+      'no-pin': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  const quick = values.quick || env.BENCH_QUICK === '1';
+  const duration = positive(values.duration ?? env.BENCH_DURATION ?? (quick ? 2 : 10), '--duration');
+  const workersValue = values.workers ?? env.BENCH_WORKERS;
+  const workers = workersValue === undefined ? undefined : Math.floor(positive(workersValue, '--workers'));
+  const load = values.load ?? env.BENCH_LOAD;
+  if (load !== undefined && load !== 'wrk' && load !== 'autocannon') throw new Error(`--load must be wrk or autocannon, got "${load}"`);
+  const cores = availableParallelism();
+  // Pinning keeps the load generator off the server's core; with several server processes on a
+  // 2-core machine there is nothing to separate.
+  const pin = !values['no-pin'] && cores >= 2 && (workers ?? 1) === 1 && findBinary('taskset') !== null;
+  return {
+    help: values.help,
+    quick,
+    duration,
+    sweepDuration: Math.max(1, Math.round(duration / 2)),
+    warmup: Math.max(1, Math.round(duration / 5)),
+    sections: list(values.sections ?? env.BENCH_SECTIONS ?? ALL_SECTIONS.join(','), ALL_SECTIONS, 'section'),
+    peers: list(values.peers ?? env.BENCH_PEERS ?? ALL_PEERS.join(','), ALL_PEERS, 'peer'),
+    connections: Math.floor(positive(values.connections ?? env.BENCH_CONNECTIONS ?? 50, '--connections')),
+    workers,
+    maxKeys: Math.floor(positive(values['max-keys'] ?? env.BENCH_MAX_KEYS ?? (quick ? 10_000 : 100_000), '--max-keys')),
+    load,
+    pin,
+    serverCpus: pin ? '1' : undefined,
+    loadCpus: pin ? '0' : undefined,
+    cpuProf: values['cpu-prof'],
+    out: values.out ?? env.BENCH_OUT ?? (quick ? 'bench/out/RESULTS-quick.md' : 'bench/RESULTS.md'),
+    argv,
+  };
+}

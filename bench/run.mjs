@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+// The benchmark runner (`npm run bench`): starts the fixture exporter, scrapecache and its peers,
+// measures them side by side and writes bench/RESULTS.md. `--help` lists the flags.
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseOptions, USAGE } from './lib/options.mjs';
+import { describeMachine, loadAverage } from './lib/machine.mjs';
+import { pickLoadTool } from './lib/load.mjs';
+import { startFixture } from './lib/fixture.mjs';
+import { request, closeClient } from './lib/http-client.mjs';
+import { stopAllChildren } from './lib/children.mjs';
+import { newestProfile, topSelfTime } from './lib/cpu-profile.mjs';
+import { renderReport, evaluateGoals, goalMark, formatBytes } from './lib/report.mjs';
+import { startReference } from './peers/reference.mjs';
+import { startScrapecache, scrapecacheAvailable, REPO_ROOT } from './peers/scrapecache.mjs';
+import { startNginx, nginxAvailable } from './peers/nginx.mjs';
+import { startVarnish, varnishAvailable } from './peers/varnish.mjs';
+import { runCompare } from './sections/compare.mjs';
+import { runSizeSweep } from './sections/size.mjs';
+import { runConcurrencySweep } from './sections/concurrency.mjs';
+import { runKeySweep, runBigEntries } from './sections/memory.mjs';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const NODE_EXPORTER_BYTES = 60 * KiB;
+
+/** What to measure; `fixture` names the exporter profile ("b<bytes>", "i" suffix: never gzip). */
+function makePlan(options) {
+  const node = `b${NODE_EXPORTER_BYTES}`;
+  const compare = [
+    { id: '10KB-gzip', label: '10 KB gzip (node_exporter-like, 60 KB of text)', fixture: node, gzip: true, goal: true },
+    { id: '60KB-identity', label: '60 KB identity (same body, client without Accept-Encoding)', fixture: node, gzip: false, goal: true },
+    { id: '1MB-gzip', label: '1 MB of text, gzip', fixture: `b${MiB}`, gzip: true },
+  ];
+  if (!options.quick) compare.push({ id: '20MB-gzip', label: '20 MB of text, gzip (kube-state-metrics-like)', fixture: `b${20 * MiB}`, gzip: true });
+  const sizes = (options.quick ? [KiB, 100 * KiB, MiB] : [KiB, 10 * KiB, 100 * KiB, MiB, 10 * MiB, 20 * MiB])
+    .map((bytes) => ({ bytes, label: formatBytes(bytes), fixture: `b${bytes}` }));
+  return {
+    compare,
+    sizes,
+    connections: options.quick ? [1, 100] : [1, 10, 100, 1000],
+    concurrencyProfile: compare[0],
+    keyCounts: [100, 1000, 10_000, 100_000].filter((n) => n <= options.maxKeys),
+    keyFixture: `b${KiB}`,
+    bigEntries: { count: 1000, fixture: `b${100 * KiB}i` },
+  };
+}
+
+/** Exporter profiles the selected sections need. */
+function fixtureProfiles(plan, sections) {
+  const names = new Set();
+  if (sections.includes('compare')) plan.compare.forEach((p) => names.add(p.fixture));
+  if (sections.includes('size')) plan.sizes.forEach((s) => names.add(s.fixture));
+  if (sections.includes('concurrency')) names.add(plan.concurrencyProfile.fixture);
+  if (sections.includes('memory')) names.add(plan.keyFixture).add(plan.bigEntries.fixture);
+  return [...names].map((name) => {
+    const [, bytes, identity] = /^b(\d+)(i?)$/.exec(name);
+    return { name, bytes: Number(bytes), identityOnly: identity === 'i' };
+  });
+}
+
+async function startOrSkip(ctx, peers, name, start) {
+  try {
+    peers.push(await start());
+  } catch (error) {
+    ctx.skip(`${name}: did not start: ${error.message.split('\n').slice(0, 6).join(' / ')}`);
+  }
+}
+
+/** Starts the peers that were asked for; a missing one is skipped with a line saying why. */
+async function startPeers(ctx, routes) {
+  const { options } = ctx;
+  const peers = [];
+  const want = (name) => options.peers.includes(name);
+  const common = { tmpDir: ctx.tmpDir, upstreamPort: ctx.fixture.port, workers: options.workers ?? 1, cpus: options.serverCpus };
+  if (want('reference')) peers.push(await startReference({ routes, workers: options.workers ?? 1, cpus: options.serverCpus }));
+  if (want('scrapecache')) {
+    if (!scrapecacheAvailable()) {
+      ctx.skip('scrapecache: dist/src/cli.js not found (run `npm run build` first)');
+    } else {
+      try {
+        peers.push(await startScrapecache({ ...common, workers: options.workers, routes, cpuProfDir: ctx.cpuProfDir }));
+      } catch (error) {
+        ctx.skip(`scrapecache: did not start: ${error.message.split('\n').slice(0, 6).join(' / ')}`);
+      }
+    }
+  }
+  if (want('nginx')) {
+    if (!nginxAvailable()) ctx.skip('nginx: binary not found (apt-get install nginx)');
+    else await startOrSkip(ctx, peers, 'nginx', () => startNginx(common));
+  }
+  if (want('varnish')) {
+    if (!varnishAvailable()) ctx.skip('varnish: varnishd not found (apt-get install varnish)');
+    else await startOrSkip(ctx, peers, 'varnish', () => startVarnish(common));
+  }
+  for (const peer of peers) console.log(`  ${peer.name.padEnd(11)} ${peer.baseUrl}  pid ${peer.pid}  ${peer.version}`);
+  return peers;
+}
+
+async function main() {
+  const options = parseOptions(process.argv.slice(2));
+  if (options.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const started = performance.now();
+  const machine = describeMachine();
+  const plan = makePlan(options);
+  const tmpDir = await mkdtemp(join(tmpdir(), 'scrapecache-bench-'));
+  const skipped = [];
+  const ctx = {
+    options,
+    plan,
+    tmpDir,
+    skip: (line) => {
+      skipped.push(line);
+      console.log(`  skipped: ${line}`);
+    },
+    cpuProfDir: options.cpuProf ? join(REPO_ROOT, 'bench/out/profiles') : undefined,
+  };
+  const run = { options, machine, plan, skipped, versions: {} };
+  try {
+    console.log(`scrapecache bench: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, load average ${machine.loadAverage}`);
+    const loadTool = await pickLoadTool(options.load);
+    if (!loadTool) throw new Error('no load generator: install wrk (apt-get install wrk) or add autocannon to devDependencies');
+    ctx.loadTool = run.loadTool = loadTool;
+    if (ctx.cpuProfDir) await mkdir(ctx.cpuProfDir, { recursive: true });
+
+    const profiles = fixtureProfiles(plan, options.sections);
+    console.log(`fixture exporter: ${profiles.map((p) => `${p.name}${p.identityOnly ? ' (identity only)' : ''}`).join(', ')}`);
+    ctx.fixture = await startFixture({ profiles, cpus: options.loadCpus });
+    ctx.expected = new Map();
+    for (const p of profiles) ctx.expected.set(p.name, (await request(ctx.fixture.upstream(p.name))).body);
+
+    const peerSections = options.sections.filter((s) => s !== 'memory');
+    if (peerSections.length) {
+      const routes = profiles.filter((p) => !p.identityOnly).map((p) => ({ name: p.name, path: ctx.fixture.path(p.name), upstream: ctx.fixture.upstream(p.name) }));
+      console.log('starting peers');
+      ctx.peers = await startPeers(ctx, routes);
+      for (const peer of ctx.peers) run.versions[peer.name] = peer.version;
+      try {
+        if (options.sections.includes('compare')) {
+          console.log(`peer comparison (${options.connections} connections, ${options.duration} s per point)`);
+          run.compare = await runCompare(ctx);
+        }
+        if (options.sections.includes('size')) {
+          console.log(`body size sweep (${options.sweepDuration} s per point)`);
+          run.size = await runSizeSweep(ctx);
+        }
+        if (options.sections.includes('concurrency')) {
+          console.log(`concurrency sweep (${options.sweepDuration} s per point)`);
+          run.concurrency = await runConcurrencySweep(ctx);
+        }
+      } finally {
+        for (const peer of ctx.peers) await peer.stop();
+      }
+      if (ctx.cpuProfDir) {
+        const path = await newestProfile(ctx.cpuProfDir);
+        if (path) {
+          run.cpuProfile = { path: path.slice(REPO_ROOT.length), top: await topSelfTime(path) };
+          console.log('scrapecache top self time:');
+          for (const f of run.cpuProfile.top.slice(0, 10)) console.log(`  ${f.percent.toFixed(1).padStart(5)}%  ${f.name}  ${f.location}`);
+        } else {
+          ctx.skip('cpu profile: scrapecache wrote no .cpuprofile (it must exit normally on SIGTERM)');
+        }
+      }
+    }
+
+    if (options.sections.includes('memory')) {
+      if (!options.peers.includes('scrapecache')) {
+        ctx.skip('memory: scrapecache not among --peers');
+      } else if (!scrapecacheAvailable()) {
+        ctx.skip('memory: dist/src/cli.js not found (run `npm run build` first)');
+      } else {
+        console.log(`memory: RSS against entry count (${plan.keyCounts.join(', ')} keys)`);
+        run.keys = await runKeySweep(ctx).catch((error) => ctx.skip(`memory (keys): ${error.message.split('\n')[0]}`) ?? null);
+        console.log(`memory: ${plan.bigEntries.count} entries of 100 KiB`);
+        run.big = await runBigEntries(ctx).catch((error) => ctx.skip(`memory (1000 x 100 KiB): ${error.message.split('\n')[0]}`) ?? null);
+      }
+    }
+    run.versions = { ...run.versions, ...peerVersions(options) };
+  } finally {
+    await ctx.fixture?.stop();
+    await stopAllChildren();
+    closeClient();
+    await rm(tmpDir, { recursive: true, force: true });
+  }
+
+  run.elapsedSec = (performance.now() - started) / 1000;
+  run.loadAverageAfter = loadAverage();
+  const out = resolve(REPO_ROOT, options.out);
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, renderReport(run));
+  const goals = evaluateGoals({ compare: run.compare, big: options.sections.includes('memory') ? run.big : undefined });
+  if (goals.length) console.log('goals:');
+  for (const goal of goals) console.log(`  ${goalMark(goal)} ${goal.line}`);
+  console.log(`wrote ${out} (${Math.round(run.elapsedSec)} s)`);
+  return 0;
+}
+
+/** Versions of peers that are installed, measured or not, for the results header. */
+function peerVersions(options) {
+  const versions = {};
+  const sc = options.peers.includes('scrapecache') && scrapecacheAvailable();
+  if (sc) versions.scrapecache = sc.version;
+  const nginx = options.peers.includes('nginx') && nginxAvailable();
+  if (nginx) versions.nginx = `nginx ${nginx.version}`;
+  const varnish = options.peers.includes('varnish') && varnishAvailable();
+  if (varnish) versions.varnish = varnish.version;
+  return versions;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(`bench: ${error.stack ?? error}`);
+    process.exit(1);
+  },
+);

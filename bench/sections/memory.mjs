@@ -1,0 +1,84 @@
+// Memory of scrapecache against what it stores: RSS as distinct keys grow, and the
+// 1 000 entries x 100 KB check. Each uses a fresh proxy with a route keyed by a query parameter.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startScrapecache, readCacheGauges } from '../peers/scrapecache.mjs';
+import { request, scrapeHeaders, forEachConcurrent } from '../lib/http-client.mjs';
+import { rssBytes } from '../lib/proc-stats.mjs';
+
+const FILL_CONCURRENCY = 16;
+
+async function fill(proxy, path, from, to) {
+  const headers = scrapeHeaders({ gzip: true });
+  const started = performance.now();
+  const { failures, firstError } = await forEachConcurrent(from, to, FILL_CONCURRENCY, async (i) => {
+    const response = await request(`${proxy.baseUrl}${path}?k=${i}`, { headers });
+    if (response.status !== 200) throw new Error(`k=${i}: status ${response.status} ${response.body.toString().slice(0, 120)}`);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  return { failures, firstError: firstError?.message, rate: (to - from) / seconds };
+}
+
+async function settledRss(pid) {
+  // Let the proxy finish what the fill left (timers, a GC) before reading.
+  await sleep(1500);
+  return rssBytes(pid);
+}
+
+export async function runKeySweep(ctx) {
+  const path = '/keys/metrics';
+  const proxy = await startScrapecache({
+    tmpDir: ctx.tmpDir,
+    label: 'scrapecache-keys',
+    routes: [{ name: 'keys', path, upstream: ctx.fixture.upstream(ctx.plan.keyFixture), queryKeys: ['k'] }],
+    workers: ctx.options.workers,
+    cpus: ctx.options.serverCpus,
+  });
+  if (!proxy) return null;
+  try {
+    const idleRss = await settledRss(proxy.pid);
+    const rows = [];
+    let filled = 0;
+    for (const keys of ctx.plan.keyCounts) {
+      const result = await fill(proxy, path, filled, keys);
+      filled = keys;
+      const rss = await settledRss(proxy.pid);
+      const gauges = await readCacheGauges(proxy.adminUrl);
+      const row = { keys, rss, overIdle: rss - idleRss, perEntry: (rss - idleRss) / keys, fillRate: result.rate, failures: result.failures, firstError: result.firstError, ...gauges };
+      console.log(`  keys ${String(keys).padStart(7)}  rss ${(rss / 2 ** 20).toFixed(1)} MiB  (+${(row.overIdle / 2 ** 20).toFixed(1)} MiB, ${Math.round(row.perEntry)} B/entry)  fills ${Math.round(result.rate)}/s${result.failures ? `  ${result.failures} failed: ${result.firstError}` : ''}`);
+      rows.push(row);
+    }
+    const again = await request(`${proxy.baseUrl}${path}?k=0`, { headers: scrapeHeaders({ gzip: true }) });
+    return { idleRss, rows, entryBytes: ctx.fixture.sizes[ctx.plan.keyFixture], firstKeyCacheStatus: again.headers['cache-status'] ?? '' };
+  } finally {
+    await proxy.stop();
+  }
+}
+
+export async function runBigEntries(ctx) {
+  const path = '/big/metrics';
+  const count = ctx.plan.bigEntries.count;
+  const fixtureName = ctx.plan.bigEntries.fixture;
+  const proxy = await startScrapecache({
+    tmpDir: ctx.tmpDir,
+    label: 'scrapecache-big',
+    routes: [{ name: 'big', path, upstream: ctx.fixture.upstream(fixtureName), queryKeys: ['k'] }],
+    workers: ctx.options.workers,
+    cpus: ctx.options.serverCpus,
+  });
+  if (!proxy) return null;
+  try {
+    const idleRss = await settledRss(proxy.pid);
+    const result = await fill(proxy, path, 0, count);
+    // A second pass of scrapes: all hits, and whatever a hit allocates is counted too.
+    const hits = await fill(proxy, path, 0, count);
+    const rss = await settledRss(proxy.pid);
+    const gauges = await readCacheGauges(proxy.adminUrl);
+    const entryBytes = ctx.fixture.sizes[fixtureName].bytes;
+    const storedBytes = entryBytes * count;
+    const limit = 1.3 * storedBytes + 60 * 2 ** 20;
+    console.log(`  ${count} x ${entryBytes} B: rss ${(rss / 2 ** 20).toFixed(1)} MiB for ${(storedBytes / 2 ** 20).toFixed(1)} MiB stored (idle ${(idleRss / 2 ** 20).toFixed(1)} MiB, limit ${(limit / 2 ** 20).toFixed(1)} MiB)`);
+    return { count, entryBytes, storedBytes, idleRss, rss, limit, fillRate: result.rate, failures: result.failures + hits.failures, firstError: result.firstError ?? hits.firstError, ...gauges };
+  } finally {
+    await proxy.stop();
+  }
+}
