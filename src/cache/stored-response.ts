@@ -136,14 +136,19 @@ export class StoredResponse {
     return this.variants[coding];
   }
 
-  /** Makes the other coding once; concurrent callers share the work. Rejects on a corrupt gzip body. */
-  convert(coding: Coding): Promise<Variant> {
+  /**
+   * Makes the other coding once; concurrent callers share the work. Rejects on a corrupt gzip
+   * body or one that decodes to more than maxBytes.
+   */
+  convert(coding: Coding, maxBytes = Infinity): Promise<Variant> {
     const ready = this.variants[coding];
     if (ready) return Promise.resolve(ready);
     let pending = this.converting[coding];
     if (!pending) {
       const source = this.variants[this.coding]!.body;
-      pending = (coding === 'identity' ? gunzipAsync(source) : gzipAsync(source)).then((body) => {
+      // The decoded size is bounded too: a small gzip body must not expand into unbounded memory.
+      const made = coding === 'identity' ? gunzipAsync(source, { maxOutputLength: Math.min(maxBytes, 2 ** 32) }) : gzipAsync(source);
+      pending = made.then((body) => {
         const variant = this.makeVariant(coding, body);
         this.variants[coding] = variant;
         delete this.converting[coding];

@@ -76,11 +76,15 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     let variant = entry.variant(coding);
     if (variant === undefined) {
       try {
-        variant = await entry.convert(coding);
+        variant = await entry.convert(coding, route.maxBodyBytes);
       } catch (err) {
         cache.store.deleteIf(entry);
-        log.warn({ route: route.name, path: entry.path, err: (err as Error).message }, 'stored gzip body does not decode');
-        writeText(res, 502, `route ${route.name}: upstream sent a corrupt gzip body`);
+        const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+        const message = tooLarge
+          ? `route ${route.name}: upstream gzip body decodes to more than max_body_bytes (${route.maxBodyBytes})`
+          : `route ${route.name}: upstream sent a corrupt gzip body`;
+        log.warn({ route: route.name, path: entry.path, err: (err as Error).message }, message);
+        writeText(res, 502, message);
         return;
       }
       if (lookup.stored) cache.store.resize(entry);

@@ -112,6 +112,8 @@ export async function fetchUpstream(
       headersTimeout: route.timeoutMs,
       bodyTimeout: route.timeoutMs,
     });
+    // Destroying the body below makes undici emit an error nobody else listens for.
+    res.body.on('error', () => undefined);
     const declared = Number(res.headers['content-length']);
     if (declared > route.maxBodyBytes) {
       res.body.destroy();

@@ -1,0 +1,152 @@
+/**
+ * A fake exporter on loopback that negotiates like client_golang's promhttp (OpenMetrics or
+ * text by Accept, gzip by Accept-Encoding, no Vary header) and counts its requests. Its
+ * behaviour can be switched per test to inject faults.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+
+export type Fault =
+  | 'none'
+  | 'hang' // never answers
+  | 'reset' // destroys the socket before answering
+  | 'reset-mid-body' // sends headers and half the body, then destroys the socket
+  | 'truncate' // declares a Content-Length, sends less, closes
+  | 'garbage' // answers bytes that are not HTTP
+  | 'status-500'
+  | 'set-cookie';
+
+export interface FakeExporter {
+  url: string;
+  port: number;
+  /** Requests received, in order. */
+  requests: IncomingMessage[];
+  readonly count: number;
+  fault: Fault;
+  /** Delay before answering, ms. */
+  delayMs: number;
+  /** Body generation counter: changes the body on every answered request. */
+  version: number;
+  /** Extra body bytes (to exceed size limits). */
+  padding: number;
+  close(): Promise<void>;
+}
+
+export const OPENMETRICS_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+export const TEXT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** promhttp's choice: OpenMetrics when Accept names it, else text. */
+function negotiate(accept: string | undefined): 'openmetrics' | 'text' {
+  return accept?.includes('application/openmetrics-text') ? 'openmetrics' : 'text';
+}
+
+export function metricsBody(format: 'openmetrics' | 'text', version: number, path: string, padding = 0): string {
+  let body = `# HELP fake_version Which answer of the fake exporter this is.\n# TYPE fake_version gauge\nfake_version{path="${path}"} ${version}\n`;
+  for (let i = 0; i < 50; i++) body += `fake_series{i="${i}"} ${i * version}\n`;
+  // Incompressible padding, so that gzip does not shrink it below a size limit under test.
+  if (padding > 0) body += `# ${randomBytes(Math.ceil(padding / 2)).toString('hex').slice(0, padding)}\n`;
+  return format === 'openmetrics' ? `${body}# EOF\n` : body;
+}
+
+export async function startFakeExporter(): Promise<FakeExporter> {
+  const sockets = new Set<Socket>();
+  const state = {
+    requests: [] as IncomingMessage[],
+    fault: 'none' as Fault,
+    delayMs: 0,
+    version: 0,
+    padding: 0,
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    state.requests.push(req);
+    const fault = state.fault;
+    if (fault === 'hang') return;
+    if (fault === 'reset') {
+      req.socket.destroy();
+      return;
+    }
+    if (fault === 'garbage') {
+      req.socket.end('this is not HTTP at all\r\n\r\n');
+      return;
+    }
+    const answer = () => {
+      state.version++;
+      const format = negotiate(req.headers.accept);
+      const text = metricsBody(format, state.version, req.url ?? '', state.padding);
+      const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '');
+      const body = gzip ? gzipSync(text) : Buffer.from(text);
+      const headers: Record<string, string | number> = {
+        'Content-Type': format === 'openmetrics' ? OPENMETRICS_TYPE : TEXT_TYPE,
+        'Content-Length': body.length,
+      };
+      if (gzip) headers['Content-Encoding'] = 'gzip';
+      if (fault === 'set-cookie') headers['Set-Cookie'] = 'session=1';
+      if (fault === 'status-500') {
+        const err = 'collector failed\n';
+        res.writeHead(500, { 'Content-Type': 'text/plain', 'Content-Length': err.length });
+        res.end(err);
+        return;
+      }
+      if (fault === 'reset-mid-body' || fault === 'truncate') {
+        res.writeHead(200, headers);
+        res.write(body.subarray(0, Math.floor(body.length / 2)));
+        setTimeout(() => (fault === 'truncate' ? req.socket.end() : req.socket.destroy()), 20);
+        return;
+      }
+      res.writeHead(200, headers);
+      res.end(body);
+    };
+    if (state.delayMs > 0) setTimeout(answer, state.delayMs);
+    else answer();
+  };
+
+  const server: Server = createServer(handler);
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    get requests() {
+      return state.requests;
+    },
+    get count() {
+      return state.requests.length;
+    },
+    get fault() {
+      return state.fault;
+    },
+    set fault(f: Fault) {
+      state.fault = f;
+    },
+    get delayMs() {
+      return state.delayMs;
+    },
+    set delayMs(ms: number) {
+      state.delayMs = ms;
+    },
+    get version() {
+      return state.version;
+    },
+    set version(v: number) {
+      state.version = v;
+    },
+    get padding() {
+      return state.padding;
+    },
+    set padding(n: number) {
+      state.padding = n;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
