@@ -6,5 +6,5 @@ export function logPoint(label, point) {
     return;
   }
   const rps = Math.round(point.rps).toLocaleString('en-US').padStart(8);
-  console.log(`  ${label.padEnd(16)} ${name} ${rps} req/s  p50 ${point.p50.toFixed(2).padStart(7)} ms  p99 ${point.p99.toFixed(2).padStart(7)} ms  cpu ${point.cpuPer10k.toFixed(3)} s/10k${point.problem ? `  !! ${point.problem}` : ''}`);
+  console.log(`  ${label.padEnd(16)} ${name} ${rps} req/s  p50 ${point.p50.toFixed(2).padStart(7)} ms  p99 ${point.p99.toFixed(2).padStart(7)} ms  cpu ${point.cpuPer10k.toFixed(3)} s/10k${point.rounds > 1 ? `  (req/s ${Math.round(point.rpsMin)}–${Math.round(point.rpsMax)})` : ''}${point.problem ? `  !! ${point.problem}` : ''}`);
 }

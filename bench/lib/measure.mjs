@@ -33,20 +33,49 @@ export async function checkScrape(peer, { path, gzip, expected }) {
   return result;
 }
 
+function median(values) {
+  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Median of each metric over rounds (not the metrics of the median round), plus the req/s range. */
+function combineRounds(rounds) {
+  const combined = { rounds: rounds.length, rpsMin: Math.min(...rounds.map((r) => r.rps)), rpsMax: Math.max(...rounds.map((r) => r.rps)) };
+  for (const key of ['rps', 'mbps', 'p50', 'p90', 'p99', 'p999', 'max', 'cpuPer10k']) combined[key] = median(rounds.map((r) => r[key]));
+  for (const key of ['requests', 'errors', 'statusErrors', 'cpuSeconds']) combined[key] = rounds.reduce((sum, r) => sum + r[key], 0);
+  return combined;
+}
+
 /**
- * Checks, warms and loads one peer on one path. A peer that does not answer 200 is not loaded;
- * the point then carries `error`.
+ * Measures every peer on one target: each is checked (a 200 that decodes to the exporter's text,
+ * the second scrape a hit) and warmed, then loaded in `rounds` rounds that take the peers in
+ * turn, so that a disturbance on the machine lands in one round of one peer rather than in all
+ * of one peer's time. Each metric is the median over the rounds. A peer that does not answer 200
+ * is not loaded; its point carries `error`.
  */
-export async function measurePoint(peer, { path, gzip, expected, connections, durationSec, warmupSec, loadTool, options }) {
-  // The first scrape may be the miss that fills; the second must be a hit.
-  await checkScrape(peer, { path, gzip, expected });
-  const check = await checkScrape(peer, { path, gzip, expected });
-  const point = { peer: peer.name, connections, wireBytes: check.wireBytes, encoding: check.encoding, cacheStatus: check.cacheStatus, problem: check.problem };
-  if (check.status !== 200) return { ...point, error: check.problem };
-  const url = peer.baseUrl + path;
-  const load = { url, connections, gzip, cpus: options.loadCpus, serverPid: peer.pid };
-  if (warmupSec > 0) await runLoad(loadTool, { ...load, durationSec: warmupSec });
-  const result = await runLoad(loadTool, { ...load, durationSec });
-  if (result.statusErrors > 0) point.problem = `${result.statusErrors} non-2xx responses under load`;
-  return { ...point, ...result };
+export async function measurePeers(peers, { path, gzip, expected, connections, durationSec, warmupSec, rounds = 1, loadTool, options }) {
+  const entries = [];
+  for (const peer of peers) {
+    // The first scrape may be the miss that fills; the second must be a hit.
+    await checkScrape(peer, { path, gzip, expected });
+    const check = await checkScrape(peer, { path, gzip, expected });
+    const point = { peer: peer.name, connections, wireBytes: check.wireBytes, encoding: check.encoding, cacheStatus: check.cacheStatus, problem: check.problem };
+    if (check.status !== 200) point.error = check.problem;
+    entries.push({ peer, point, load: { url: peer.baseUrl + path, connections, gzip, cpus: options.loadCpus, serverPid: peer.pid }, results: [] });
+  }
+  const live = entries.filter((e) => !e.point.error);
+  if (warmupSec > 0) {
+    for (const e of live) await runLoad(loadTool, { ...e.load, durationSec: warmupSec });
+  }
+  for (let round = 0; round < rounds; round++) {
+    for (const e of live) e.results.push(await runLoad(loadTool, { ...e.load, durationSec }));
+  }
+  return entries.map(({ point, results }) => {
+    if (point.error) return point;
+    const combined = combineRounds(results);
+    if (combined.statusErrors > 0) point.problem = [point.problem, `${combined.statusErrors} non-2xx responses under load`].filter(Boolean).join('; ');
+    return { ...point, ...combined };
+  });
 }

@@ -66,10 +66,10 @@ function compareSection(compare, peerNames) {
     '(nginx master and workers, varnishd manager and cache process) per 10 000 responses.', '');
   for (const { profile, points } of compare) {
     out.push(`### ${profile.label}`, '');
-    out.push(table(['peer', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU s / 10k hits', 'bytes on the wire', 'Cache-Status / notes'],
+    out.push(table(['peer', 'req/s', 'req/s range', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU s / 10k hits', 'bytes on the wire', 'Cache-Status / notes'],
       points.map((p) => (p.error
-        ? [p.peer, 'error', '', '', '', '', '', p.error]
-        : [p.peer, int(p.rps), ms(p.p50), ms(p.p99), ms(p.p999), cpu(p.cpuPer10k), `${int(p.wireBytes)} (${p.encoding})`, [p.cacheStatus, p.problem && `**${p.problem}**`].filter(Boolean).join('; ')]))));
+        ? [p.peer, 'error', '', '', '', '', '', '', p.error]
+        : [p.peer, int(p.rps), p.rounds > 1 ? `${int(p.rpsMin)}–${int(p.rpsMax)}` : '', ms(p.p50), ms(p.p99), ms(p.p999), cpu(p.cpuPer10k), `${int(p.wireBytes)} (${p.encoding})`, [p.cacheStatus, p.problem && `**${p.problem}**`].filter(Boolean).join('; ')]))));
     out.push('');
   }
   const others = peerNames.filter((n) => n !== 'scrapecache');
@@ -172,7 +172,7 @@ export function renderReport(run) {
     `| Node.js | ${machine.node} |`,
     `| load average | ${machine.loadAverage} before the run, ${run.loadAverageAfter ?? '?'} after (other work on the machine skews the numbers) |`,
     ...Object.entries(versions).map(([name, version]) => `| ${name} | ${version} |`),
-    `| load | ${loadTool.version}, 1 thread, ${options.connections} connections; ${options.duration} s per point (sweeps ${options.sweepDuration} s), after ${options.warmup} s of warm-up |`,
+    `| load | ${loadTool.version}, 1 thread, ${options.connections} connections; ${options.rounds} round(s) of ${options.duration} s per point (sweeps ${options.sweepDuration} s), peers in turn, after ${options.warmup} s of warm-up (sweeps 1 s); medians over rounds |`,
     `| CPUs | ${options.pin ? 'servers pinned to CPU 1, load generator and fixture exporter to CPU 0 (taskset)' : 'not pinned'} |`,
     `| workers | ${options.workers === undefined ? 'not set (proxy default), nginx worker_processes 1, reference 1 process' : `${options.workers} (proxy.yaml workers, nginx worker_processes, reference cluster workers)`} |`,
     '');
