@@ -92,7 +92,14 @@ export class Metrics {
         for (const name of routeNames()) this.set({ route: name }, usage.get(name)?.bytes ?? 0);
       },
     });
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      // prom-client exports these totals as gauges, which promtool rejects ("non-counter metrics
+      // should not have _total suffix"); the same numbers stay in nodejs_active_{handles,requests,resources}.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+        this.registry.removeSingleMetric(name);
+      }
+    }
   }
 
   /** Declares the routes of a (re)loaded config, so that every route has its series from the start. */
