@@ -144,6 +144,7 @@ function memorySection(keys, big) {
       ['stored bytes (entries x body)', `${mib(big.storedBytes)} MiB`],
       ['scrapecache_cache_bytes', big.bytes === null ? 'n/a' : `${mib(big.bytes)} MiB`],
       ['RSS idle, before the fill', `${mib(big.idleRss)} MiB`],
+      ['for scale: RSS of an idle bare node:http process', `${mib(big.bareRss)} MiB`],
       ['RSS after fill and hits', `${mib(big.rss)} MiB`],
       ['RSS / stored bytes', ratio(big.rss, big.storedBytes)],
       ['(RSS - idle) / stored bytes', ratio(big.rss - big.idleRss, big.storedBytes)],

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startScrapecache, readCacheGauges } from '../peers/scrapecache.mjs';
 import { request, scrapeHeaders, forEachConcurrent } from '../lib/http-client.mjs';
 import { rssBytes } from '../lib/proc-stats.mjs';
+import { startChild, stopChild, waitForLine } from '../lib/children.mjs';
 
 const FILL_CONCURRENCY = 16;
 
@@ -54,6 +55,18 @@ export async function runKeySweep(ctx) {
   }
 }
 
+/** RSS of an idle node:http server that holds nothing: what the runtime alone costs. */
+async function bareNodeRss(cpus) {
+  const handle = startChild('bare-node', process.execPath, ['-e',
+    "require('node:http').createServer((q, s) => s.end()).listen(0, '127.0.0.1', () => console.log('up'))"], { cpus });
+  try {
+    await waitForLine(handle, (l) => l === 'up', 10_000);
+    return await settledRss(handle.pid);
+  } finally {
+    await stopChild(handle);
+  }
+}
+
 export async function runBigEntries(ctx) {
   const path = '/big/metrics';
   const count = ctx.plan.bigEntries.count;
@@ -77,7 +90,8 @@ export async function runBigEntries(ctx) {
     const storedBytes = entryBytes * count;
     const limit = 1.3 * storedBytes + 60 * 2 ** 20;
     console.log(`  ${count} x ${entryBytes} B: rss ${(rss / 2 ** 20).toFixed(1)} MiB for ${(storedBytes / 2 ** 20).toFixed(1)} MiB stored (idle ${(idleRss / 2 ** 20).toFixed(1)} MiB, limit ${(limit / 2 ** 20).toFixed(1)} MiB)`);
-    return { count, entryBytes, storedBytes, idleRss, rss, limit, fillRate: result.rate, failures: result.failures + hits.failures, firstError: result.firstError ?? hits.firstError, ...gauges };
+    const bareRss = await bareNodeRss(ctx.options.serverCpus);
+    return { count, entryBytes, storedBytes, idleRss, bareRss, rss, limit, fillRate: result.rate, failures: result.failures + hits.failures, firstError: result.firstError ?? hits.firstError, ...gauges };
   } finally {
     await proxy.stop();
   }
