@@ -1,0 +1,235 @@
+/** SPEC 3.4: stale-while-revalidate, stale-if-error with back-off, prefetch; and the pure arithmetic behind them. */
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import {
+  ageSeconds,
+  canServeOnError,
+  canServeWhileRevalidating,
+  isDead,
+  isFresh,
+  prefetchAt,
+  retryBackoffMs,
+  ttlSeconds,
+} from '../src/cache/freshness.js';
+import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
+import { get, SCRAPE_HEADERS, sleep, startProxy, type TestProxy } from './helpers/proxy.js';
+
+describe('freshness arithmetic', () => {
+  const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000 };
+  const entry = { fetchedAt: 1_000_000 };
+
+  test('an entry is fresh for ttl after its fetch completed, and not a millisecond longer', () => {
+    assert.equal(isFresh(entry, policy, 1_009_999), true);
+    assert.equal(isFresh(entry, policy, 1_010_000), false);
+  });
+
+  test('the stale windows start at expiry', () => {
+    assert.equal(canServeWhileRevalidating(entry, policy, 1_014_999), true);
+    assert.equal(canServeWhileRevalidating(entry, policy, 1_015_000), false);
+    assert.equal(canServeOnError(entry, policy, 1_069_999), true);
+    assert.equal(canServeOnError(entry, policy, 1_070_000), false);
+  });
+
+  test('an entry is dead only past every window', () => {
+    assert.equal(isDead(entry, policy, 1_069_999), false);
+    assert.equal(isDead(entry, policy, 1_070_000), true);
+    assert.equal(isDead(entry, { ...policy, staleIfErrorMs: 0 }, 1_015_000), true);
+  });
+
+  test('Age and ttl are whole seconds, ttl negative once stale', () => {
+    assert.equal(ageSeconds(entry, 1_001_999), 1);
+    assert.equal(ageSeconds(entry, 999_000), 0);
+    assert.equal(ttlSeconds(entry, policy, 1_000_500), 9);
+    assert.equal(ttlSeconds(entry, policy, 1_012_500), -3);
+  });
+
+  test('prefetch runs ahead of expiry by a tenth of the ttl, bounded by the timeout and at least a second', () => {
+    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 6 * 3600_000, timeoutMs: 300_000 }), 6 * 3600_000 - 300_000);
+    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 60_000, timeoutMs: 30_000 }), 54_000);
+    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 5_000, timeoutMs: 30_000 }), 4_000);
+  });
+
+  test('the retry back-off doubles from a second and is capped by the ttl and a minute', () => {
+    assert.deepEqual(
+      [1, 2, 3, 4].map((n) => retryBackoffMs(n, policy)),
+      [1000, 2000, 4000, 8000],
+    );
+    assert.equal(retryBackoffMs(10, policy), 10_000);
+    assert.equal(retryBackoffMs(10, { ...policy, ttlMs: 3600_000 }), 60_000);
+  });
+});
+
+describe('serving stale', () => {
+  let exporter: FakeExporter;
+  let proxy: TestProxy;
+
+  before(async () => {
+    exporter = await startFakeExporter();
+    proxy = await startProxy(`
+routes:
+  - name: swr
+    path: /swr
+    upstream: ${exporter.url}/metrics
+    ttl: 300ms
+    stale_while_revalidate: 1h
+  - name: sie
+    path: /sie
+    upstream: ${exporter.url}/metrics
+    ttl: 300ms
+    timeout: 500ms
+    stale_if_error: 1h
+  - name: plain
+    path: /plain
+    upstream: ${exporter.url}/metrics
+    ttl: 300ms
+`);
+  });
+  after(async () => {
+    await proxy.close();
+    await exporter.close();
+  });
+  beforeEach(async () => {
+    exporter.fault = 'none';
+    exporter.delayMs = 0;
+    await proxy.app.cache.invalidate(() => true);
+    exporter.requests.length = 0;
+  });
+
+  const version = (body: Buffer) => /fake_version\{[^}]*\} (\d+)/.exec(body.toString())![1];
+
+  test('stale-while-revalidate answers at once from the stale entry while one background fetch refreshes it', async () => {
+    const first = await get(`${proxy.url}/swr`, { accept: 'text/plain' });
+    await sleep(350);
+    exporter.delayMs = 500;
+    const started = Date.now();
+    const stale = await Promise.all(Array.from({ length: 5 }, () => get(`${proxy.url}/swr`, { accept: 'text/plain' })));
+    assert.ok(Date.now() - started < 400, 'stale answers do not wait for the upstream');
+    for (const res of stale) {
+      assert.deepEqual(res.body, first.body);
+      assert.match(String(res.headers['cache-status']), /^scrapecache; hit; fwd=stale; ttl=-\d+$/);
+    }
+    await sleep(600);
+    assert.equal(exporter.count, 2, 'one background refresh for five stale scrapes');
+    const fresh = await get(`${proxy.url}/swr`, { accept: 'text/plain' });
+    assert.match(String(fresh.headers['cache-status']), /^scrapecache; hit; ttl=/);
+    assert.notEqual(version(fresh.body), version(first.body));
+  });
+
+  test('stale-if-error serves the stored body while the upstream is down, marked fwd=stale with the error status', async () => {
+    const good = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    await sleep(350);
+    exporter.fault = 'reset';
+    const res = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, good.body);
+    assert.match(String(res.headers['cache-status']), /^scrapecache; hit; fwd=stale; fwd-status=502; ttl=-\d+$/);
+  });
+
+  test('stale-if-error covers timeouts and upstream 5xx answers too', async () => {
+    const good = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    await sleep(350);
+    exporter.fault = 'hang';
+    const timedOut = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    assert.deepEqual(timedOut.body, good.body);
+    assert.match(String(timedOut.headers['cache-status']), /fwd-status=504/);
+    await sleep(1100); // past the first back-off
+    exporter.fault = 'status-500';
+    const failed = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    assert.equal(failed.status, 200);
+    assert.deepEqual(failed.body, good.body);
+    assert.match(String(failed.headers['cache-status']), /fwd-status=500/);
+  });
+
+  test('after a failed refresh, scrapes in the back-off get the stale entry without going upstream', async () => {
+    await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    await sleep(350);
+    exporter.fault = 'reset';
+    for (let i = 0; i < 20; i++) {
+      const res = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+      assert.equal(res.status, 200);
+    }
+    assert.equal(exporter.count, 2, 'one fill, one failed refresh, then the back-off holds (nginx trac #1000)');
+    await sleep(1050);
+    await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    assert.equal(exporter.count, 3, 'the next request after the back-off retries');
+  });
+
+  test('a failed refresh never damages the good entry, and the upstream coming back refreshes it', async () => {
+    const good = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    await sleep(350);
+    exporter.fault = 'reset-mid-body';
+    await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    const listed = JSON.parse((await get(`${proxy.url.replace(/:\d+$/, ':' + proxy.app.adminAddress.port)}/cache`)).body.toString());
+    assert.equal(listed.length, 1);
+    exporter.fault = 'none';
+    await sleep(1050);
+    const refreshed = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    assert.equal(refreshed.status, 200);
+    assert.notDeepEqual(refreshed.body, good.body);
+    assert.match(String(refreshed.headers['cache-status']), /^scrapecache; fwd=miss; stored$/);
+  });
+
+  test('without stale-if-error an expired entry is not served when the upstream fails', async () => {
+    await get(`${proxy.url}/plain`, SCRAPE_HEADERS);
+    await sleep(350);
+    exporter.fault = 'reset';
+    const res = await get(`${proxy.url}/plain`, SCRAPE_HEADERS);
+    assert.equal(res.status, 502);
+  });
+});
+
+describe('prefetch', () => {
+  test('a prefetch route is fetched at start-up and refreshed before expiry, so no scrape waits', async () => {
+    const exporter = await startFakeExporter();
+    exporter.delayMs = 300;
+    const proxy = await startProxy(`
+routes:
+  - name: hw
+    path: /hw
+    upstream: ${exporter.url}/metrics
+    ttl: 1500ms
+    timeout: 2s
+    prefetch: true
+`);
+    try {
+      await sleep(450);
+      assert.equal(exporter.count, 1, 'fetched at start-up');
+      for (let i = 0; i < 8; i++) {
+        const started = Date.now();
+        const res = await get(`${proxy.url}/hw`, SCRAPE_HEADERS);
+        assert.match(String(res.headers['cache-status']), /^scrapecache; hit; ttl=/, `scrape ${i} was a hit`);
+        assert.ok(Date.now() - started < 250, 'a prefetched scrape never waits for the 300 ms upstream');
+        await sleep(250);
+      }
+      assert.ok(exporter.count >= 2 && exporter.count <= 3, `refreshed in the background (${exporter.count} fetches)`);
+    } finally {
+      await proxy.close();
+      await exporter.close();
+    }
+  });
+
+  test('a failing prefetch keeps retrying in the background with a back-off', async () => {
+    const exporter = await startFakeExporter();
+    exporter.fault = 'reset';
+    const proxy = await startProxy(`
+routes:
+  - name: hw
+    path: /hw
+    upstream: ${exporter.url}/metrics
+    ttl: 10s
+    prefetch: true
+`);
+    try {
+      await sleep(200);
+      assert.equal(exporter.count, 1);
+      exporter.fault = 'none';
+      await sleep(1100);
+      assert.equal(exporter.count, 2, 'retried after a second');
+      const res = await get(`${proxy.url}/hw`, SCRAPE_HEADERS);
+      assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);
+    } finally {
+      await proxy.close();
+      await exporter.close();
+    }
+  });
+});
