@@ -15,6 +15,10 @@ const duration = z
       return z.NEVER;
     }
     return ms;
+  })
+  .meta({
+    description: 'Prometheus duration: 500ms, 30s, 5m, 6h, 1h30m, 7d',
+    pattern: '^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$',
   });
 
 const size = z
@@ -26,7 +30,8 @@ const size = z
       return z.NEVER;
     }
     return bytes;
-  });
+  })
+  .meta({ description: 'Size in bytes, or with a unit: B, KiB, MiB, GiB (and KB, MB, GB as powers of 1000)' });
 
 const listenAddress = z
   .string({ error: 'expected host:port, e.g. 0.0.0.0:9180' })
@@ -38,7 +43,8 @@ const listenAddress = z
       return z.NEVER;
     }
     return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
-  });
+  })
+  .meta({ description: 'host:port, e.g. 0.0.0.0:9180 or [::1]:9180' });
 
 const upstreamUrl = z.string({ error: 'expected an http:// or https:// URL' }).transform((text, ctx) => {
   let url: URL;
@@ -61,7 +67,7 @@ const upstreamUrl = z.string({ error: 'expected an http:// or https:// URL' }).t
     return z.NEVER;
   }
   return url;
-});
+}).meta({ description: 'http:// or https:// URL of the exporter; the client query is appended to its own' });
 
 const scrapePath = z
   .string({ error: 'expected a path starting with /' })
