@@ -5,11 +5,11 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { ScrapeCache } from './cache/scrape-cache.js';
+import { ScrapeCache, type ScrapeCacheOptions } from './cache/scrape-cache.js';
 import { loadConfig } from './config/load.js';
 import type { Config, ListenAddress } from './config/types.js';
 import { Metrics } from './metrics.js';
-import { createAdminHandler } from './server/admin-listener.js';
+import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
 import { RouteTable } from './server/route-table.js';
 import { createScrapeHandler } from './server/scrape-listener.js';
 import { PassThrough } from './upstream/pass-through.js';
@@ -23,11 +23,20 @@ export interface AppOptions {
   defaultMetrics?: boolean;
   /** Keeps a --log.level from the command line over the file's on reload. */
   logLevelOverride?: boolean;
+  /** Which listeners this process runs (a cluster primary runs only admin, a worker only scrape). */
+  listeners?: { scrape: boolean; admin: boolean };
+  cacheOptions?: ScrapeCacheOptions;
+  /** Cluster hooks for the admin listener: reach the workers too. */
+  admin?: Pick<AdminDeps, 'afterInvalidate' | 'metricsText'>;
+  /** Called after a successful reload (the primary tells its workers). */
+  afterReload?: () => void;
 }
 
 export interface App {
+  /** Undefined where this process runs no such listener. */
   readonly scrapeAddress: AddressInfo;
   readonly adminAddress: AddressInfo;
+  readonly table: () => RouteTable;
   readonly cache: ScrapeCache;
   readonly metrics: Metrics;
   config(): Config;
@@ -92,9 +101,9 @@ export async function startApp(options: AppOptions): Promise<App> {
   let cacheRef: ScrapeCache | undefined;
   const metrics = new Metrics(
     { usageByRoute: () => cacheRef?.usageByRoute() ?? new Map() },
-    options.defaultMetrics === false ? { defaultMetrics: false } : {},
+    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false },
   );
-  const cache = new ScrapeCache(config.cache.maxBytes, metrics, log);
+  const cache = new ScrapeCache(config.cache.maxBytes, metrics, log, options.cacheOptions);
   cacheRef = cache;
   const passThrough = new PassThrough(metrics, log).install();
   metrics.setRoutes(config.routes.map((r) => r.name));
@@ -137,6 +146,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     if (!options.logLevelOverride) log.level = config.log.level;
     metrics.reloaded(true);
     log.info({ routes: config.routes.map((r) => r.name), changedRoutes: [...changed], droppedEntries: dropped }, 'config reloaded');
+    options.afterReload?.();
     return undefined;
   }
 
@@ -148,7 +158,16 @@ export async function startApp(options: AppOptions): Promise<App> {
   const adminServer = hardened(
     createServer(
       guard(
-        createAdminHandler({ token: () => config.admin.token, ready: () => ready, reload, table: () => table, cache, metrics, log }),
+        createAdminHandler({
+          token: () => config.admin.token,
+          ready: () => ready,
+          reload,
+          table: () => table,
+          cache,
+          metrics,
+          log,
+          ...options.admin,
+        }),
         log,
       ),
     ),
@@ -156,11 +175,12 @@ export async function startApp(options: AppOptions): Promise<App> {
     'admin',
   );
 
-  let scrapeAddress: AddressInfo;
-  let adminAddress: AddressInfo;
+  const run = options.listeners ?? { scrape: true, admin: true };
+  let scrapeAddress: AddressInfo | undefined;
+  let adminAddress: AddressInfo | undefined;
   try {
-    scrapeAddress = await listen(scrapeServer, config.listen, 'scrape');
-    adminAddress = await listen(adminServer, config.admin.listen, 'admin');
+    if (run.scrape) scrapeAddress = await listen(scrapeServer, config.listen, 'scrape');
+    if (run.admin) adminAddress = await listen(adminServer, config.admin.listen, 'admin');
   } catch (err) {
     scrapeServer.close();
     adminServer.close();
@@ -171,18 +191,20 @@ export async function startApp(options: AppOptions): Promise<App> {
   cache.setRoutes(config.routes);
   metrics.reloaded(true);
   ready = true;
+  const where = (a: AddressInfo | undefined) => (a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : undefined);
   log.info(
     {
-      scrape: `${scrapeAddress.address}:${scrapeAddress.port}`,
-      admin: `${adminAddress.address}:${adminAddress.port}`,
+      scrape: where(scrapeAddress),
+      admin: where(adminAddress),
       routes: config.routes.map((r) => ({ name: r.name, path: r.path ?? `${r.pathPrefix}*`, upstream: r.upstream.href, cache: r.cache })),
     },
-    'scrapecache listening',
+    run.scrape && run.admin ? 'scrapecache listening' : run.scrape ? 'worker listening' : 'primary listening',
   );
 
   return {
-    scrapeAddress,
-    adminAddress,
+    scrapeAddress: scrapeAddress!,
+    adminAddress: adminAddress!,
+    table: () => table,
     cache,
     metrics,
     config: () => config,
@@ -190,8 +212,8 @@ export async function startApp(options: AppOptions): Promise<App> {
     async close(graceMs = 5000) {
       ready = false;
       const closed = Promise.all([
-        new Promise((r) => scrapeServer.close(r)),
-        new Promise((r) => adminServer.close(r)),
+        run.scrape ? new Promise((r) => scrapeServer.close(r)) : undefined,
+        run.admin ? new Promise((r) => adminServer.close(r)) : undefined,
       ]);
       scrapeServer.closeIdleConnections();
       adminServer.closeIdleConnections();

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
+import { isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { createLogger, type LogLevel } from './log.js';
 
@@ -81,9 +82,14 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
+  const logLevelOverride = levelFlag !== undefined;
+  if (config.workers > 1) {
+    await runCluster({ config, file, log, logLevelOverride });
+    return;
+  }
   let app;
   try {
-    app = await startApp({ config, log, configFile: file, logLevelOverride: levelFlag !== undefined });
+    app = await startApp({ config, log, configFile: file, logLevelOverride });
   } catch (err) {
     die((err as Error).message);
   }
@@ -108,6 +114,36 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => void app.reload());
+}
+
+async function runCluster(options: RunOptions): Promise<void> {
+  const { log } = options;
+  let running: Running;
+  try {
+    running = isWorker ? await runWorker(options) : await runPrimary(options);
+  } catch (err) {
+    die((err as Error).message);
+  }
+  if (isWorker) return; // the primary decides when workers stop
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    running.close().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void running.reload());
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => die((err as Error).stack ?? String(err)));

@@ -28,7 +28,11 @@ export class Metrics {
   private readonly byRoute = new Map<string, RouteCounters>();
   private routeNames: string[] = [];
 
-  constructor(store: StoreView, options: { defaultMetrics?: boolean } = {}) {
+  /**
+   * storeGauges false: a cluster worker, whose cache copy and reload state the primary reports
+   * (summing them over processes would count every entry once per worker).
+   */
+  constructor(store: StoreView, options: { defaultMetrics?: boolean; storeGauges?: boolean } = {}) {
     const registers = [this.registry];
     this.requests = new Counter({
       name: 'scrapecache_requests_total',
@@ -59,22 +63,24 @@ export class Metrics {
       help: 'Entries dropped by POST /invalidate.',
       registers,
     });
+    const storeGauges = options.storeGauges !== false;
+    const gaugeRegisters = storeGauges ? registers : [];
     this.reloadSuccessful = new Gauge({
       name: 'scrapecache_config_last_reload_successful',
       help: 'Whether the last configuration load succeeded (1) or failed (0).',
-      registers,
+      registers: gaugeRegisters,
     });
     this.reloadTimestamp = new Gauge({
       name: 'scrapecache_config_last_reload_success_timestamp_seconds',
       help: 'Unix time of the last successful configuration load.',
-      registers,
+      registers: gaugeRegisters,
     });
     const routeNames = (): string[] => this.routeNames;
     new Gauge({
       name: 'scrapecache_cache_entries',
       help: 'Entries held in the cache, by route.',
       labelNames: ['route'],
-      registers,
+      registers: gaugeRegisters,
       collect() {
         this.reset();
         const usage = store.usageByRoute();
@@ -85,7 +91,7 @@ export class Metrics {
       name: 'scrapecache_cache_bytes',
       help: 'Bytes held in the cache (bodies, converted variants, headers, keys), by route.',
       labelNames: ['route'],
-      registers,
+      registers: gaugeRegisters,
       collect() {
         this.reset();
         const usage = store.usageByRoute();

@@ -28,7 +28,7 @@ export type Lookup =
   | { cache: 'hit' | 'stale' | 'miss' | 'collapsed'; entry: StoredResponse; stored: boolean; fwdStatus?: number | string }
   | { cache: 'miss' | 'collapsed'; entry: StoredResponse; stored: false; fwdStatus: number };
 
-interface FillResult {
+export interface FillResult {
   /** The response: stored, or (non-200, Set-Cookie, too large for the store) not. */
   entry: StoredResponse;
   stored: boolean;
@@ -39,6 +39,18 @@ interface FailureState {
   count: number;
   retryAt: number;
   fwdStatus: number | string;
+}
+
+/**
+ * Where fills come from in a worker process (SPEC 2 `workers`): the primary fetches, so that a
+ * key is fetched once for the whole group, and sends the response back.
+ */
+export type RemoteFill = (target: ScrapeTarget) => Promise<FillResult>;
+
+export interface ScrapeCacheOptions {
+  remoteFill?: RemoteFill;
+  /** Called with every response this cache stored from its own fetch (the primary broadcasts it). */
+  onStored?: (entry: StoredResponse) => void;
 }
 
 export class ScrapeCache {
@@ -54,6 +66,7 @@ export class ScrapeCache {
     maxBytes: number,
     private readonly metrics: Metrics | undefined,
     private readonly log: Logger,
+    private readonly options: ScrapeCacheOptions = {},
     private readonly now: () => number = Date.now,
   ) {
     this.store = new MemoryStore(maxBytes, {
@@ -75,6 +88,8 @@ export class ScrapeCache {
       }
     }
     void this.dispatchers.retain(routes);
+    // In a worker the primary prefetches for everyone.
+    if (this.options.remoteFill) return;
     for (const route of routes) {
       if (!route.prefetch || route.path === undefined) continue;
       const target: ScrapeTarget = { route, path: route.path, query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT };
@@ -199,10 +214,42 @@ export class ScrapeCache {
     this.fill(key, target, entry).catch(() => undefined);
   }
 
+  /**
+   * For the primary serving a worker: its own fresh entry, or the result of the one fill in
+   * flight for the key, or a new fill.
+   */
+  fillFor(target: ScrapeTarget): Promise<FillResult> {
+    const key = keyOf(target);
+    const entry = this.store.peek(key);
+    if (entry && isFresh(entry, entry.policy, this.now())) return Promise.resolve({ entry, stored: true });
+    return this.inflight.get(key) ?? this.fill(key, target, entry);
+  }
+
+  /** Stores an entry another process fetched (a worker receiving the primary's broadcast). */
+  adopt(entry: StoredResponse): void {
+    const held = this.store.peek(entry.key);
+    if (held && held.fetchedAt >= entry.fetchedAt) return;
+    if (!this.closed) this.store.set(entry);
+  }
+
   private fill(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
-    const promise = this.fetchAndStore(key, target, previous).finally(() => this.inflight.delete(key));
+    const source = this.options.remoteFill ? this.remote(target, previous) : this.fetchAndStore(key, target, previous);
+    const promise = source.finally(() => this.inflight.delete(key));
     this.inflight.set(key, promise);
     return promise;
+  }
+
+  private async remote(target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
+    let result: FillResult;
+    try {
+      result = await this.options.remoteFill!(target);
+    } catch (err) {
+      this.recordFailure(target, previous, (err as ProxyError).status);
+      throw err;
+    }
+    if (result.stored) this.adopt(result.entry);
+    else if (result.entry.status >= 500) this.recordFailure(target, previous, result.entry.status);
+    return result;
   }
 
   private async fetchAndStore(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
@@ -243,6 +290,7 @@ export class ScrapeCache {
       'upstream fetch',
     );
     if (stored) {
+      this.options.onStored?.(entry);
       if (route.prefetch && target.query === '' && route.path === target.path) this.schedulePrefetch(target, entry);
     } else {
       if (res.status === 200 && !storable) {
@@ -261,7 +309,7 @@ export class ScrapeCache {
     }
     // A prefetch route keeps trying in the background, backing off, so scrapes need not.
     const { route } = target;
-    if (route.prefetch && target.query === '' && !this.closed) {
+    if (route.prefetch && target.query === '' && !this.closed && !this.options.remoteFill) {
       const count = previous ? (this.failures.get(previous)?.count ?? 1) : 1;
       this.setPrefetchTimer(target, now + retryBackoffMs(count, route));
     }

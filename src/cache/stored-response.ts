@@ -56,6 +56,21 @@ export interface Variant {
   head: string[];
 }
 
+export interface WireResponse {
+  key: string;
+  route: string;
+  path: string;
+  query: string;
+  representation: Representation;
+  accept: string | undefined;
+  status: number;
+  coding: Coding;
+  body: Uint8Array;
+  headers: string[];
+  fetchedAt: number;
+  policy: FreshnessPolicy;
+}
+
 /** Bytes a stored response costs beyond its bodies: key, header strings, object overhead. */
 const OVERHEAD_BYTES = 600;
 
@@ -124,6 +139,30 @@ export class StoredResponse {
     let n = OVERHEAD_BYTES + this.key.length * 2 + this.headerBytes * 2;
     for (const v of Object.values(this.variants)) n += v.body.length;
     return n;
+  }
+
+  /** The response as sent between processes (cluster workers): plain data and the stored body. */
+  toWire(): WireResponse {
+    return {
+      key: this.key,
+      route: this.route,
+      path: this.path,
+      query: this.query,
+      representation: this.representation,
+      accept: this.accept,
+      status: this.status,
+      coding: this.coding,
+      body: this.variants[this.coding]!.body,
+      headers: this.headers,
+      fetchedAt: this.fetchedAt,
+      policy: { ttlMs: this.policy.ttlMs, staleWhileRevalidateMs: this.policy.staleWhileRevalidateMs, staleIfErrorMs: this.policy.staleIfErrorMs },
+    };
+  }
+
+  static fromWire(wire: WireResponse): StoredResponse {
+    // Structured clone delivers a Uint8Array; view it as a Buffer without copying.
+    const body = Buffer.isBuffer(wire.body) ? wire.body : Buffer.from(wire.body.buffer, wire.body.byteOffset, wire.body.byteLength);
+    return new StoredResponse({ ...wire, body });
   }
 
   /** The stored body length in its upstream coding, as reported by GET /cache. */

@@ -21,6 +21,10 @@ export interface AdminDeps {
   cache: ScrapeCache;
   metrics: Metrics;
   log: Logger;
+  /** Cluster primary: the workers drop the same selection from their copies. */
+  afterInvalidate?: (selection: Selection) => void;
+  /** Cluster primary: metrics gathered from every process. */
+  metricsText?: () => Promise<{ contentType: string; text: string }>;
 }
 
 class HttpError extends Error {
@@ -60,7 +64,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-interface Selection {
+export interface Selection {
   route?: string;
   path?: string;
   query?: string;
@@ -100,7 +104,8 @@ async function readSelection(req: IncomingMessage, params: URLSearchParams): Pro
   return selection;
 }
 
-function selector(selection: Selection, table: RouteTable): (entry: StoredResponse) => boolean {
+/** The entries a selection names; throws HttpError 404 for an unknown route or path. */
+export function selector(selection: Selection, table: RouteTable): (entry: StoredResponse) => boolean {
   let routeName = selection.route;
   if (routeName !== undefined && !table.byName.has(routeName)) throw new HttpError(404, `unknown route "${routeName}"`);
   if (selection.path === undefined) return routeName === undefined ? () => true : (e) => e.route === routeName;
@@ -149,6 +154,8 @@ export function createAdminHandler(deps: AdminDeps) {
         only('POST');
         const selection = await readSelection(req, url.searchParams);
         const select = selector(selection, deps.table());
+        // Workers drop their copies first, so a refresh the primary then stores reaches them after.
+        deps.afterInvalidate?.(selection);
         const { invalidated, refreshed } = await cache.invalidate(select, selection.refresh);
         log.info({ ...selection, invalidated, refreshed }, 'invalidated');
         return json(res, 200, selection.refresh ? { invalidated, refreshed } : { invalidated });
@@ -178,8 +185,10 @@ export function createAdminHandler(deps: AdminDeps) {
       }
       case '/metrics': {
         only('GET');
-        const text = await metrics.registry.metrics();
-        res.writeHead(200, { 'Content-Type': metrics.registry.contentType, 'Content-Length': Buffer.byteLength(text) });
+        const { contentType, text } = deps.metricsText
+          ? await deps.metricsText()
+          : { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() };
+        res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text) });
         res.end(text);
         return;
       }

@@ -1,0 +1,255 @@
+/**
+ * `workers: N` (SPEC 2): N worker processes serve scrapes, each from its own copy of the cache;
+ * the primary runs the admin listener and does every upstream fetch, so a key is fetched once
+ * per TTL for the whole group. Every response the primary stores is sent to every worker;
+ * invalidation and reload reach every worker the same way.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+
+type MetricsJson = object[];
+import { startApp, type App } from './app.js';
+import type { FillResult, ScrapeTarget } from './cache/scrape-cache.js';
+import type { Representation } from './cache/representation.js';
+import { StoredResponse, type WireResponse } from './cache/stored-response.js';
+import type { Config } from './config/types.js';
+import { ProxyError, type ProxyErrorCode } from './errors.js';
+import { selector, type Selection } from './server/admin-listener.js';
+
+interface WireTarget {
+  route: string;
+  path: string;
+  query: string;
+  representation: Representation;
+  accept: string | undefined;
+}
+
+type ToPrimary =
+  | { t: 'fill'; id: number; target: WireTarget }
+  | { t: 'metrics'; id: number; json: MetricsJson }
+  | { t: 'ready'; scrape: string };
+
+type ToWorker =
+  | { t: 'stored'; entry: WireResponse }
+  | { t: 'filled'; id: number; stored: boolean; entry: WireResponse }
+  | { t: 'failed'; id: number; code: ProxyErrorCode; message: string }
+  | { t: 'invalidate'; selection: Selection }
+  | { t: 'reload' }
+  | { t: 'metrics'; id: number }
+  | { t: 'shutdown' };
+
+export interface RunOptions {
+  config: Config;
+  file: string;
+  log: Logger;
+  logLevelOverride: boolean;
+}
+
+export interface Running {
+  /** Re-reads the config; in the primary, workers follow a successful reload. */
+  reload(): Promise<string | undefined>;
+  close(): Promise<void>;
+}
+
+/** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
+export async function runPrimary({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+  // Let the kernel hand connections to the workers: the primary never touches a scrape.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ serialization: 'advanced' });
+  const workers = new Set<Worker>();
+  let stopping = false;
+  let metricsId = 0;
+  const metricsReplies = new Map<number, (json: MetricsJson) => void>();
+
+  const broadcast = (message: ToWorker) => {
+    for (const w of workers) if (w.isConnected()) w.send(message);
+  };
+
+  async function metricsText(): Promise<{ contentType: string; text: string }> {
+    const own = await app.metrics.registry.getMetricsAsJSON();
+    const fromWorkers = [...workers].filter((w) => w.isConnected()).map(
+      (w) =>
+        new Promise<MetricsJson>((resolve) => {
+          const id = ++metricsId;
+          const timer = setTimeout(() => {
+            metricsReplies.delete(id);
+            resolve([]);
+          }, 2000);
+          metricsReplies.set(id, (json) => {
+            clearTimeout(timer);
+            metricsReplies.delete(id);
+            resolve(json);
+          });
+          w.send({ t: 'metrics', id } satisfies ToWorker);
+        }),
+    );
+    const registry = AggregatorRegistry.aggregate([own, ...(await Promise.all(fromWorkers))]);
+    return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
+  const app: App = await startApp({
+    config,
+    log,
+    configFile: file,
+    logLevelOverride,
+    listeners: { scrape: false, admin: true },
+    cacheOptions: { onStored: (entry) => broadcast({ t: 'stored', entry: entry.toWire() }) },
+    admin: { afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }), metricsText },
+    afterReload: () => broadcast({ t: 'reload' }),
+  });
+
+  const readyScrape: string[] = [];
+  let allReady: () => void;
+  const ready = new Promise<void>((r) => (allReady = r));
+
+  function onMessage(worker: Worker, message: ToPrimary): void {
+    switch (message.t) {
+      case 'ready':
+        readyScrape.push(message.scrape);
+        if (readyScrape.length === config.workers) allReady();
+        return;
+      case 'metrics':
+        metricsReplies.get(message.id)?.(message.json);
+        return;
+      case 'fill': {
+        const { id, target } = message;
+        const route = app.table().byName.get(target.route);
+        const reply = (m: ToWorker) => worker.isConnected() && worker.send(m);
+        if (!route) {
+          reply({ t: 'failed', id, code: 'UPSTREAM_UNREACHABLE', message: `route ${target.route}: not in the primary's config` });
+          return;
+        }
+        app.cache.fillFor({ ...target, route }).then(
+          (result) => reply({ t: 'filled', id, stored: result.stored, entry: result.entry.toWire() }),
+          (err: ProxyError) => reply({ t: 'failed', id, code: err.code, message: err.message }),
+        );
+        return;
+      }
+    }
+  }
+
+  const fork = () => {
+    const worker = cluster.fork({ SCRAPECACHE_WORKER: '1' });
+    workers.add(worker);
+    worker.on('message', (m: ToPrimary) => onMessage(worker, m));
+    worker.on('exit', (code, signal) => {
+      workers.delete(worker);
+      if (stopping) return;
+      log.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting another');
+      setTimeout(fork, 500).unref();
+    });
+  };
+  for (let i = 0; i < config.workers; i++) fork();
+
+  const failed = new Promise<never>((_, reject) => {
+    cluster.once('exit', (w, code) => {
+      if (readyScrape.length < config.workers) reject(new Error(`worker ${w.process.pid} exited with code ${code} during start-up`));
+    });
+  });
+  try {
+    await Promise.race([ready, failed]);
+  } catch (err) {
+    stopping = true;
+    for (const w of workers) w.kill();
+    await app.close(0);
+    throw err;
+  }
+  log.info(
+    { scrape: readyScrape[0], admin: `${app.adminAddress.address}:${app.adminAddress.port}`, workers: config.workers },
+    'scrapecache listening',
+  );
+
+  return {
+    reload: () => app.reload(),
+    async close() {
+      stopping = true;
+      const exits = [...workers].map((w) => new Promise((r) => (w.isDead() ? r(undefined) : w.once('exit', r))));
+      broadcast({ t: 'shutdown' });
+      const grace = new Promise((r) => setTimeout(r, 6000).unref());
+      await Promise.race([Promise.all(exits), grace]);
+      for (const w of workers) if (!w.isDead()) w.kill('SIGKILL');
+      await app.close();
+    },
+  };
+}
+
+/** A worker: the scrape listener and a cache whose fills the primary makes. */
+export async function runWorker({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+  let nextId = 0;
+  const pending = new Map<number, { resolve: (r: FillResult) => void; reject: (e: ProxyError) => void }>();
+  const send = (m: ToPrimary) => process.send?.(m);
+
+  const remoteFill = (target: ScrapeTarget): Promise<FillResult> =>
+    new Promise((resolve, reject) => {
+      if (!process.connected) {
+        reject(new ProxyError('SHUTTING_DOWN', `route ${target.route.name}: the primary process is gone`));
+        return;
+      }
+      const id = ++nextId;
+      pending.set(id, { resolve, reject });
+      const { route, ...rest } = target;
+      send({ t: 'fill', id, target: { ...rest, route: route.name } });
+    });
+
+  const app = await startApp({
+    config,
+    log,
+    configFile: file,
+    logLevelOverride,
+    listeners: { scrape: true, admin: false },
+    cacheOptions: { remoteFill },
+  });
+
+  process.on('message', (message: ToWorker) => {
+    switch (message.t) {
+      case 'stored':
+        app.cache.adopt(StoredResponse.fromWire(message.entry));
+        return;
+      case 'filled': {
+        const waiter = pending.get(message.id);
+        pending.delete(message.id);
+        waiter?.resolve({ entry: StoredResponse.fromWire(message.entry), stored: message.stored });
+        return;
+      }
+      case 'failed': {
+        const waiter = pending.get(message.id);
+        pending.delete(message.id);
+        waiter?.reject(new ProxyError(message.code, message.message));
+        return;
+      }
+      case 'invalidate':
+        try {
+          app.cache.store.invalidate(selector(message.selection, app.table()));
+        } catch {
+          // The primary already answered the caller; a selection this worker cannot match drops nothing.
+        }
+        return;
+      case 'reload':
+        void app.reload();
+        return;
+      case 'metrics':
+        void app.metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', id: message.id, json }));
+        return;
+      case 'shutdown':
+        void app.close().then(() => process.exit(0));
+        return;
+    }
+  });
+  process.on('disconnect', () => {
+    for (const waiter of pending.values()) waiter.reject(new ProxyError('SHUTTING_DOWN', 'the primary process is gone'));
+    pending.clear();
+    void app.close(1000).then(() => process.exit(0));
+  });
+  // The primary decides: a terminal's Ctrl-C or a SIGHUP to the group reaches it too.
+  process.on('SIGINT', () => undefined);
+  process.on('SIGHUP', () => undefined);
+  process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
+
+  const a: AddressInfo = app.scrapeAddress;
+  send({ t: 'ready', scrape: `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` });
+  return { reload: () => app.reload(), close: () => app.close() };
+}
+
+export const isWorker = cluster.isWorker;
