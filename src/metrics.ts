@@ -117,7 +117,11 @@ export class Metrics {
   route(name: string): RouteCounters {
     let counters = this.byRoute.get(name);
     if (!counters) {
-      const outcome = (cache: CacheOutcome) => this.requests.labels(name, cache);
+      const outcome = (cache: CacheOutcome) => {
+        const child = this.requests.labels(name, cache);
+        child.inc(0); // the series exists from the start, so the first rate() sees every request
+        return child;
+      };
       counters = {
         requests: {
           hit: outcome('hit'),

@@ -3,6 +3,7 @@
  * most one fetch per key in flight (SPEC 3.3, 3.4). Fills that outlive their clients run on
  * and are stored. A failed refresh never touches the good entry it was refreshing.
  */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
@@ -22,6 +23,16 @@ export interface ScrapeTarget {
   representation: Representation;
   /** The Accept header sent upstream on a fill. */
   accept: string | undefined;
+}
+
+/** A fill failed and nothing stale may be served; says whether this request only waited for it. */
+export class FillFailed extends Error {
+  constructor(
+    readonly error: ProxyError,
+    readonly collapsed: boolean,
+  ) {
+    super(error.message, { cause: error });
+  }
 }
 
 export type Lookup =
@@ -61,6 +72,8 @@ export class ScrapeCache {
   private readonly prefetchTimers = new Map<string, NodeJS.Timeout>();
   private routesByName = new Map<string, Route>();
   private closed = false;
+  /** Bumped by every invalidation: a fill that started before one may answer, but not store. */
+  private generation = 0;
 
   constructor(
     maxBytes: number,
@@ -149,13 +162,14 @@ export class ScrapeCache {
           entry.hits++;
           return { cache: 'stale', entry, stored: true, fwdStatus: err.status };
         }
-        throw err;
+        throw new FillFailed(err, collapsed);
       },
     );
   }
 
   /** Drops entries; with refresh, fetches the dropped query-less keys again and waits for them. */
   async invalidate(select: (entry: StoredResponse) => boolean, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
+    this.generation++;
     const dropped: StoredResponse[] = [];
     const invalidated = this.store.invalidate((entry) => {
       if (!select(entry)) return false;
@@ -171,7 +185,8 @@ export class ScrapeCache {
         if (!route || old.query !== '') continue;
         const target: ScrapeTarget = { route, path: old.path, query: '', representation: old.representation, accept: old.accept };
         const key = keyOf(target);
-        fills.push((this.inflight.get(key) ?? this.fill(key, target, undefined)).then((r) => r.stored && refreshed++, () => undefined));
+        // A new fetch even when one is in flight: that one started before the data changed.
+        fills.push(this.fill(key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
       }
       await Promise.all(fills);
     }
@@ -234,7 +249,9 @@ export class ScrapeCache {
 
   private fill(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
     const source = this.options.remoteFill ? this.remote(target, previous) : this.fetchAndStore(key, target, previous);
-    const promise = source.finally(() => this.inflight.delete(key));
+    const promise: Promise<FillResult> = source.finally(() => {
+      if (this.inflight.get(key) === promise) this.inflight.delete(key);
+    });
     this.inflight.set(key, promise);
     return promise;
   }
@@ -255,13 +272,15 @@ export class ScrapeCache {
   private async fetchAndStore(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
     const { route } = target;
     const url = upstreamTarget(route, target.path, target.query);
+    const generation = this.generation;
+    const started = performance.now();
     const logFields = { route: route.name, path: target.path, query: target.query, representation: target.representation };
     let res: UpstreamResponse;
     try {
       res = await fetchUpstream(route, this.dispatchers.for(route), url, target.accept);
     } catch (e) {
       const err = e as ProxyError;
-      this.metrics?.upstream(route.name, err.kind, 0);
+      this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000);
       this.log.warn({ ...logFields, err: { code: err.code, message: err.message, cause: causeOf(err) } }, 'upstream fetch failed');
       this.recordFailure(target, previous, err.status);
       throw err;
@@ -284,7 +303,7 @@ export class ScrapeCache {
       fetchedAt: this.now(),
       policy: route,
     });
-    const stored = storable && !this.closed && this.store.set(entry);
+    const stored = storable && !this.closed && generation === this.generation && this.store.set(entry);
     this.log.info(
       { ...logFields, status: res.status, durationMs: Math.round(res.durationMs), bytes: res.body.length, stored },
       'upstream fetch',

@@ -43,7 +43,8 @@ function digest(text: string): Buffer {
 /** Constant-time bearer check: both sides are hashed first, so lengths leak nothing either. */
 export function authorized(header: string | undefined, token: string): boolean {
   if (token === '') return true;
-  const presented = header?.startsWith('Bearer ') ? header.slice(7).trim() : '';
+  // RFC 9110 11.1: the scheme name is case-insensitive.
+  const presented = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : '';
   return timingSafeEqual(digest(presented), digest(token));
 }
 

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import { admits, chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
-import type { Lookup, ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
+import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -94,8 +94,9 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, route: Route, err: unknown): void {
-    const e = err instanceof ProxyError ? err : new ProxyError('UPSTREAM_UNREACHABLE', `route ${route.name}: ${String(err)}`);
-    metrics.route(route.name).requests.miss.inc();
+    const cause = err instanceof FillFailed ? err.error : err;
+    const e = cause instanceof ProxyError ? cause : new ProxyError('UPSTREAM_UNREACHABLE', `route ${route.name}: ${String(cause)}`);
+    metrics.route(route.name).requests[err instanceof FillFailed && err.collapsed ? 'collapsed' : 'miss'].inc();
     if (e.code === 'SCRAPE_DEADLINE') log.info({ route: route.name, url: req.url }, e.message);
     writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=miss; detail=${e.kind}` }, req.method === 'HEAD');
   }
