@@ -1,0 +1,109 @@
+/** `workers: N`: hits from every worker's memory, one upstream fetch per key for the whole group. */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
+import { get, post, SCRAPE_HEADERS, sleep } from './helpers/proxy.js';
+
+const cli = new URL('../src/cli.js', import.meta.url).pathname;
+let exporter: FakeExporter;
+let child: ChildProcess;
+let file: string;
+let scrapeUrl: string;
+let adminUrl: string;
+let exited: Promise<number | null>;
+/** Processes that have logged: the primary and each worker. */
+const pids = new Set<number>();
+
+const config = (extra = '') => `listen: 127.0.0.1:0
+workers: 2
+admin:
+  listen: 127.0.0.1:0
+routes:
+  - name: node
+    path: /node/metrics
+    upstream: ${exporter.url}/metrics
+    ttl: 1m
+${extra}`;
+
+before(async () => {
+  exporter = await startFakeExporter();
+  file = join(mkdtempSync(join(tmpdir(), 'scrapecache-workers-')), 'proxy.yaml');
+  writeFileSync(file, config());
+  child = spawn(process.execPath, [cli, '--config.file', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  exited = new Promise((r) => child.once('exit', (code) => r(code)));
+  await new Promise<void>((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error('no "scrapecache listening" line within 10 s')), 10_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (const line of buffered.split('\n').slice(0, -1)) {
+        const entry = JSON.parse(line) as { msg: string; pid: number; scrape?: string; admin?: string };
+        pids.add(entry.pid);
+        if (entry.msg === 'scrapecache listening') {
+          scrapeUrl = `http://${entry.scrape}`;
+          adminUrl = `http://${entry.admin}`;
+          clearTimeout(timer);
+          resolve();
+        }
+      }
+      buffered = buffered.slice(buffered.lastIndexOf('\n') + 1);
+    });
+  });
+});
+
+after(async () => {
+  if (child.exitCode === null) child.kill('SIGKILL');
+  await exporter.close();
+});
+
+/** Scrapes on fresh connections, which the kernel spreads over the workers. */
+const burst = (n: number) => Promise.all(Array.from({ length: n }, () => get(`${scrapeUrl}/node/metrics`, SCRAPE_HEADERS)));
+
+test('many scrapes spread over the workers cause one upstream fetch, then are hits', async () => {
+  for (let i = 0; i < 50 && pids.size < 3; i++) await sleep(100);
+  assert.equal(pids.size, 3, 'a primary and two workers logged');
+  exporter.delayMs = 200;
+  const cold = await burst(40);
+  assert.equal(exporter.count, 1, 'one fetch for the whole group');
+  assert.equal(new Set(cold.map((r) => r.body.toString('base64'))).size, 1);
+  exporter.delayMs = 0;
+  const warm = await burst(40);
+  for (const res of warm) assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);
+  assert.equal(exporter.count, 1);
+});
+
+test('invalidation reaches every worker', async () => {
+  const res = await post(`${adminUrl}/invalidate`, { route: 'node' });
+  assert.deepEqual(JSON.parse(res.body.toString()), { invalidated: 1 });
+  const after = await burst(40);
+  assert.equal(exporter.count, 2, 'one new fetch after the invalidation');
+  const fresh = after.filter((r) => /fake_version\{[^}]*\} 2/.test(gunzipSync(r.body).toString()));
+  assert.equal(fresh.length, 40, 'no worker served the invalidated copy');
+});
+
+test('the admin /metrics adds up the workers', async () => {
+  const text = (await get(`${adminUrl}/metrics`)).body.toString();
+  const value = (cache: string) => Number(new RegExp(`^scrapecache_requests_total\\{route="node",cache="${cache}"\\} (\\d+)`, 'm').exec(text)?.[1]);
+  assert.equal(value('hit') + value('miss') + value('collapsed'), 120);
+  assert.match(text, /^scrapecache_upstream_requests_total\{route="node",code="200"\} 2$/m);
+  assert.match(text, /^scrapecache_cache_entries\{route="node"\} 1$/m);
+});
+
+test('a reload reaches every worker', async () => {
+  writeFileSync(file, config(`  - name: added\n    path: /added\n    upstream: ${exporter.url}/added\n`));
+  assert.equal((await post(`${adminUrl}/-/reload`)).status, 200);
+  await sleep(300);
+  const results = await Promise.all(Array.from({ length: 20 }, () => get(`${scrapeUrl}/added`, SCRAPE_HEADERS)));
+  assert.deepEqual(new Set(results.map((r) => r.status)), new Set([200]));
+});
+
+test('SIGTERM stops the primary and its workers with exit code 0', async () => {
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  await assert.rejects(get(`${scrapeUrl}/node/metrics`), /ECONNREFUSED/);
+});
