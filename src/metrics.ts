@@ -3,13 +3,17 @@
  * Labels are route names, never raw paths or queries, so cardinality stays bounded by the config.
  * Hot-path counters are bound per route once, so a hit does no label lookup.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Counter as CounterType } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export type CacheOutcome = 'hit' | 'miss' | 'collapsed' | 'stale' | 'bypass';
 
-export interface RouteCounters {
-  requests: Record<CacheOutcome, CounterType.Internal>;
-}
+/**
+ * Scrapes answered per outcome for one route: plain numbers, bumped on the hot path without
+ * the label hashing and allocation of prom-client's inc(); exported when /metrics is read.
+ */
+export type RouteCounters = Record<CacheOutcome, number>;
+
+const OUTCOMES: readonly CacheOutcome[] = ['hit', 'miss', 'collapsed', 'stale', 'bypass'];
 
 export interface StoreView {
   /** Entries and bytes per route name. */
@@ -34,11 +38,16 @@ export class Metrics {
    */
   constructor(store: StoreView, options: { defaultMetrics?: boolean; storeGauges?: boolean } = {}) {
     const registers = [this.registry];
+    const byRoute = this.byRoute;
     this.requests = new Counter({
       name: 'scrapecache_requests_total',
       help: 'Scrape requests answered, by route and cache outcome (hit, miss, collapsed, stale, bypass).',
       labelNames: ['route', 'cache'],
       registers,
+      collect() {
+        this.reset();
+        for (const [route, counts] of byRoute) for (const cache of OUTCOMES) this.inc({ route, cache }, counts[cache]);
+      },
     });
     this.upstreamRequests = new Counter({
       name: 'scrapecache_upstream_requests_total',
@@ -117,20 +126,8 @@ export class Metrics {
   route(name: string): RouteCounters {
     let counters = this.byRoute.get(name);
     if (!counters) {
-      const outcome = (cache: CacheOutcome) => {
-        const child = this.requests.labels(name, cache);
-        child.inc(0); // the series exists from the start, so the first rate() sees every request
-        return child;
-      };
-      counters = {
-        requests: {
-          hit: outcome('hit'),
-          miss: outcome('miss'),
-          collapsed: outcome('collapsed'),
-          stale: outcome('stale'),
-          bypass: outcome('bypass'),
-        },
-      };
+      // Every series exists from the start (at 0), so the first rate() sees every request.
+      counters = { hit: 0, miss: 0, collapsed: 0, stale: 0, bypass: 0 };
       this.byRoute.set(name, counters);
     }
     return counters;

@@ -6,7 +6,7 @@
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import type { FreshnessPolicy } from './freshness.js';
-import type { Coding, Representation } from './representation.js';
+import { admits, type Coding, type Representation } from './representation.js';
 
 const gunzipAsync = promisify(gunzip);
 const gzipAsync = promisify(gzip);
@@ -89,6 +89,8 @@ export class StoredResponse {
   /** The route's policy when this was fetched: a ttl change applies from the next fill. */
   readonly policy: FreshnessPolicy;
   hits = 0;
+  /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
+  private admittedAccept: string | undefined;
   private readonly variants: Partial<Record<Coding, Variant>> = {};
   private readonly converting: Partial<Record<Coding, Promise<Variant>>> = {};
   private readonly headers: string[];
@@ -139,6 +141,14 @@ export class StoredResponse {
     let n = OVERHEAD_BYTES + this.key.length * 2 + this.headerBytes * 2;
     for (const v of Object.values(this.variants)) n += v.body.length;
     return n;
+  }
+
+  /** Whether a client's Accept admits this response's Content-Type (see admits()). */
+  admits(accept: string | undefined): boolean {
+    if (accept === undefined || accept === this.admittedAccept) return true;
+    if (!admits(accept, this.contentType)) return false;
+    this.admittedAccept = accept;
+    return true;
   }
 
   /** The response as sent between processes (cluster workers): plain data and the stored body. */

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
-import { admits, chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
+import { chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -68,7 +68,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   async function serve(req: IncomingMessage, res: ServerResponse, lookup: Lookup, route: Route): Promise<void> {
     const entry = lookup.entry;
     const coding = chooseCoding(req.headers['accept-encoding'], entry.coding);
-    metrics.route(route.name).requests[lookup.cache].inc();
+    metrics.route(route.name)[lookup.cache]++;
     if (coding === null) {
       writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`);
       return;
@@ -96,7 +96,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   function fail(req: IncomingMessage, res: ServerResponse, route: Route, err: unknown): void {
     const cause = err instanceof FillFailed ? err.error : err;
     const e = cause instanceof ProxyError ? cause : new ProxyError('UPSTREAM_UNREACHABLE', `route ${route.name}: ${String(cause)}`);
-    metrics.route(route.name).requests[err instanceof FillFailed && err.collapsed ? 'collapsed' : 'miss'].inc();
+    metrics.route(route.name)[err instanceof FillFailed && err.collapsed ? 'collapsed' : 'miss']++;
     if (e.code === 'SCRAPE_DEADLINE') log.info({ route: route.name, url: req.url }, e.message);
     writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=miss; detail=${e.kind}` }, req.method === 'HEAD');
   }
@@ -143,7 +143,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     if (!route.cache) {
-      metrics.route(route.name).requests.bypass.inc();
+      metrics.route(route.name).bypass++;
       passThrough.forward(req, res, route, path, q === -1 ? '' : url.slice(q + 1));
       return;
     }
@@ -170,7 +170,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       if (found instanceof Promise) found = await waitForFill(req, found, route);
       // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
       // `Accept: text/plain`): fetch for this exact Accept instead.
-      if (found.cache !== 'miss' && !target.representation.startsWith('accept:') && !admits(accept, found.entry.contentType)) {
+      if (found.cache !== 'miss' && !target.representation.startsWith('accept:') && !found.entry.admits(accept)) {
         const exact = cache.lookup({ ...target, representation: exactRepresentation(accept) });
         found = exact instanceof Promise ? await waitForFill(req, exact, route) : exact;
       }
