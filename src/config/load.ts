@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { isMap, isScalar, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { isMap, isScalar, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { expandEnv, type Expansion } from './env.js';
 import { configSchema, type RawConfig, type RawRoute } from './schema.js';
@@ -67,18 +67,35 @@ export function parseConfig(source: string, file: string, env: NodeJS.ProcessEnv
   for (const e of doc.errors) problems.push(locator.atExpandedOffset(e.pos[0], e.message.split('\n')[0]!));
   if (problems.length > 0) fail(problems);
 
-  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // An alias to no anchor, or an alias bomb: yaml throws instead of reporting.
+    let at: ConfigProblem | undefined;
+    visit(doc, {
+      Alias(_, node) {
+        if (!at && node.resolve(doc) === undefined && node.range) {
+          at = locator.atExpandedOffset(node.range[0], `alias *${node.source} names no anchor`);
+        }
+      },
+    });
+    fail([at ?? locator.at([], (err as Error).message.split('\n')[0]!)]);
+  }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     fail([locator.at([], 'the config must be a YAML mapping with at least a routes: list')]);
   }
 
+  // Checks across routes run on the raw data too, so one run reports them beside schema errors.
+  const report: Report = (path, message) => problems.push(locator.at(path, message));
+  checkRouteIdentity(data, report);
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) {
-    return fail(parsed.error.issues.flatMap((issue) => describeIssue(issue, data, locator)));
+    return fail([...problems, ...parsed.error.issues.flatMap((issue) => describeIssue(issue, data, locator))]);
   }
 
   const baseDir = dirname(resolve(file));
-  const config = normalize(parsed.data, resolve(file), baseDir, (path, message) => problems.push(locator.at(path, message)));
+  const config = normalize(parsed.data, resolve(file), baseDir, report);
   if (problems.length > 0 || envProblems.length > 0) fail(problems);
   return config;
 }
@@ -160,27 +177,39 @@ class Locator {
 
 type Report = (path: PathKey[], message: string) => void;
 
-function normalize(raw: RawConfig, file: string, baseDir: string, report: Report): Config {
+/** Unique names, unique paths, exactly one of path and path_prefix: on the raw routes. */
+function checkRouteIdentity(data: unknown, report: Report): void {
+  const routes = (data as { routes?: unknown }).routes;
+  if (!Array.isArray(routes)) return;
   const names = new Map<string, number>();
   const paths = new Map<string, number>();
+  routes.forEach((r: Record<string, unknown> | null, i) => {
+    if (r === null || typeof r !== 'object') return;
+    const at = (...rest: PathKey[]): PathKey[] => ['routes', i, ...rest];
+    if (typeof r['name'] === 'string') {
+      const first = names.get(r['name']);
+      if (first !== undefined) report(at('name'), `duplicate route name "${r['name']}" (also routes[${first}])`);
+      else names.set(r['name'], i);
+    }
+    if ((r['path'] === undefined) === (r['path_prefix'] === undefined)) {
+      report(at(), `routes[${i}]${typeof r['name'] === 'string' ? ` ("${r['name']}")` : ''}: set exactly one of path and path_prefix`);
+    }
+    const key = r['path'] !== undefined ? 'path' : 'path_prefix';
+    const match = r[key];
+    if (typeof match === 'string') {
+      const id = `${key} ${match}`;
+      const first = paths.get(id);
+      if (first !== undefined) report(at(key), `duplicate ${id} (also routes[${first}])`);
+      else paths.set(id, i);
+    }
+  });
+}
+
+function normalize(raw: RawConfig, file: string, baseDir: string, report: Report): Config {
   const routes: Route[] = [];
 
   raw.routes.forEach((r, i) => {
     const at = (...rest: PathKey[]): PathKey[] => ['routes', i, ...rest];
-    const firstName = names.get(r.name);
-    if (firstName !== undefined) report(at('name'), `duplicate route name "${r.name}" (also routes[${firstName}])`);
-    else names.set(r.name, i);
-
-    if ((r.path === undefined) === (r.path_prefix === undefined)) {
-      report(at(), `routes[${i}] ("${r.name}"): set exactly one of path and path_prefix`);
-    }
-    const match = r.path ?? r.path_prefix;
-    if (match !== undefined) {
-      const id = `${r.path !== undefined ? 'path' : 'path_prefix'} ${match}`;
-      const first = paths.get(id);
-      if (first !== undefined) report(at(r.path !== undefined ? 'path' : 'path_prefix'), `duplicate ${id} (also routes[${first}])`);
-      else paths.set(id, i);
-    }
     const cache = r.cache ?? true;
     if (r.prefetch && !cache) report(at('prefetch'), 'prefetch needs a cached route (cache: false is set)');
     if (r.prefetch && r.path_prefix !== undefined) report(at('prefetch'), 'prefetch needs an exact path, not path_prefix');

@@ -7,8 +7,10 @@ import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 
 const duration = z
-  .string({ error: 'expected a duration such as 30s, 5m or 1h30m' })
-  .transform((text, ctx) => {
+  // A bare 0 is a YAML number; Prometheus accepts it as a duration, so do we.
+  .union([z.string(), z.literal(0)], { error: 'expected a duration such as 30s, 5m or 1h30m' })
+  .transform((value, ctx) => {
+    const text = String(value);
     const ms = parseDuration(text);
     if (ms === undefined) {
       ctx.addIssue({ code: 'custom', message: `invalid duration "${text}" (expected e.g. 500ms, 30s, 5m, 1h30m, 7d)` });
