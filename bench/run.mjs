@@ -158,7 +158,11 @@ async function main() {
       if (ctx.cpuProfDir) {
         const path = await newestProfile(ctx.cpuProfDir);
         if (path) {
-          run.cpuProfile = { path: path.slice(REPO_ROOT.length), top: await topSelfTime(path) };
+          run.cpuProfile = {
+            path: path.slice(REPO_ROOT.length),
+            top: await topSelfTime(path),
+            own: await topSelfTime(path, 15, (f) => f.location.startsWith('dist/src/')),
+          };
           console.log('scrapecache top self time:');
           for (const f of run.cpuProfile.top.slice(0, 10)) console.log(`  ${f.percent.toFixed(1).padStart(5)}%  ${f.name}  ${f.location}`);
         } else {

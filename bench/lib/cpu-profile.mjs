@@ -13,7 +13,7 @@ export async function newestProfile(dir) {
 }
 
 /** [{ name, location, selfMs, percent }] sorted by self time, `(idle)` left out of the total. */
-export async function topSelfTime(path, top = 20) {
+export async function topSelfTime(path, top = 20, only = () => true) {
   const profile = JSON.parse(await readFile(path, 'utf8'));
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map();
@@ -33,6 +33,7 @@ export async function topSelfTime(path, top = 20) {
     total += us / 1000;
   }
   return [...byFunction.values()]
+    .filter(only)
     .sort((a, b) => b.selfMs - a.selfMs)
     .slice(0, top)
     .map((e) => ({ ...e, percent: (100 * e.selfMs) / total }));

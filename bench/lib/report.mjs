@@ -160,6 +160,11 @@ function profileSection(profile) {
     `Top self time over the whole run of the main proxy (\`${profile.path}\`), idle and GC-less \`(program)\` left out.`, ''];
   out.push(table(['function', 'location', 'self ms', '%'],
     profile.top.map((f) => [`\`${f.name}\``, `\`${f.location}\``, int(f.selfMs), f.percent.toFixed(1)])), '');
+  if (profile.own?.length) {
+    out.push('scrapecache\'s own functions (dist/src), same profile, % of all non-idle samples:', '');
+    out.push(table(['function', 'location', 'self ms', '%'],
+      profile.own.map((f) => [`\`${f.name}\``, `\`${f.location}\``, int(f.selfMs), f.percent.toFixed(1)])), '');
+  }
   return out;
 }
 
@@ -177,6 +182,8 @@ export function renderReport(run) {
     `| CPUs | ${options.pin ? 'servers pinned to CPU 1, load generator and fixture exporter to CPU 0 (taskset)' : 'not pinned'} |`,
     `| workers | ${options.workers === undefined ? 'not set (proxy default), nginx worker_processes 1, reference 1 process' : `${options.workers} (proxy.yaml workers, nginx worker_processes, reference cluster workers)`} |`,
     '');
+  const loadBefore = Number(machine.loadAverage.split(' ')[0]);
+  if (loadBefore > 1) out.push(`**The machine was busy** (1-minute load average ${loadBefore} before the run, on ${machine.cores} cores): other processes competed for the CPUs, so the numbers are noisy; the req/s range across rounds shows how much.`, '');
   if (options.quick) out.push('**Quick run**: short durations and fewer points; a smoke test, not numbers to quote.', '');
   if (skipped.length) out.push(...skipped.map((s) => `- skipped: ${s}`), '');
 
