@@ -213,7 +213,8 @@ describe('https upstreams with a private CA, a client certificate and credential
     await proxy?.close();
     await fromStart?.close();
     await exporter?.close();
-    if (pki) rmSync(pki.dir, { recursive: true, force: true });
+    // Throwaway keys and secrets, but keys and secrets: leave none in /tmp.
+    for (const dir of [pki?.dir, configDir, fromStart && dirname(fromStart.file)]) if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   beforeEach(async () => {
