@@ -13,7 +13,17 @@ import type { Metrics } from '../metrics.js';
 import { writeText } from '../server/respond.js';
 import { upstreamTarget } from './fetch-upstream.js';
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+
+/** The fixed hop-by-hop headers and those a Connection header names, lower-cased. */
+function hopByHop(connection: string | string[] | undefined): Set<string> {
+  const names = new Set(HOP_BY_HOP);
+  for (const token of String(connection ?? '').split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name) names.add(name);
+  }
+  return names;
+}
 
 /** http-proxy reports per-request events on the proxy; these hooks carry them to their request. */
 type PassThroughRequest = IncomingMessage & {
@@ -73,7 +83,11 @@ export class PassThrough {
     let timedOut = false;
     let upstreamRequest: { destroy(): void } | undefined;
     const hooks = req as PassThroughRequest;
-    hooks.onProxyReq = (proxyReq) => (upstreamRequest = proxyReq);
+    hooks.onProxyReq = (proxyReq) => {
+      upstreamRequest = proxyReq;
+      // RFC 9110 7.6.1: the client's hop-by-hop headers end here (http-proxy copies them all).
+      for (const name of hopByHop(req.headers['connection'])) proxyReq.removeHeader(name);
+    };
     const timer = setTimeout(() => {
       timedOut = true;
       upstreamRequest?.destroy();
@@ -91,9 +105,10 @@ export class PassThrough {
         return;
       }
       const headers: string[] = [];
+      const dropped = hopByHop(upstream.headers['connection']);
       for (let i = 0; i < upstream.rawHeaders.length; i += 2) {
         const name = upstream.rawHeaders[i]!;
-        if (!HOP_BY_HOP.has(name.toLowerCase())) headers.push(name, upstream.rawHeaders[i + 1]!);
+        if (!dropped.has(name.toLowerCase())) headers.push(name, upstream.rawHeaders[i + 1]!);
       }
       headers.push('Cache-Status', 'scrapecache; fwd=bypass');
       if (res.destroyed) return upstream.destroy();
