@@ -9,7 +9,7 @@ import { describeMachine, loadAverage } from './lib/machine.mjs';
 import { pickLoadTool } from './lib/load.mjs';
 import { startFixture } from './lib/fixture.mjs';
 import { request, closeClient } from './lib/http-client.mjs';
-import { stopAllChildren } from './lib/children.mjs';
+import { stopAllChildren, interrupted } from './lib/children.mjs';
 import { newestProfile, topSelfTime } from './lib/cpu-profile.mjs';
 import { renderReport, evaluateGoals, goalMark, formatBytes } from './lib/report.mjs';
 import { startReference } from './peers/reference.mjs';
@@ -218,6 +218,10 @@ function peerVersions(options) {
 main().then(
   (code) => process.exit(code),
   (error) => {
+    if (interrupted()) {
+      console.error(`bench: interrupted by ${interrupted()}; no results written`);
+      process.exit(130);
+    }
     console.error(`bench: ${error.stack ?? error}`);
     process.exit(1);
   },

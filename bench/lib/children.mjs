@@ -5,6 +5,12 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 
 const running = new Set();
+let interruptedBy = null;
+
+/** The signal that stopped the run, or null. */
+export function interrupted() {
+  return interruptedBy;
+}
 
 function killGroup(child, signal) {
   try {
@@ -23,6 +29,7 @@ function installCleanup() {
   });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.on(signal, () => {
+      interruptedBy = signal;
       process.stderr.write(`\nbench: ${signal}, stopping ${running.size} child process(es)\n`);
       for (const child of running) killGroup(child, 'SIGTERM');
       setTimeout(() => process.exit(130), 300).unref();

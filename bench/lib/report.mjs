@@ -178,7 +178,7 @@ export function renderReport(run) {
     `| Node.js | ${machine.node} |`,
     `| load average | ${machine.loadAverage} before the run, ${run.loadAverageAfter ?? '?'} after (other work on the machine skews the numbers) |`,
     ...Object.entries(versions).map(([name, version]) => `| ${name} | ${version} |`),
-    `| load | ${loadTool.version}, 1 thread, ${options.connections} connections; ${options.rounds} round(s) of ${options.duration} s per point (sweeps ${options.sweepDuration} s), peers in turn, after ${options.warmup} s of warm-up (sweeps 1 s); medians over rounds |`,
+    `| load | ${loadTool.version}${loadTool.tool === 'wrk' ? ', 1 thread' : ''}, ${options.connections} connections; ${options.rounds} round(s) of ${options.duration} s per point (sweeps ${options.sweepDuration} s), peers in turn, after ${options.warmup} s of warm-up (sweeps 1 s); medians over rounds |`,
     `| CPUs | ${options.pin ? 'servers pinned to CPU 1, load generator and fixture exporter to CPU 0 (taskset)' : 'not pinned'} |`,
     `| workers | ${options.workers === undefined ? 'not set (proxy default), nginx worker_processes 1, reference 1 process' : `${options.workers} (proxy.yaml workers, nginx worker_processes, reference cluster workers)`} |`,
     '');
