@@ -12,6 +12,16 @@ export async function newestProfile(dir) {
   return newest?.path ?? null;
 }
 
+/** node_modules/<package>/..., dist/src/..., or the URL as it is (node:internal/...). */
+function shortPath(url) {
+  const path = url.replace(/^file:\/\//, '');
+  const inModules = path.lastIndexOf('/node_modules/');
+  if (inModules !== -1) return path.slice(inModules + 1);
+  const inDist = path.lastIndexOf('/dist/src/');
+  if (inDist !== -1) return path.slice(inDist + 1);
+  return path;
+}
+
 /** [{ name, location, selfMs, percent }] sorted by self time, `(idle)` left out of the total. */
 export async function topSelfTime(path, top = 20, only = () => true) {
   const profile = JSON.parse(await readFile(path, 'utf8'));
@@ -24,7 +34,7 @@ export async function topSelfTime(path, top = 20, only = () => true) {
     const { callFrame } = nodes.get(id);
     const name = callFrame.functionName || '(anonymous)';
     if (name === '(idle)' || name === '(program)') continue;
-    const file = callFrame.url.replace(/^file:\/\//, '').replace(/^.*\/(node_modules\/|dist\/)/, '$1');
+    const file = shortPath(callFrame.url);
     const location = file ? `${file}:${callFrame.lineNumber + 1}` : '(native)';
     const key = `${name} ${location}`;
     const entry = byFunction.get(key) ?? { name, location, selfMs: 0 };
