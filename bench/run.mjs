@@ -5,7 +5,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseOptions, USAGE } from './lib/options.mjs';
-import { describeMachine, loadAverage } from './lib/machine.mjs';
+import { describeMachine, loadAverage, sampleCpuBusy } from './lib/machine.mjs';
 import { pickLoadTool } from './lib/load.mjs';
 import { startFixture } from './lib/fixture.mjs';
 import { request, closeClient } from './lib/http-client.mjs';
@@ -106,6 +106,7 @@ async function main() {
   }
   const started = performance.now();
   const machine = describeMachine();
+  machine.busyBefore = await sampleCpuBusy();
   const plan = makePlan(options);
   const tmpDir = await mkdtemp(join(tmpdir(), 'scrapecache-bench-'));
   const skipped = [];
@@ -121,7 +122,8 @@ async function main() {
   };
   const run = { options, machine, plan, skipped, versions: {} };
   try {
-    console.log(`scrapecache bench: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, load average ${machine.loadAverage}`);
+    console.log(`scrapecache bench: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, load average ${machine.loadAverage}, CPUs ${Math.round(machine.busyBefore * 100)}% busy before the start`);
+    if (machine.busyBefore > 0.1) console.log('  warning: the machine is busy; the numbers will be noisy');
     const loadTool = await pickLoadTool(options.load);
     if (!loadTool) throw new Error('no load generator: install wrk (apt-get install wrk) or add autocannon to devDependencies');
     ctx.loadTool = run.loadTool = loadTool;

@@ -23,3 +23,23 @@ export function describeMachine() {
 export function loadAverage() {
   return os.loadavg().map((n) => n.toFixed(2)).join(' ');
 }
+
+function cpuTimes() {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+  const values = fields.map(Number);
+  const idle = values[3] + (values[4] ?? 0); // idle + iowait
+  return { idle, total: values.reduce((a, b) => a + b, 0) };
+}
+
+/** Share of all CPUs that was busy over the next `ms` milliseconds (Linux /proc/stat), or NaN. */
+export async function sampleCpuBusy(ms = 2000) {
+  try {
+    const before = cpuTimes();
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    const after = cpuTimes();
+    const total = after.total - before.total;
+    return total > 0 ? 1 - (after.idle - before.idle) / total : NaN;
+  } catch {
+    return NaN;
+  }
+}

@@ -176,14 +176,13 @@ export function renderReport(run) {
   out.push('| | |', '| --- | --- |',
     `| machine | ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(0)} GiB, ${machine.kernel} |`,
     `| Node.js | ${machine.node} |`,
-    `| load average | ${machine.loadAverage} before the run, ${run.loadAverageAfter ?? '?'} after (other work on the machine skews the numbers) |`,
+    `| other work on the machine | CPUs ${Number.isFinite(machine.busyBefore) ? `${Math.round(machine.busyBefore * 100)}%` : '?'} busy in the 2 s before the run; load average ${machine.loadAverage} before, ${run.loadAverageAfter ?? '?'} after |`,
     ...Object.entries(versions).map(([name, version]) => `| ${name} | ${version} |`),
     `| load | ${loadTool.version}${loadTool.tool === 'wrk' ? ', 1 thread' : ''}, ${options.connections} connections; ${options.rounds} round(s) of ${options.duration} s per point (sweeps ${options.sweepDuration} s), peers in turn, after ${options.warmup} s of warm-up (sweeps 1 s); medians over rounds |`,
     `| CPUs | ${options.pin ? 'servers pinned to CPU 1, load generator and fixture exporter to CPU 0 (taskset)' : 'not pinned'} |`,
     `| workers | ${options.workers === undefined ? 'not set (proxy default), nginx worker_processes 1, reference 1 process' : `${options.workers} (proxy.yaml workers, nginx worker_processes, reference cluster workers)`} |`,
     '');
-  const loadBefore = Number(machine.loadAverage.split(' ')[0]);
-  if (loadBefore > 1) out.push(`**The machine was busy** (1-minute load average ${loadBefore} before the run, on ${machine.cores} cores): other processes competed for the CPUs, so the numbers are noisy; the req/s range across rounds shows how much.`, '');
+  if (machine.busyBefore > 0.1) out.push(`**The machine was busy** (CPUs ${Math.round(machine.busyBefore * 100)}% busy before the run started): other processes competed for the CPUs, so the numbers are noisy; the req/s range across rounds shows how much.`, '');
   if (options.quick) out.push('**Quick run**: short durations and fewer points; a smoke test, not numbers to quote.', '');
   if (skipped.length) out.push(...skipped.map((s) => `- skipped: ${s}`), '');
 
