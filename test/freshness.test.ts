@@ -169,6 +169,17 @@ routes:
     assert.match(String(refreshed.headers['cache-status']), /^scrapecache; fwd=miss; stored$/);
   });
 
+  test('stale-if-error answers a client whose scrape timeout ends before the refresh does with the stale entry, not 504', async () => {
+    const good = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
+    await sleep(350);
+    exporter.delayMs = 450; // inside the route's 500ms timeout, past the client's deadline
+    const res = await get(`${proxy.url}/sie`, { ...SCRAPE_HEADERS, 'x-prometheus-scrape-timeout-seconds': '0.2' });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, good.body);
+    assert.match(String(res.headers['cache-status']), /^scrapecache; hit; fwd=stale; fwd-status=504; ttl=-\d+$/);
+    await sleep(400);
+  });
+
   test('without stale-if-error an expired entry is not served when the upstream fails', async () => {
     await get(`${proxy.url}/plain`, SCRAPE_HEADERS);
     await sleep(350);

@@ -167,6 +167,17 @@ export class ScrapeCache {
     );
   }
 
+  /**
+   * The stale entry for a target, when stale_if_error allows serving it: for a client whose own
+   * scrape timeout ends before a refresh does (a timeout is an error too).
+   */
+  staleOnError(target: ScrapeTarget): Lookup | undefined {
+    const entry = this.store.peek(keyOf(target));
+    if (!entry || !canServeOnError(entry, entry.policy, this.now())) return undefined;
+    entry.hits++;
+    return { cache: 'stale', entry, stored: true, fwdStatus: 504 };
+  }
+
   /** Drops entries; with refresh, fetches the dropped query-less keys again and waits for them. */
   async invalidate(select: (entry: StoredResponse) => boolean, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
     this.generation++;

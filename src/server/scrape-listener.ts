@@ -102,19 +102,23 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   }
 
   /** Waits for a fill, but answers 504 shortly before the client's own scrape timeout. */
-  function waitForFill(req: IncomingMessage, pending: Promise<Lookup>, route: Route): Promise<Lookup> {
+  function waitForFill(req: IncomingMessage, pending: Promise<Lookup>, target: ScrapeTarget): Promise<Lookup> {
+    const route = target.route;
     const ms = deadlineMs(req.headers['x-prometheus-scrape-timeout-seconds']);
     if (ms === undefined || ms >= route.timeoutMs) return pending;
     pending.catch(() => undefined); // the fill runs on; its failure is logged where it happens
     return new Promise<Lookup>((resolve, reject) => {
       const timer = setTimeout(
-        () =>
+        () => {
+          const stale = cache.staleOnError(target);
+          if (stale) return resolve(stale);
           reject(
             new ProxyError(
               'SCRAPE_DEADLINE',
               `route ${route.name}: upstream did not answer within the scrape timeout (${req.headers['x-prometheus-scrape-timeout-seconds']}s); the fetch goes on and the next scrape gets its result`,
             ),
-          ),
+          );
+        },
         ms,
       );
       pending.then(resolve, reject).finally(() => clearTimeout(timer));
@@ -167,12 +171,14 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const target: ScrapeTarget = { route, path, query, representation: classifyAccept(accept), accept };
     try {
       let found = cache.lookup(target);
-      if (found instanceof Promise) found = await waitForFill(req, found, route);
+      if (found instanceof Promise) found = await waitForFill(req, found, target);
       // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
       // `Accept: text/plain`): fetch for this exact Accept instead.
-      if (found.cache !== 'miss' && !target.representation.startsWith('accept:') && !found.entry.admits(accept)) {
-        const exact = cache.lookup({ ...target, representation: exactRepresentation(accept) });
-        found = exact instanceof Promise ? await waitForFill(req, exact, route) : exact;
+      // (Only stored entries: an error answer passed through is the upstream's answer to this request too.)
+      if (found.stored && found.cache !== 'miss' && !target.representation.startsWith('accept:') && !found.entry.admits(accept)) {
+        const exactTarget = { ...target, representation: exactRepresentation(accept) };
+        const exact = cache.lookup(exactTarget);
+        found = exact instanceof Promise ? await waitForFill(req, exact, exactTarget) : exact;
       }
       await serve(req, res, found, route);
     } catch (err) {
