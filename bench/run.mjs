@@ -5,7 +5,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseOptions, USAGE } from './lib/options.mjs';
-import { describeMachine, loadAverage, sampleCpuBusy } from './lib/machine.mjs';
+import { describeMachine, loadAverage, sampleCpuBusy, peakLoadAverage } from './lib/machine.mjs';
 import { pickLoadTool } from './lib/load.mjs';
 import { startFixture } from './lib/fixture.mjs';
 import { request, closeClient } from './lib/http-client.mjs';
@@ -195,6 +195,7 @@ async function main() {
 
   run.elapsedSec = (performance.now() - started) / 1000;
   run.loadAverageAfter = loadAverage();
+  run.peakLoadAverage = peakLoadAverage();
   const out = resolve(REPO_ROOT, options.out);
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, renderReport(run));

@@ -26,8 +26,8 @@ export async function pickLoadTool(preferred) {
 export async function runLoad(loadTool, { url, connections, durationSec, gzip, cpus, serverPid }) {
   const env = { BENCH_GZIP: gzip ? '1' : '0' };
   const handle = loadTool.tool === 'wrk'
-    ? startChild('wrk', loadTool.binary, ['-t1', `-c${connections}`, `-d${durationSec}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url], { cpus, env })
-    : startChild('autocannon', process.execPath, [AUTOCANNON_SCRIPT, '--url', url, '--connections', String(connections), '--duration', String(durationSec), '--gzip', gzip ? '1' : '0'], { cpus, env });
+    ? startChild('wrk', loadTool.binary, ['-t1', `-c${connections}`, `-d${Math.max(1, Math.round(durationSec))}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url], { cpus, env })
+    : startChild('autocannon', process.execPath, [AUTOCANNON_SCRIPT, '--url', url, '--connections', String(connections), '--duration', String(Math.max(1, Math.round(durationSec))), '--gzip', gzip ? '1' : '0'], { cpus, env });
   const cpuBefore = serverPid ? cpuSeconds(serverPid) : 0;
   const code = await waitForExit(handle);
   const cpuAfter = serverPid ? cpuSeconds(serverPid) : 0;

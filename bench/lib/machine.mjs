@@ -43,3 +43,14 @@ export async function sampleCpuBusy(ms = 2000) {
     return NaN;
   }
 }
+
+let peakLoad = 0;
+
+/** Records the 1-minute load average now; `peakLoadAverage()` is the highest seen. */
+export function noteLoadAverage() {
+  peakLoad = Math.max(peakLoad, os.loadavg()[0]);
+}
+
+export function peakLoadAverage() {
+  return peakLoad;
+}

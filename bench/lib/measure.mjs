@@ -3,6 +3,7 @@
 import { gunzipSync } from 'node:zlib';
 import { request, scrapeHeaders } from './http-client.mjs';
 import { runLoad } from './load.mjs';
+import { noteLoadAverage } from './machine.mjs';
 
 /** One scrape; compares the decoded body with the exporter's text. */
 export async function checkScrape(peer, { path, gzip, expected }) {
@@ -70,6 +71,7 @@ export async function measurePeers(peers, { path, gzip, expected, connections, d
     for (const e of live) await runLoad(loadTool, { ...e.load, durationSec: warmupSec });
   }
   for (let round = 0; round < rounds; round++) {
+    noteLoadAverage();
     for (const e of live) e.results.push(await runLoad(loadTool, { ...e.load, durationSec }));
   }
   return entries.map(({ point, results }) => {

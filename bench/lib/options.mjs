@@ -10,9 +10,9 @@ export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run
 
   --quick               smoke run: short durations, fewer points (about 2 minutes)
   --duration S          seconds of load per round in the peer comparison; the size and
-                        concurrency sweeps use half of it          [BENCH_DURATION, default 4; quick 2]
+                        concurrency sweeps use half of it          [BENCH_DURATION, default 2]
   --rounds N            rounds per point, peers taken in turn; each metric is the median
-                                                                   [BENCH_ROUNDS, default 3; quick 1]
+                                                                   [BENCH_ROUNDS, default 5; quick 1]
   --sections LIST       compare,size,concurrency,memory            [BENCH_SECTIONS, default all]
   --peers LIST          reference,scrapecache,nginx,varnish        [BENCH_PEERS, default all found]
   --connections N       connections for the comparison and size sweep [BENCH_CONNECTIONS, default 50]
@@ -60,7 +60,7 @@ export function parseOptions(argv, env = process.env) {
     },
   });
   const quick = values.quick || env.BENCH_QUICK === '1';
-  const duration = positive(values.duration ?? env.BENCH_DURATION ?? (quick ? 2 : 4), '--duration');
+  const duration = positive(values.duration ?? env.BENCH_DURATION ?? 2, '--duration');
   const workersValue = values.workers ?? env.BENCH_WORKERS;
   const workers = workersValue === undefined ? undefined : Math.floor(positive(workersValue, '--workers'));
   const load = values.load ?? env.BENCH_LOAD;
@@ -73,9 +73,9 @@ export function parseOptions(argv, env = process.env) {
     help: values.help,
     quick,
     duration,
-    rounds: Math.floor(positive(values.rounds ?? env.BENCH_ROUNDS ?? (quick ? 1 : 3), '--rounds')),
+    rounds: Math.floor(positive(values.rounds ?? env.BENCH_ROUNDS ?? (quick ? 1 : 5), '--rounds')),
     sweepDuration: Math.max(1, Math.round(duration / 2)),
-    warmup: Math.max(1, Math.round(duration / 2)),
+    warmup: Math.max(1, Math.round(quick ? duration / 2 : duration)),
     sections: list(values.sections ?? env.BENCH_SECTIONS ?? ALL_SECTIONS.join(','), ALL_SECTIONS, 'section'),
     peers: list(values.peers ?? env.BENCH_PEERS ?? ALL_PEERS.join(','), ALL_PEERS, 'peer'),
     connections: Math.floor(positive(values.connections ?? env.BENCH_CONNECTIONS ?? 50, '--connections')),
