@@ -5,7 +5,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseOptions, USAGE } from './lib/options.mjs';
-import { describeMachine, loadAverage, sampleCpuBusy, peakLoadAverage } from './lib/machine.mjs';
+import { describeMachine, loadAverage, sampleCpuBusy, interferenceSummary } from './lib/machine.mjs';
 import { pickLoadTool } from './lib/load.mjs';
 import { startFixture } from './lib/fixture.mjs';
 import { request, closeClient } from './lib/http-client.mjs';
@@ -195,13 +195,14 @@ async function main() {
 
   run.elapsedSec = (performance.now() - started) / 1000;
   run.loadAverageAfter = loadAverage();
-  run.peakLoadAverage = peakLoadAverage();
+  run.interference = interferenceSummary();
   const out = resolve(REPO_ROOT, options.out);
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, renderReport(run));
   const goals = evaluateGoals({ compare: run.compare, big: options.sections.includes('memory') ? run.big : undefined });
   if (goals.length) console.log('goals:');
   for (const goal of goals) console.log(`  ${goalMark(goal)} ${goal.line}`);
+  if (run.interference.seconds) console.log(`other processes used ${(run.interference.otherShare * 100).toFixed(1)}% of a core on average during the measurements (worst point ${(run.interference.worst * 100).toFixed(0)}%), steal ${(run.interference.stealShare * 100).toFixed(1)}%`);
   console.log(`wrote ${out} (${Math.round(run.elapsedSec)} s)`);
   return 0;
 }

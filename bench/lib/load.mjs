@@ -2,7 +2,7 @@
 // the server's process tree spent meanwhile.
 import { findBinary, versionLine } from './binaries.mjs';
 import { startChild, waitForExit, tail } from './children.mjs';
-import { cpuSeconds } from './proc-stats.mjs';
+import { cpuSeconds, machineCpuSeconds, selfAndReapedChildrenSeconds } from './proc-stats.mjs';
 import { loadAutocannon } from './autocannon-probe.mjs';
 
 const WRK_SCRIPT = new URL('../wrk-scrape.lua', import.meta.url).pathname;
@@ -29,8 +29,15 @@ export async function runLoad(loadTool, { url, connections, durationSec, gzip, c
     ? startChild('wrk', loadTool.binary, ['-t1', `-c${connections}`, `-d${Math.max(1, Math.round(durationSec))}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url], { cpus, env })
     : startChild('autocannon', process.execPath, [AUTOCANNON_SCRIPT, '--url', url, '--connections', String(connections), '--duration', String(Math.max(1, Math.round(durationSec))), '--gzip', gzip ? '1' : '0'], { cpus, env });
   const cpuBefore = serverPid ? cpuSeconds(serverPid) : 0;
+  const machineBefore = machineCpuSeconds();
+  const ownBefore = selfAndReapedChildrenSeconds();
   const code = await waitForExit(handle);
   const cpuAfter = serverPid ? cpuSeconds(serverPid) : 0;
+  const machineAfter = machineCpuSeconds();
+  // What the machine spent beyond the server, the load generator (reaped by now) and this
+  // runner: other processes competing for the CPUs, the bench's idle peers, the kernel's own work.
+  const otherCpuSeconds = Math.max(0, (machineAfter.busy - machineBefore.busy) - (cpuAfter - cpuBefore) - (selfAndReapedChildrenSeconds() - ownBefore));
+  const stealSeconds = machineAfter.steal - machineBefore.steal;
   const line = handle.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
   if (code !== 0 || !line) throw new Error(`${loadTool.tool} failed (exit ${code}) on ${url}\n${tail(handle)}`);
   const r = JSON.parse(line.slice('BENCH_JSON '.length));
@@ -38,6 +45,7 @@ export async function runLoad(loadTool, { url, connections, durationSec, gzip, c
   const errors = r.connect_errors + r.read_errors + r.write_errors + r.status_errors + r.timeouts;
   return {
     requests: r.requests,
+    seconds,
     rps: r.requests / seconds,
     mbps: r.bytes / seconds / 1e6,
     p50: r.p50_us / 1000,
@@ -48,6 +56,8 @@ export async function runLoad(loadTool, { url, connections, durationSec, gzip, c
     errors,
     statusErrors: r.status_errors,
     cpuSeconds: cpuAfter - cpuBefore,
+    otherCpuSeconds,
+    stealSeconds,
     cpuPer10k: r.requests > 0 ? ((cpuAfter - cpuBefore) / r.requests) * 10_000 : NaN,
   };
 }

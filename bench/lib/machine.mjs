@@ -44,13 +44,18 @@ export async function sampleCpuBusy(ms = 2000) {
   }
 }
 
-let peakLoad = 0;
+const interference = { seconds: 0, otherCpuSeconds: 0, stealSeconds: 0, worst: 0 };
 
-/** Records the 1-minute load average now; `peakLoadAverage()` is the highest seen. */
-export function noteLoadAverage() {
-  peakLoad = Math.max(peakLoad, os.loadavg()[0]);
+/** Adds one load run's wall time and the CPU time others took meanwhile. */
+export function noteInterference({ seconds, otherCpuSeconds, stealSeconds }) {
+  interference.seconds += seconds;
+  interference.otherCpuSeconds += otherCpuSeconds;
+  interference.stealSeconds += stealSeconds;
+  interference.worst = Math.max(interference.worst, otherCpuSeconds / seconds);
 }
 
-export function peakLoadAverage() {
-  return peakLoad;
+/** Totals over the run: other processes' CPU and steal, as shares of one core. */
+export function interferenceSummary() {
+  const { seconds, otherCpuSeconds, stealSeconds, worst } = interference;
+  return { seconds, otherShare: seconds ? otherCpuSeconds / seconds : NaN, stealShare: seconds ? stealSeconds / seconds : NaN, worst };
 }

@@ -3,7 +3,7 @@
 import { gunzipSync } from 'node:zlib';
 import { request, scrapeHeaders } from './http-client.mjs';
 import { runLoad } from './load.mjs';
-import { noteLoadAverage } from './machine.mjs';
+import { noteInterference } from './machine.mjs';
 
 /** One scrape; compares the decoded body with the exporter's text. */
 export async function checkScrape(peer, { path, gzip, expected }) {
@@ -45,7 +45,7 @@ function median(values) {
 function combineRounds(rounds) {
   const combined = { rounds: rounds.length, rpsMin: Math.min(...rounds.map((r) => r.rps)), rpsMax: Math.max(...rounds.map((r) => r.rps)) };
   for (const key of ['rps', 'mbps', 'p50', 'p90', 'p99', 'p999', 'max', 'cpuPer10k']) combined[key] = median(rounds.map((r) => r[key]));
-  for (const key of ['requests', 'errors', 'statusErrors', 'cpuSeconds']) combined[key] = rounds.reduce((sum, r) => sum + r[key], 0);
+  for (const key of ['requests', 'errors', 'statusErrors', 'cpuSeconds', 'otherCpuSeconds', 'seconds']) combined[key] = rounds.reduce((sum, r) => sum + r[key], 0);
   return combined;
 }
 
@@ -71,8 +71,11 @@ export async function measurePeers(peers, { path, gzip, expected, connections, d
     for (const e of live) await runLoad(loadTool, { ...e.load, durationSec: warmupSec });
   }
   for (let round = 0; round < rounds; round++) {
-    noteLoadAverage();
-    for (const e of live) e.results.push(await runLoad(loadTool, { ...e.load, durationSec }));
+    for (const e of live) {
+      const result = await runLoad(loadTool, { ...e.load, durationSec });
+      noteInterference({ seconds: result.seconds, otherCpuSeconds: result.otherCpuSeconds, stealSeconds: result.stealSeconds });
+      e.results.push(result);
+    }
   }
   return entries.map(({ point, results }) => {
     if (point.error) return point;

@@ -67,3 +67,17 @@ export function rssBytes(rootPid) {
   }
   return bytes;
 }
+
+/** Machine-wide CPU seconds from /proc/stat: busy (user, nice, system, irq, softirq) and steal. */
+export function machineCpuSeconds() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal = 0] = fields;
+  return { busy: (user + nice + system + irq + softirq) / clockTicks(), steal: steal / clockTicks() };
+}
+
+/** CPU seconds of this process plus its children that have exited and been reaped. */
+export function selfAndReapedChildrenSeconds() {
+  const fields = statFields('self');
+  // utime, stime, cutime, cstime: fields 14-17 of stat.
+  return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / clockTicks();
+}

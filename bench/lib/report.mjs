@@ -6,6 +6,7 @@ const int = (n) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') :
 const ms = (n) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
 const cpu = (n) => (Number.isFinite(n) ? n.toFixed(3) : 'n/a');
 const mib = (n) => (Number.isFinite(n) ? (n / MiB).toFixed(1) : 'n/a');
+const pct = (n) => (Number.isFinite(n) ? `${(n * 100).toFixed(n < 0.1 ? 1 : 0)}%` : '?');
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
 
 export function formatBytes(n) {
@@ -176,14 +177,15 @@ export function renderReport(run) {
   out.push('| | |', '| --- | --- |',
     `| machine | ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(0)} GiB, ${machine.kernel} |`,
     `| Node.js | ${machine.node} |`,
-    `| other work on the machine | CPUs ${Number.isFinite(machine.busyBefore) ? `${Math.round(machine.busyBefore * 100)}%` : '?'} busy in the 2 s before the run; load average ${machine.loadAverage} before, ${run.loadAverageAfter ?? '?'} after, 1-minute peak ${run.peakLoadAverage?.toFixed(2) ?? '?'} during the measurements (the bench itself accounts for about 2) |`,
+    `| other work on the machine | CPUs ${Number.isFinite(machine.busyBefore) ? `${Math.round(machine.busyBefore * 100)}%` : '?'} busy in the 2 s before the run; load average ${machine.loadAverage} before, ${run.loadAverageAfter ?? '?'} after |`,
+    ...(run.interference?.seconds ? [`| interference | during the ${Math.round(run.interference.seconds)} s under load, processes outside the bench used ${pct(run.interference.otherShare)} of a core on average (worst point ${pct(run.interference.worst)}); steal ${pct(run.interference.stealShare)} |`] : []),
     ...Object.entries(versions).map(([name, version]) => `| ${name} | ${version} |`),
     `| load | ${loadTool.version}${loadTool.tool === 'wrk' ? ', 1 thread' : ''}, ${options.connections} connections; ${options.rounds} round(s) of ${options.duration} s per point (sweeps ${options.sweepDuration} s), peers in turn, after ${options.warmup} s of warm-up (sweeps 1 s); medians over rounds |`,
     `| CPUs | ${options.pin ? 'servers pinned to CPU 1, load generator and fixture exporter to CPU 0 (taskset)' : 'not pinned'} |`,
     `| workers | ${options.workers === undefined ? 'not set (proxy default), nginx worker_processes 1, reference 1 process' : `${options.workers} (proxy.yaml workers, nginx worker_processes, reference cluster workers)`} |`,
     '');
-  if (machine.busyBefore > 0.1 || run.peakLoadAverage > 3) {
-    out.push(`**The machine was busy** (CPUs ${Math.round(machine.busyBefore * 100)}% busy before the run started, 1-minute load average up to ${run.peakLoadAverage?.toFixed(1)} during it): other processes competed for the CPUs, so the numbers are noisy; the req/s range across rounds shows how much. CPU seconds per hit are the least disturbed figure.`, '');
+  if (machine.busyBefore > 0.1 || run.interference?.otherShare > 0.05) {
+    out.push(`**The machine was busy** (CPUs ${pct(machine.busyBefore)} busy before the run started; other processes took ${pct(run.interference?.otherShare)} of a core on average under load, up to ${pct(run.interference?.worst)}): other processes competed for the CPUs, so the numbers are noisy; the req/s range across rounds shows how much. CPU seconds per hit are the least disturbed figure.`, '');
   }
   if (options.quick) out.push('**Quick run**: short durations and fewer points; a smoke test, not numbers to quote.', '');
   if (skipped.length) out.push(...skipped.map((s) => `- skipped: ${s}`), '');
