@@ -7,12 +7,12 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ScrapeCache, type ScrapeCacheOptions } from './cache/scrape-cache.js';
 import { loadConfig } from './config/load.js';
-import type { Config, ListenAddress } from './config/types.js';
+import type { Config, ListenAddress, Route } from './config/types.js';
 import { Metrics } from './metrics.js';
 import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
 import { RouteTable } from './server/route-table.js';
 import { createScrapeHandler } from './server/scrape-listener.js';
-import { PassThrough } from './upstream/pass-through.js';
+import type { PassThrough } from './upstream/pass-through.js';
 
 export interface AppOptions {
   config: Config;
@@ -105,7 +105,14 @@ export async function startApp(options: AppOptions): Promise<App> {
   );
   const cache = new ScrapeCache(config.cache.maxBytes, metrics, log, options.cacheOptions);
   cacheRef = cache;
-  const passThrough = new PassThrough(metrics, log).install();
+  // http-proxy (about 6 MiB of RSS) is loaded only once a config has a pass-through route.
+  let passThrough: PassThrough | undefined;
+  const preparePassThrough = async (routes: readonly Route[]) => {
+    if (passThrough || routes.every((r) => r.cache)) return;
+    const { PassThrough: Impl } = await import('./upstream/pass-through.js');
+    passThrough ??= new Impl(metrics, log).install();
+  };
+  await preparePassThrough(config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
 
   async function reload(): Promise<string | undefined> {
@@ -117,6 +124,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       log.error({ file: configFile, error: (err as Error).message }, 'config reload failed; the running config stays');
       return (err as Error).message;
     }
+    await preparePassThrough(next.routes);
     const restartNeeded: string[] = [];
     const same = (a: ListenAddress, b: ListenAddress) => a.host === b.host && a.port === b.port;
     if (!same(next.listen, config.listen)) restartNeeded.push('listen');
@@ -151,7 +159,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   }
 
   const scrapeServer = hardened(
-    createServer(guard(createScrapeHandler({ table: () => table, cache, passThrough, metrics, log }), log)),
+    createServer(guard(createScrapeHandler({ table: () => table, cache, passThrough: () => passThrough, metrics, log }), log)),
     log,
     'scrape',
   );
@@ -184,7 +192,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   } catch (err) {
     scrapeServer.close();
     adminServer.close();
-    passThrough.close();
+    passThrough?.close();
     await cache.close();
     throw err;
   }
@@ -221,7 +229,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       await Promise.race([Promise.all([closed, cache.drain()]), grace]);
       scrapeServer.closeAllConnections();
       adminServer.closeAllConnections();
-      passThrough.close();
+      passThrough?.close();
       await cache.close();
     },
   };

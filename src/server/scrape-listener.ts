@@ -20,7 +20,8 @@ const ALLOW = { Allow: 'GET, HEAD' };
 export interface ScrapeListenerDeps {
   table(): RouteTable;
   cache: ScrapeCache;
-  passThrough: PassThrough;
+  /** Present once a config has a pass-through route (see app.ts). */
+  passThrough(): PassThrough | undefined;
   metrics: Metrics;
   log: Logger;
 }
@@ -47,7 +48,7 @@ function hasDotSegment(path: string): boolean {
 }
 
 export function createScrapeHandler(deps: ScrapeListenerDeps) {
-  const { cache, metrics, log, passThrough } = deps;
+  const { cache, metrics, log } = deps;
 
   function cacheStatus(lookup: Lookup, now: number): string {
     const e = lookup.entry;
@@ -148,7 +149,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     if (!route.cache) {
       metrics.route(route.name).bypass++;
-      passThrough.forward(req, res, route, path, q === -1 ? '' : url.slice(q + 1));
+      deps.passThrough()!.forward(req, res, route, path, q === -1 ? '' : url.slice(q + 1));
       return;
     }
     let query: string;
