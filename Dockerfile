@@ -30,4 +30,4 @@ EXPOSE 9180 9181
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "/app/healthcheck.mjs"]
 # SIGTERM drains and exits 0 (SPEC 6); run with --init (compose: init: true) for PID 1 duties.
-ENTRYPOINT ["node", "/app/dist/src/cli.js", "--config.file", "/etc/scrapecache/proxy.yaml"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/dist/src/cli.js", "--config.file", "/etc/scrapecache/proxy.yaml"]

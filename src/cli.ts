@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 /** Command line (SPEC 1): flags, start, signals; nothing else. */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -88,7 +88,7 @@ test('compose mounts files that exist at the paths the images read', () => {
 });
 
 test('the Dockerfile runs the shipped config as a non-root user with a healthcheck', () => {
-  assert.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/dist\/src\/cli\.js", "--config\.file", "\/etc\/scrapecache\/proxy\.yaml"\]$/m);
+  assert.match(dockerfile, /^ENTRYPOINT \["node", "--max-semi-space-size=4", "\/app\/dist\/src\/cli\.js", "--config\.file", "\/etc\/scrapecache\/proxy\.yaml"\]$/m);
   assert.match(dockerfile, /^COPY deploy\/proxy\.docker\.yaml \/etc\/scrapecache\/proxy\.yaml$/m);
   assert.match(dockerfile, new RegExp(`^EXPOSE ${port(proxy.listen)} ${port(proxy.admin.listen)}$`, 'm'));
   assert.match(dockerfile, /^USER node$/m);
