@@ -130,20 +130,18 @@ export async function fetchUpstream(
       res.body.destroy();
       throw tooLarge(route, `declares ${declared} bytes`);
     }
-    const chunks: Buffer[] = [];
-    let length = 0;
+    const body = new BodyBuffer(Number.isSafeInteger(declared) && declared >= 0 ? declared : undefined);
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      length += chunk.length;
-      if (length > route.maxBodyBytes) {
+      if (body.length + chunk.length > route.maxBodyBytes) {
         res.body.destroy();
         throw tooLarge(route, `sent more than ${route.maxBodyBytes} bytes`);
       }
-      chunks.push(chunk);
+      body.append(chunk);
     }
     return {
       status: res.statusCode,
       headers: res.headers,
-      body: exactCopy(chunks, length),
+      body: body.finish(),
       durationMs: performance.now() - started,
     };
   } catch (err) {
@@ -155,14 +153,38 @@ export async function fetchUpstream(
 }
 
 /**
- * The body in one buffer of its own size: undici's chunks are views into socket reads, and an
- * entry kept for hours must not pin the larger buffers they came from.
+ * Collects a body into one buffer of its own size. undici's chunks are views into socket reads:
+ * an entry kept for hours must not pin the larger buffers they came from. With a Content-Length
+ * each chunk is copied in as it arrives and can be freed at once, so a fill holds the body about
+ * once, not twice.
  */
-function exactCopy(chunks: Buffer[], length: number): Buffer {
-  const body = Buffer.allocUnsafeSlow(length);
-  let at = 0;
-  for (const chunk of chunks) at += chunk.copy(body, at);
-  return body;
+class BodyBuffer {
+  private buffer: Buffer | undefined;
+  private readonly chunks: Buffer[] = [];
+  length = 0;
+
+  constructor(declared: number | undefined) {
+    if (declared !== undefined) this.buffer = Buffer.allocUnsafeSlow(declared);
+  }
+
+  append(chunk: Buffer): void {
+    if (this.buffer && this.length + chunk.length <= this.buffer.length) chunk.copy(this.buffer, this.length);
+    else {
+      // No Content-Length, or more than it declared (undici then fails the read anyway).
+      if (this.buffer) this.chunks.push(this.buffer.subarray(0, this.length));
+      this.buffer = undefined;
+      this.chunks.push(chunk);
+    }
+    this.length += chunk.length;
+  }
+
+  finish(): Buffer {
+    if (this.buffer) return this.length === this.buffer.length ? this.buffer : Buffer.from(this.buffer.subarray(0, this.length));
+    const body = Buffer.allocUnsafeSlow(this.length);
+    let at = 0;
+    for (const chunk of this.chunks) at += chunk.copy(body, at);
+    return body;
+  }
 }
 
 function tooLarge(route: Route, detail: string): ProxyError {
