@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Load from autocannon when wrk is not installed: same requests as bench/wrk-scrape.lua and the
-// same one-line summary (BENCH_JSON {...}). autocannon is resolved from the project's
-// node_modules, or from BENCH_AUTOCANNON (path of autocannon's package dir or entry file).
+// same one-line summary (BENCH_JSON {...}). autocannon is not a dependency of the project: it is
+// found through BENCH_AUTOCANNON (path of its package dir or entry file), a node_modules that
+// Node resolves from bench/, or a global install (lib/autocannon-probe.mjs).
 import { parseArgs } from 'node:util';
 import { loadAutocannon } from './lib/autocannon-probe.mjs';
 
@@ -16,7 +17,7 @@ const { values } = parseArgs({
 
 const autocannon = await loadAutocannon();
 if (!autocannon) {
-  process.stderr.write('autocannon not found: add it to devDependencies or set BENCH_AUTOCANNON\n');
+  process.stderr.write('autocannon not found: npm install -g autocannon, or set BENCH_AUTOCANNON=/path/to/autocannon\n');
   process.exit(2);
 }
 

@@ -3,8 +3,11 @@
 // the headers a scrapecache hit carries. No routing table beyond one Map lookup, no cache logic:
 // what is left is the runtime's own cost of answering a scrape, the limit for the hit path.
 //
-//   node bench/reference-server.mjs --port 0 [--workers N] \
+//   node bench/reference-server.mjs --port 0 [--workers N [--sched none|rr]] \
 //     --route /p/node/metrics=http://127.0.0.1:9100/p/node/metrics ...
+//
+// With --workers N > 1, N cluster workers share the port; by default with cluster.SCHED_NONE
+// (the kernel hands each connection to a worker), as scrapecache's `workers` does.
 //
 // At start it fetches each upstream twice (with and without Accept-Encoding: gzip) and keeps the
 // raw bytes. The query string is ignored. Prints {"port": N} on stdout once listening.
@@ -17,6 +20,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     host: { type: 'string', default: '127.0.0.1' },
     workers: { type: 'string', default: '1' },
+    sched: { type: 'string', default: 'none' },
     route: { type: 'string', multiple: true, default: [] },
   },
 });
@@ -107,6 +111,7 @@ if (workers === 1) {
     port = probe.address().port;
     await new Promise((resolve) => probe.close(resolve));
   }
+  cluster.schedulingPolicy = values.sched === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
   let ready = 0;
   for (let i = 0; i < workers; i++) {
     cluster.fork({ REFERENCE_PORT: String(port) }).on('message', (message) => {

@@ -4,7 +4,7 @@
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { parseOptions, USAGE } from './lib/options.mjs';
+import { parseOptions, passOptions, USAGE } from './lib/options.mjs';
 import { describeMachine, loadAverage, sampleCpuBusy, interferenceSummary } from './lib/machine.mjs';
 import { pickLoadTool } from './lib/load.mjs';
 import { startFixture } from './lib/fixture.mjs';
@@ -73,14 +73,14 @@ async function startPeers(ctx, routes) {
   const { options } = ctx;
   const peers = [];
   const want = (name) => options.peers.includes(name);
-  const common = { tmpDir: ctx.tmpDir, upstreamPort: ctx.fixture.port, workers: options.workers ?? 1, cpus: options.serverCpus };
-  if (want('reference')) peers.push(await startReference({ routes, workers: options.workers ?? 1, cpus: options.serverCpus }));
+  const common = { tmpDir: ctx.tmpDir, upstreamPort: ctx.fixture.port, workers: options.serverWorkers, cpus: options.serverCpus };
+  if (want('reference')) peers.push(await startReference({ routes, workers: options.serverWorkers, cpus: options.serverCpus }));
   if (want('scrapecache')) {
     if (!scrapecacheAvailable()) {
       ctx.skip('scrapecache: dist/src/cli.js not found (run `npm run build` first)');
     } else {
       try {
-        peers.push(await startScrapecache({ ...common, workers: options.workers, routes, cpuProfDir: ctx.cpuProfDir }));
+        peers.push(await startScrapecache({ ...common, label: `scrapecache-w${options.serverWorkers}`, workers: options.workers, routes, cpuProfDir: ctx.cpuProfDir }));
       } catch (error) {
         ctx.skip(`scrapecache: did not start: ${error.message.split('\n').slice(0, 6).join(' / ')}`);
       }
@@ -94,7 +94,7 @@ async function startPeers(ctx, routes) {
     if (!varnishAvailable()) ctx.skip('varnish: varnishd not found (apt-get install varnish)');
     else await startOrSkip(ctx, peers, 'varnish', () => startVarnish(common));
   }
-  for (const peer of peers) console.log(`  ${peer.name.padEnd(11)} ${peer.baseUrl}  pid ${peer.pid}  ${peer.version}`);
+  for (const peer of peers) console.log(`  ${peer.name.padEnd(11)} ${peer.baseUrl}  pid ${peer.pid}${peer.servingProcesses > 1 ? ` (${peer.servingProcesses} workers)` : ''}  ${peer.version}`);
   return peers;
 }
 
@@ -125,40 +125,50 @@ async function main() {
     console.log(`scrapecache bench: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, load average ${machine.loadAverage}, CPUs ${Math.round(machine.busyBefore * 100)}% busy before the start`);
     if (machine.busyBefore > 0.1) console.log('  warning: the machine is busy; the numbers will be noisy');
     const loadTool = await pickLoadTool(options.load);
-    if (!loadTool) throw new Error('no load generator: install wrk (apt-get install wrk) or add autocannon to devDependencies');
+    if (!loadTool) throw new Error('no load generator: install wrk (apt-get install wrk), or autocannon (npm install -g autocannon, or BENCH_AUTOCANNON=/path/to/autocannon)');
     ctx.loadTool = run.loadTool = loadTool;
     if (ctx.cpuProfDir) await mkdir(ctx.cpuProfDir, { recursive: true });
 
     const profiles = fixtureProfiles(plan, options.sections);
     console.log(`fixture exporter: ${profiles.map((p) => `${p.name}${p.identityOnly ? ' (identity only)' : ''}`).join(', ')}`);
-    ctx.fixture = await startFixture({ profiles, cpus: options.loadCpus });
+    // On CPU 0 with the load generator when the first pass is pinned; idle on the hit path anyway.
+    ctx.fixture = await startFixture({ profiles, cpus: passOptions(options, options.workerCounts[0]).loadCpus });
     ctx.expected = new Map();
     for (const p of profiles) ctx.expected.set(p.name, (await request(ctx.fixture.upstream(p.name))).body);
 
-    const peerSections = options.sections.filter((s) => s !== 'memory');
-    if (peerSections.length) {
-      const routes = profiles.filter((p) => !p.identityOnly).map((p) => ({ name: p.name, path: ctx.fixture.path(p.name), upstream: ctx.fixture.upstream(p.name) }));
+    const routes = profiles.filter((p) => !p.identityOnly).map((p) => ({ name: p.name, path: ctx.fixture.path(p.name), upstream: ctx.fixture.upstream(p.name) }));
+    // The first worker count runs every selected section; each further one the peer comparison.
+    run.passes = [];
+    for (const [i, count] of options.workerCounts.entries()) {
+      const pass = passOptions(options, count);
+      const sections = i === 0 ? options.sections.filter((s) => s !== 'memory') : options.sections.filter((s) => s === 'compare');
+      if (sections.length === 0) continue;
+      const passCtx = { ...ctx, options: pass, cpuProfDir: i === 0 ? ctx.cpuProfDir : undefined };
+      const result = { workers: count, options: pass, main: i === 0 };
+      run.passes.push(result);
+      console.log(`pass: ${describePass(pass)}`);
       console.log('starting peers');
-      ctx.peers = await startPeers(ctx, routes);
-      for (const peer of ctx.peers) run.versions[peer.name] = peer.version;
+      passCtx.peers = await startPeers(passCtx, routes);
+      if (i === 0) for (const peer of passCtx.peers) run.versions[peer.name] = peer.version;
+      run.scrapecacheCommand ??= passCtx.peers.find((p) => p.name === 'scrapecache')?.command;
       try {
-        if (options.sections.includes('compare')) {
+        if (sections.includes('compare')) {
           console.log(`peer comparison (${options.connections} connections, ${options.duration} s per point)`);
-          run.compare = await runCompare(ctx);
+          result.compare = await runCompare(passCtx, { verifyWorkers: count > 1 });
         }
-        if (options.sections.includes('size')) {
+        if (sections.includes('size')) {
           console.log(`body size sweep (${options.sweepDuration} s per point)`);
-          run.size = await runSizeSweep(ctx);
+          result.size = await runSizeSweep(passCtx);
         }
-        if (options.sections.includes('concurrency')) {
+        if (sections.includes('concurrency')) {
           console.log(`concurrency sweep (${options.sweepDuration} s per point)`);
-          run.concurrency = await runConcurrencySweep(ctx);
+          result.concurrency = await runConcurrencySweep(passCtx);
         }
       } finally {
-        for (const peer of ctx.peers) await peer.stop();
+        for (const peer of passCtx.peers) await peer.stop();
       }
-      if (ctx.cpuProfDir) {
-        const path = await newestProfile(ctx.cpuProfDir);
+      if (passCtx.cpuProfDir) {
+        const path = await newestProfile(passCtx.cpuProfDir);
         if (path) {
           run.cpuProfile = {
             path: path.slice(REPO_ROOT.length),
@@ -172,6 +182,8 @@ async function main() {
         }
       }
     }
+    const main = run.passes.find((p) => p.main);
+    Object.assign(run, { compare: main?.compare, size: main?.size, concurrency: main?.concurrency });
 
     if (options.sections.includes('memory')) {
       if (!options.peers.includes('scrapecache')) {
@@ -179,10 +191,18 @@ async function main() {
       } else if (!scrapecacheAvailable()) {
         ctx.skip('memory: dist/src/cli.js not found (run `npm run build` first)');
       } else {
+        // In the first pass's setting (one process unless --workers starts with another count).
+        const memoryCtx = { ...ctx, options: passOptions(options, options.workerCounts[0]) };
         console.log(`memory: RSS against entry count (${plan.keyCounts.join(', ')} keys)`);
-        run.keys = await runKeySweep(ctx).catch((error) => ctx.skip(`memory (keys): ${error.message.split('\n')[0]}`) ?? null);
+        run.keys = await runKeySweep(memoryCtx).catch((error) => ctx.skip(`memory (keys): ${error.message.split('\n')[0]}`) ?? null);
         console.log(`memory: ${plan.bigEntries.count} entries of 100 KiB`);
-        run.big = await runBigEntries(ctx).catch((error) => ctx.skip(`memory (1000 x 100 KiB): ${error.message.split('\n')[0]}`) ?? null);
+        run.big = await runBigEntries(memoryCtx).catch((error) => ctx.skip(`memory (1000 x 100 KiB): ${error.message.split('\n')[0]}`) ?? null);
+        // The same 1000 x 100 KiB with each further worker count: every worker holds its own copy.
+        for (const count of options.workerCounts.slice(1)) {
+          const pass = run.passes.find((p) => p.workers === count) ?? (run.passes.push({ workers: count, options: passOptions(options, count), main: false }), run.passes.at(-1));
+          console.log(`memory: ${plan.bigEntries.count} entries of 100 KiB, ${count} workers`);
+          pass.big = await runBigEntries({ ...ctx, options: pass.options }).catch((error) => ctx.skip(`memory (1000 x 100 KiB, ${count} workers): ${error.message.split('\n')[0]}`) ?? null);
+        }
       }
     }
     run.versions = { ...run.versions, ...peerVersions(options) };
@@ -199,12 +219,19 @@ async function main() {
   const out = resolve(REPO_ROOT, options.out);
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, renderReport(run));
-  const goals = evaluateGoals({ compare: run.compare, big: options.sections.includes('memory') ? run.big : undefined });
+  const goals = evaluateGoals({ passes: run.passes, big: options.sections.includes('memory') ? run.big : undefined });
   if (goals.length) console.log('goals:');
   for (const goal of goals) console.log(`  ${goalMark(goal)} ${goal.line}`);
   if (run.interference.seconds) console.log(`other processes used ${(run.interference.otherShare * 100).toFixed(1)}% of a core on average during the measurements (worst point ${(run.interference.worst * 100).toFixed(0)}%), steal ${(run.interference.stealShare * 100).toFixed(1)}%`);
   console.log(`wrote ${out} (${Math.round(run.elapsedSec)} s)`);
   return 0;
+}
+
+/** One line on a pass's setting, for the console. */
+function describePass(pass) {
+  return pass.serverWorkers === 1
+    ? `one process per server${pass.pin ? ', servers pinned to CPU 1, load to CPU 0' : ', not pinned'}`
+    : `${pass.serverWorkers} workers (scrapecache workers: ${pass.serverWorkers}, nginx worker_processes ${pass.serverWorkers}, reference ${pass.serverWorkers} cluster workers, Varnish as it is), not pinned`;
 }
 
 /** Versions of peers that are installed, measured or not, for the results header. */

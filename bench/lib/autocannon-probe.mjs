@@ -1,10 +1,21 @@
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-/** autocannon from the project's node_modules or BENCH_AUTOCANNON, or null. */
+/**
+ * Where autocannon may be: BENCH_AUTOCANNON (its package dir or entry file), then `autocannon` as
+ * Node resolves it from bench/ (a node_modules in the repo or above it, or NODE_PATH; it is not in
+ * package.json), then the global install of this node (`npm install -g autocannon`, which puts it
+ * in <prefix>/lib/node_modules, a place require() does not look by itself).
+ */
+export function autocannonCandidates(env = process.env) {
+  const globalRoot = join(dirname(dirname(process.execPath)), 'lib', 'node_modules');
+  return [env.BENCH_AUTOCANNON, 'autocannon', join(globalRoot, 'autocannon')].filter(Boolean);
+}
+
+/** autocannon from the first candidate that loads, with its version, or null. */
 export async function loadAutocannon() {
-  const candidates = [process.env.BENCH_AUTOCANNON, 'autocannon'].filter(Boolean);
-  for (const candidate of candidates) {
+  for (const candidate of autocannonCandidates()) {
     try {
       const require = createRequire(import.meta.url);
       const resolved = require.resolve(candidate);

@@ -2,7 +2,7 @@
 // the server's process tree spent meanwhile.
 import { findBinary, versionLine } from './binaries.mjs';
 import { startChild, waitForExit, tail } from './children.mjs';
-import { cpuSeconds, machineCpuSeconds, selfAndReapedChildrenSeconds } from './proc-stats.mjs';
+import { cpuByProcess, machineCpuSeconds, selfAndReapedChildrenSeconds } from './proc-stats.mjs';
 import { loadAutocannon } from './autocannon-probe.mjs';
 
 const WRK_SCRIPT = new URL('../wrk-scrape.lua', import.meta.url).pathname;
@@ -28,15 +28,21 @@ export async function runLoad(loadTool, { url, connections, durationSec, gzip, c
   const handle = loadTool.tool === 'wrk'
     ? startChild('wrk', loadTool.binary, ['-t1', `-c${connections}`, `-d${Math.max(1, Math.round(durationSec))}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url], { cpus, env })
     : startChild('autocannon', process.execPath, [AUTOCANNON_SCRIPT, '--url', url, '--connections', String(connections), '--duration', String(Math.max(1, Math.round(durationSec))), '--gzip', gzip ? '1' : '0'], { cpus, env });
-  const cpuBefore = serverPid ? cpuSeconds(serverPid) : 0;
+  const byProcessBefore = serverPid ? cpuByProcess(serverPid) : new Map();
   const machineBefore = machineCpuSeconds();
   const ownBefore = selfAndReapedChildrenSeconds();
   const code = await waitForExit(handle);
-  const cpuAfter = serverPid ? cpuSeconds(serverPid) : 0;
+  const byProcessAfter = serverPid ? cpuByProcess(serverPid) : new Map();
+  // Per process of the server's tree (a process that started meanwhile counts from zero).
+  const byProcess = new Map();
+  for (const [pid, after] of byProcessAfter) {
+    byProcess.set(pid, { comm: after.comm, root: after.root, seconds: after.seconds - (byProcessBefore.get(pid)?.seconds ?? 0) });
+  }
+  const serverCpu = [...byProcess.values()].reduce((sum, p) => sum + p.seconds, 0);
   const machineAfter = machineCpuSeconds();
   // What the machine spent beyond the server, the load generator (reaped by now) and this
   // runner: other processes competing for the CPUs, the bench's idle peers, the kernel's own work.
-  const otherCpuSeconds = Math.max(0, (machineAfter.busy - machineBefore.busy) - (cpuAfter - cpuBefore) - (selfAndReapedChildrenSeconds() - ownBefore));
+  const otherCpuSeconds = Math.max(0, (machineAfter.busy - machineBefore.busy) - serverCpu - (selfAndReapedChildrenSeconds() - ownBefore));
   const stealSeconds = machineAfter.steal - machineBefore.steal;
   const line = handle.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
   if (code !== 0 || !line) throw new Error(`${loadTool.tool} failed (exit ${code}) on ${url}\n${tail(handle)}`);
@@ -55,9 +61,10 @@ export async function runLoad(loadTool, { url, connections, durationSec, gzip, c
     max: r.max_us / 1000,
     errors,
     statusErrors: r.status_errors,
-    cpuSeconds: cpuAfter - cpuBefore,
+    cpuSeconds: serverCpu,
+    cpuByProcess: byProcess,
     otherCpuSeconds,
     stealSeconds,
-    cpuPer10k: r.requests > 0 ? ((cpuAfter - cpuBefore) / r.requests) * 10_000 : NaN,
+    cpuPer10k: r.requests > 0 ? (serverCpu / r.requests) * 10_000 : NaN,
   };
 }

@@ -4,6 +4,8 @@ import { gunzipSync } from 'node:zlib';
 import { request, scrapeHeaders } from './http-client.mjs';
 import { runLoad } from './load.mjs';
 import { noteInterference } from './machine.mjs';
+import { memoryOfTree } from './proc-stats.mjs';
+import { checkWorkersServe } from './workers-check.mjs';
 
 /** One scrape; compares the decoded body with the exporter's text. */
 export async function checkScrape(peer, { path, gzip, expected }) {
@@ -46,6 +48,16 @@ function combineRounds(rounds) {
   const combined = { rounds: rounds.length, rpsMin: Math.min(...rounds.map((r) => r.rps)), rpsMax: Math.max(...rounds.map((r) => r.rps)) };
   for (const key of ['rps', 'mbps', 'p50', 'p90', 'p99', 'p999', 'max', 'cpuPer10k']) combined[key] = median(rounds.map((r) => r[key]));
   for (const key of ['requests', 'errors', 'statusErrors', 'cpuSeconds', 'otherCpuSeconds', 'seconds']) combined[key] = rounds.reduce((sum, r) => sum + r[key], 0);
+  // CPU seconds of each process of the tree over all rounds, the root (primary, master) first.
+  const byPid = new Map();
+  for (const r of rounds) {
+    for (const [pid, p] of r.cpuByProcess ?? []) {
+      const sum = byPid.get(pid) ?? { pid, comm: p.comm, root: p.root, seconds: 0 };
+      sum.seconds += p.seconds;
+      byPid.set(pid, sum);
+    }
+  }
+  combined.processCpu = [...byPid.values()].sort((a, b) => (b.root - a.root) || (a.pid - b.pid));
   return combined;
 }
 
@@ -56,7 +68,7 @@ function combineRounds(rounds) {
  * of one peer's time. Each metric is the median over the rounds. A peer that does not answer 200
  * is not loaded; its point carries `error`.
  */
-export async function measurePeers(peers, { path, gzip, expected, connections, durationSec, warmupSec, rounds = 1, loadTool, options }) {
+export async function measurePeers(peers, { path, gzip, expected, connections, durationSec, warmupSec, rounds = 1, loadTool, options, verifyWorkers = false }) {
   const entries = [];
   for (const peer of peers) {
     // The first scrape may be the miss that fills; the second must be a hit.
@@ -64,6 +76,11 @@ export async function measurePeers(peers, { path, gzip, expected, connections, d
     const check = await checkScrape(peer, { path, gzip, expected });
     const point = { peer: peer.name, connections, wireBytes: check.wireBytes, encoding: check.encoding, cacheStatus: check.cacheStatus, problem: check.problem };
     if (check.status !== 200) point.error = check.problem;
+    // With workers: every worker process must take connections and answer them from its cache.
+    if (verifyWorkers && !point.error && peer.servingProcesses) {
+      point.workersCheck = await checkWorkersServe(peer, { path, gzip, expectWorkers: peer.servingProcesses });
+      if (!point.workersCheck.ok) point.problem = [point.problem, point.workersCheck.problem].filter(Boolean).join('; ');
+    }
     entries.push({ peer, point, load: { url: peer.baseUrl + path, connections, gzip, cpus: options.loadCpus, serverPid: peer.pid }, results: [] });
   }
   const live = entries.filter((e) => !e.point.error);
@@ -77,9 +94,12 @@ export async function measurePeers(peers, { path, gzip, expected, connections, d
       e.results.push(result);
     }
   }
-  return entries.map(({ point, results }) => {
+  // Memory of each peer's whole process tree (primary and workers, master and workers) after its load.
+  for (const e of live) e.memory = memoryOfTree(e.peer.pid);
+  return entries.map(({ point, results, memory }) => {
     if (point.error) return point;
     const combined = combineRounds(results);
+    combined.memory = memory;
     if (combined.statusErrors > 0) point.problem = [point.problem, `${combined.statusErrors} non-2xx responses under load`].filter(Boolean).join('; ');
     return { ...point, ...combined };
   });

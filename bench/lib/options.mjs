@@ -16,11 +16,16 @@ export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run
   --sections LIST       compare,size,concurrency,memory            [BENCH_SECTIONS, default all]
   --peers LIST          reference,scrapecache,nginx,varnish        [BENCH_PEERS, default all found]
   --connections N       connections for the comparison and size sweep [BENCH_CONNECTIONS, default 50]
-  --workers N           writes "workers: N" into the proxy config, runs nginx with
-                        worker_processes N and the reference with N cluster workers [BENCH_WORKERS]
+  --workers LIST        worker counts, one pass per count [BENCH_WORKERS, default 1,2]. The first
+                        count runs every selected section; each further count runs the peer
+                        comparison again. A count N > 1 writes "workers: N" into proxy.yaml, runs
+                        nginx with worker_processes N and the reference with N cluster workers
+                        (Varnish is unchanged: it is multi-threaded) and pins nothing; 1 leaves
+                        workers out of proxy.yaml (the proxy's default, one process)
   --max-keys N          largest entry count of the memory sweep   [BENCH_MAX_KEYS, default 100000; quick 10000]
   --load wrk|autocannon load generator (default: wrk if installed) [BENCH_LOAD]
-  --no-pin              do not pin servers to CPU 1 and the load generator to CPU 0
+  --no-pin              do not pin servers to CPU 1 and the load generator to CPU 0 (a pass
+                        with more than one worker is never pinned)
   --cpu-prof            run scrapecache under --cpu-prof; writes bench/out/profiles/ and adds the
                         top self-time functions to the results
   --out FILE            results file [BENCH_OUT, default bench/RESULTS.md; quick: bench/out/RESULTS-quick.md]
@@ -61,14 +66,15 @@ export function parseOptions(argv, env = process.env) {
   });
   const quick = values.quick || env.BENCH_QUICK === '1';
   const duration = positive(values.duration ?? env.BENCH_DURATION ?? 2, '--duration');
-  const workersValue = values.workers ?? env.BENCH_WORKERS;
-  const workers = workersValue === undefined ? undefined : Math.floor(positive(workersValue, '--workers'));
+  const workersValue = values.workers ?? env.BENCH_WORKERS ?? '1,2';
+  const workerCounts = [...new Set(String(workersValue).split(',').map((s) => s.trim()).filter(Boolean).map((s) => Math.floor(positive(s, '--workers'))))];
+  if (workerCounts.length === 0) throw new Error('--workers needs at least one count, e.g. 1,2');
   const load = values.load ?? env.BENCH_LOAD;
   if (load !== undefined && load !== 'wrk' && load !== 'autocannon') throw new Error(`--load must be wrk or autocannon, got "${load}"`);
   const cores = availableParallelism();
   // Pinning keeps the load generator off the server's core; with several server processes on a
   // 2-core machine there is nothing to separate.
-  const pin = !values['no-pin'] && cores >= 2 && (workers ?? 1) === 1 && findBinary('taskset') !== null;
+  const canPin = !values['no-pin'] && cores >= 2 && findBinary('taskset') !== null;
   return {
     help: values.help,
     quick,
@@ -79,14 +85,29 @@ export function parseOptions(argv, env = process.env) {
     sections: list(values.sections ?? env.BENCH_SECTIONS ?? ALL_SECTIONS.join(','), ALL_SECTIONS, 'section'),
     peers: list(values.peers ?? env.BENCH_PEERS ?? ALL_PEERS.join(','), ALL_PEERS, 'peer'),
     connections: Math.floor(positive(values.connections ?? env.BENCH_CONNECTIONS ?? 50, '--connections')),
-    workers,
+    workerCounts,
     maxKeys: Math.floor(positive(values['max-keys'] ?? env.BENCH_MAX_KEYS ?? (quick ? 10_000 : 100_000), '--max-keys')),
     load,
-    pin,
-    serverCpus: pin ? '1' : undefined,
-    loadCpus: pin ? '0' : undefined,
+    canPin,
     cpuProf: values['cpu-prof'],
     out: values.out ?? env.BENCH_OUT ?? (quick ? 'bench/out/RESULTS-quick.md' : 'bench/RESULTS.md'),
     argv,
+  };
+}
+
+/**
+ * Options for one pass of the run: `workers` is what goes into proxy.yaml (undefined for 1: the
+ * proxy's default), `serverWorkers` what nginx and the reference get. Only a one-process pass is
+ * pinned.
+ */
+export function passOptions(options, count) {
+  const pin = options.canPin && count === 1;
+  return {
+    ...options,
+    workers: count === 1 ? undefined : count,
+    serverWorkers: count,
+    pin,
+    serverCpus: pin ? '1' : undefined,
+    loadCpus: pin ? '0' : undefined,
   };
 }

@@ -1,5 +1,5 @@
 // CPU time and memory of a process and its descendants, read from /proc (Linux only).
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 let ticksPerSecond;
@@ -54,6 +54,76 @@ export function cpuSeconds(rootPid) {
     } catch { /* exited meanwhile */ }
   }
   return ticks / clockTicks();
+}
+
+/** CPU seconds of each process of the tree: Map pid -> { seconds, comm, root }. */
+export function cpuByProcess(rootPid) {
+  const byPid = new Map();
+  for (const pid of processTree(rootPid)) {
+    try {
+      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      byPid.set(pid, { seconds: (Number(fields[11]) + Number(fields[12])) / clockTicks(), comm, root: pid === rootPid });
+    } catch { /* exited meanwhile */ }
+  }
+  return byPid;
+}
+
+/**
+ * Memory of the process tree: `rss` sums VmRSS (pages shared between the processes, such as the
+ * node binary's text, are counted once per process); `private` sums Private_Clean + Private_Dirty
+ * from smaps_rollup (pages only that process maps: what the tree's exit would free, shared text
+ * left out); `processes` counts them.
+ */
+export function memoryOfTree(rootPid) {
+  let rss = 0;
+  let priv = 0;
+  let processes = 0;
+  for (const pid of processTree(rootPid)) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const match = /VmRSS:\s+(\d+) kB/.exec(status);
+      if (!match) continue; // a kernel thread or a zombie
+      rss += Number(match[1]) * 1024;
+      processes++;
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+      for (const m of rollup.matchAll(/^Private_(?:Clean|Dirty):\s+(\d+) kB/gm)) priv += Number(m[1]) * 1024;
+    } catch { /* exited meanwhile, or no smaps_rollup */ }
+  }
+  return { rss, private: priv, processes };
+}
+
+/**
+ * For each established TCP connection to `serverPort` on 127.0.0.1 (/proc/net/tcp), the process
+ * of `rootPid`'s tree that holds the server-side socket: Map clientPort -> pid.
+ */
+export function connectionOwners(rootPid, serverPort) {
+  const inodeToClientPort = new Map();
+  const hexPort = serverPort.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length < 10) continue;
+    const [local, remote, state, inode] = [cols[1], cols[2], cols[3], cols[9]];
+    if (state !== '01' || !local.endsWith(`:${hexPort}`)) continue; // 01: ESTABLISHED
+    inodeToClientPort.set(inode, parseInt(remote.split(':')[1], 16));
+  }
+  const owners = new Map();
+  for (const pid of processTree(rootPid)) {
+    let fds;
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (match && inodeToClientPort.has(match[1])) owners.set(inodeToClientPort.get(match[1]), pid);
+      } catch { /* closed meanwhile */ }
+    }
+  }
+  return owners;
 }
 
 /** Resident set size in bytes of the process tree (shared pages are counted once per process). */

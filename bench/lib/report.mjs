@@ -28,21 +28,33 @@ function table(head, rows) {
 const measured = (p) => p && !p.error && Number.isFinite(p.rps);
 const pointOf = (points, name) => points.find((p) => p.peer === name);
 
-/** The issue's goals, each { ok: true|false|null, line }. null: not measured in this run. */
-export function evaluateGoals({ compare, big }) {
+/** "one process" or "2 workers": how a pass ran the servers. */
+export function passName(pass) {
+  return pass.workers === 1 ? 'one process' : `${pass.workers} workers`;
+}
+
+/**
+ * The issue's goals, each { ok: true|false|null, line }. null: not measured in this run. The hit
+ * path goals are checked in every pass (against the reference run the same way: one process, or
+ * N cluster workers); the memory goal once.
+ */
+export function evaluateGoals({ passes, big }) {
   const goals = [];
-  for (const { profile, points } of compare ?? []) {
-    if (!profile.goal) continue;
-    const sc = pointOf(points, 'scrapecache');
-    const ref = pointOf(points, 'reference');
-    const have = measured(sc) && measured(ref);
-    const check = (what, value, limit, better) => {
-      const ok = have ? (better === 'higher' ? value >= limit : value <= limit) : null;
-      goals.push({ ok, line: `${profile.label}: ${what} ${have ? `${value.toFixed(2)}x` : 'not measured'} reference (goal ${better === 'higher' ? '>=' : '<='} ${limit}x)` });
-    };
-    check('hit req/s', have ? sc.rps / ref.rps : NaN, 0.9, 'higher');
-    check('p99 latency', have ? sc.p99 / ref.p99 : NaN, 1.5, 'lower');
-    check('CPU per hit', have ? sc.cpuPer10k / ref.cpuPer10k : NaN, 1.2, 'lower');
+  const named = (passes ?? []).length > 1;
+  for (const pass of passes ?? []) {
+    for (const { profile, points } of pass.compare ?? []) {
+      if (!profile.goal) continue;
+      const sc = pointOf(points, 'scrapecache');
+      const ref = pointOf(points, 'reference');
+      const have = measured(sc) && measured(ref);
+      const check = (what, value, limit, better) => {
+        const ok = have ? (better === 'higher' ? value >= limit : value <= limit) : null;
+        goals.push({ ok, line: `${named ? `${passName(pass)}, ` : ''}${profile.label}: ${what} ${have ? `${value.toFixed(2)}x` : 'not measured'} reference (goal ${better === 'higher' ? '>=' : '<='} ${limit}x)` });
+      };
+      check('hit req/s', have ? sc.rps / ref.rps : NaN, 0.9, 'higher');
+      check('p99 latency', have ? sc.p99 / ref.p99 : NaN, 1.5, 'lower');
+      check('CPU per hit', have ? sc.cpuPer10k / ref.cpuPer10k : NaN, 1.2, 'lower');
+    }
   }
   if (big !== undefined) {
     const have = big && Number.isFinite(big.rss) && !big.failures;
@@ -60,38 +72,136 @@ export function goalMark(goal) {
   return goal.ok === null ? 'N/A ' : goal.ok ? 'PASS' : 'MISS';
 }
 
-function compareSection(compare, peerNames) {
-  const out = ['## Hit path, peer by peer', ''];
-  out.push('Every peer serves the same fixture body from its cache (warmed first); load is the',
-    'same scrape request for each. CPU is user+system seconds of the peer\'s whole process tree',
-    '(nginx master and workers, varnishd manager and cache process) per 10 000 responses.', '');
+function peerTables(compare) {
+  const out = [];
   for (const { profile, points } of compare) {
     out.push(`### ${profile.label}`, '');
-    out.push(table(['peer', 'req/s', 'req/s range', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU s / 10k hits', 'bytes on the wire', 'Cache-Status / notes'],
+    out.push(table(['peer', 'req/s', 'req/s range', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU s / 10k hits', 'RSS MiB (processes)', 'bytes on the wire', 'Cache-Status / notes'],
       points.map((p) => (p.error
-        ? [p.peer, 'error', '', '', '', '', '', '', p.error]
-        : [p.peer, int(p.rps), p.rounds > 1 ? `${int(p.rpsMin)}–${int(p.rpsMax)}` : '', ms(p.p50), ms(p.p99), ms(p.p999), cpu(p.cpuPer10k), `${int(p.wireBytes)} (${p.encoding})`, [p.cacheStatus, p.problem && `**${p.problem}**`].filter(Boolean).join('; ')]))));
+        ? [p.peer, 'error', '', '', '', '', '', '', '', p.error]
+        : [p.peer, int(p.rps), p.rounds > 1 ? `${int(p.rpsMin)}–${int(p.rpsMax)}` : '', ms(p.p50), ms(p.p99), ms(p.p999), cpu(p.cpuPer10k), p.memory ? `${mib(p.memory.rss)} (${p.memory.processes})` : 'n/a', `${int(p.wireBytes)} (${p.encoding})`, [p.cacheStatus, p.problem && `**${p.problem}**`].filter(Boolean).join('; ')]))));
     out.push('');
   }
+  return out;
+}
+
+function ratioTable(compare, peerNames, heading) {
   const others = peerNames.filter((n) => n !== 'scrapecache');
-  if (peerNames.includes('scrapecache') && others.length) {
-    out.push('### scrapecache relative to each peer', '',
-      'req/s: higher is better for scrapecache; p99 and CPU per hit: lower is better.', '');
-    const rows = [];
-    for (const { profile, points } of compare) {
-      const sc = pointOf(points, 'scrapecache');
-      for (const name of others) {
-        const peer = pointOf(points, name);
-        if (!measured(sc) || !measured(peer)) {
-          rows.push([profile.label, name, 'n/a', 'n/a', 'n/a']);
-          continue;
-        }
-        rows.push([profile.label, name, ratio(sc.rps, peer.rps), ratio(sc.p99, peer.p99), ratio(sc.cpuPer10k, peer.cpuPer10k)]);
+  if (!peerNames.includes('scrapecache') || others.length === 0) return [];
+  const out = [heading, '', 'req/s: higher is better for scrapecache; p99 and CPU per hit: lower is better.', ''];
+  const rows = [];
+  for (const { profile, points } of compare) {
+    const sc = pointOf(points, 'scrapecache');
+    for (const name of others) {
+      const peer = pointOf(points, name);
+      if (!measured(sc) || !measured(peer)) {
+        rows.push([profile.label, name, 'n/a', 'n/a', 'n/a']);
+        continue;
+      }
+      rows.push([profile.label, name, ratio(sc.rps, peer.rps), ratio(sc.p99, peer.p99), ratio(sc.cpuPer10k, peer.cpuPer10k)]);
+    }
+  }
+  out.push(table(['profile', 'scrapecache / …', 'req/s', 'p99', 'CPU per hit'], rows), '');
+  return out;
+}
+
+function compareSection(compare, peerNames, pass) {
+  const out = [`## Hit path, peer by peer${pass ? `: ${passName(pass)} each` : ''}`, ''];
+  out.push('Every peer serves the same fixture body from its cache (warmed first); load is the',
+    'same scrape request for each. CPU is user+system seconds of the peer\'s whole process tree',
+    '(nginx master and workers, varnishd manager and cache process) per 10 000 responses; RSS is the',
+    'sum over that tree after the peer\'s load.', '');
+  if (pass?.options.pin) out.push('Servers pinned to CPU 1, wrk (1 thread) and the fixture exporter to CPU 0. Varnish\'s cache process is multi-threaded, but pinned like the others it has one core.', '');
+  out.push(...peerTables(compare));
+  out.push(...ratioTable(compare, peerNames, '### scrapecache relative to each peer'));
+  return out;
+}
+
+const share = (part, total) => (total > 0 ? `${Math.round((part / total) * 100)}%` : 'n/a');
+
+/** How a peer's processes shared the work: the root (primary, master, manager) first. */
+function cpuSplit(points) {
+  const byPid = new Map();
+  for (const p of points) {
+    for (const proc of p.processCpu ?? []) {
+      const sum = byPid.get(proc.pid) ?? { ...proc, seconds: 0 };
+      sum.seconds += proc.seconds;
+      byPid.set(proc.pid, sum);
+    }
+  }
+  const procs = [...byPid.values()].sort((a, b) => (b.root - a.root) || (a.pid - b.pid));
+  const total = procs.reduce((sum, p) => sum + p.seconds, 0);
+  return procs.map((p) => `${p.root ? 'root' : p.comm} ${share(p.seconds, total)}`).join(' · ');
+}
+
+function workersSection(pass, onePass, peerNames, cores) {
+  const n = pass.workers;
+  const out = [`## Hit path with ${n} workers`, ''];
+  out.push(`The same comparison, from the same run, with every server given ${n} processes: scrapecache \`workers: ${n}\` in proxy.yaml (a primary that runs the admin listener and makes every upstream fetch, and ${n} workers that serve scrapes from their own copy of the cache, sharing the scrape port with cluster.SCHED_NONE), nginx \`worker_processes ${n}\`, and the reference as ${n} node:cluster workers (SCHED_NONE too). Varnish runs as it is: one cache process whose thread pool serves the connections (it is multi-threaded in both passes).`, '',
+    `**Nothing is pinned in this pass**: on this ${cores}-core machine the servers use every core and wrk (still 1 thread) and the fixture exporter compete with them for the CPUs, so req/s and latency here are what a server gets while sharing the machine with its load generator; CPU seconds per hit remain the least disturbed figure.`, '');
+  // Verification: every worker served hits.
+  const rows = [];
+  for (const name of peerNames) {
+    const points = pass.compare.map((c) => pointOf(c.points, name)).filter(measured);
+    if (points.length === 0) continue;
+    const checks = points.map((p) => p.workersCheck).filter(Boolean);
+    const conns = checks.reduce((sum, c) => sum + c.connections, 0);
+    const hits = checks.reduce((sum, c) => sum + c.hits, 0);
+    const serving = checks.length ? Math.min(...checks.map((c) => c.servingProcesses)) : NaN;
+    const expect = checks[0]?.expectWorkers;
+    const last = points.at(-1);
+    rows.push([name,
+      checks.length ? `${hits} / ${conns}` : 'n/a',
+      checks.length ? `${serving} of ${expect}${serving < expect ? ' **(not all)**' : ''}` : 'n/a',
+      cpuSplit(points),
+      last.memory ? `${mib(last.memory.rss)} (${last.memory.processes})` : 'n/a',
+      last.memory ? mib(last.memory.private) : 'n/a']);
+  }
+  out.push('### Every worker serves', '',
+    'Before each profile is loaded, batches of 16 fresh connections are opened at once to each peer, one scrape on each, and /proc tells which process holds the server side of each connection (repeated, up to 8 batches, until every worker has taken some). Then, under load, the CPU split between the processes of each peer\'s tree, over all profiles and rounds (root: scrapecache\'s primary, nginx\'s master, the reference\'s cluster primary, varnishd\'s manager). Memory after the last profile: RSS summed over the tree (shared pages such as the node binary counted once per process) and private memory (pages only that process maps).', '');
+  out.push(table(['peer', 'fresh connections answered as hits', 'worker processes that took connections (least over profiles)', 'CPU under load by process', 'RSS MiB (processes)', 'private MiB'], rows), '');
+  out.push(...peerTables(pass.compare));
+  out.push(...ratioTable(pass.compare, peerNames, `### scrapecache relative to each peer, ${n} workers`));
+  if (onePass?.compare) {
+    const scaleRows = [];
+    for (const { profile, points } of pass.compare) {
+      const before = onePass.compare.find((c) => c.profile.id === profile.id);
+      if (!before) continue;
+      for (const name of peerNames) {
+        const a = pointOf(before.points, name);
+        const b = pointOf(points, name);
+        scaleRows.push([profile.label, name, measured(a) ? int(a.rps) : 'n/a', measured(b) ? int(b.rps) : 'n/a', measured(a) && measured(b) ? ratio(b.rps, a.rps) : 'n/a', measured(a) && measured(b) ? ratio(b.p99, a.p99) : 'n/a', measured(a) && measured(b) ? ratio(b.cpuPer10k, a.cpuPer10k) : 'n/a']);
       }
     }
-    out.push(table(['profile', 'scrapecache / …', 'req/s', 'p99', 'CPU per hit'], rows), '');
+    if (scaleRows.length) {
+      out.push(`### ${n} workers against one process (pinned), peer by peer`, '',
+        'Ratios are with workers / one process: the one-process pass has a core to itself for the server and one for wrk; this pass shares both.', '');
+      out.push(table(['profile', 'peer', 'req/s, one process', `req/s, ${n} workers`, 'req/s', 'p99', 'CPU per hit'], scaleRows), '');
+    }
   }
   return out;
+}
+
+/** scrapecache against every peer, every pass, one row per pass and profile. */
+function glanceTable(passes, peerNames) {
+  const others = peerNames.filter((n) => n !== 'scrapecache');
+  const rows = [];
+  for (const pass of passes) {
+    for (const { profile, points } of pass.compare ?? []) {
+      const sc = pointOf(points, 'scrapecache');
+      const cells = (f) => others.map((name) => {
+        const peer = pointOf(points, name);
+        return measured(sc) && measured(peer) ? f(sc, peer) : 'n/a';
+      }).join(' / ');
+      rows.push([passName(pass), profile.label, measured(sc) ? int(sc.rps) : 'n/a',
+        cells((a, b) => ratio(a.rps, b.rps)), cells((a, b) => ratio(a.p99, b.p99)), cells((a, b) => ratio(a.cpuPer10k, b.cpuPer10k))]);
+    }
+  }
+  if (!rows.length || !others.length || !peerNames.includes('scrapecache')) return [];
+  const vs = others.join(' / ');
+  return ['### Hit path at a glance: scrapecache / each peer', '',
+    `Each ratio cell lists scrapecache / ${vs}. req/s: higher is better for scrapecache; p99 and CPU per hit: lower is better.`, '',
+    table(['servers', 'profile', 'scrapecache req/s', `req/s vs ${vs}`, `p99 vs ${vs}`, `CPU per hit vs ${vs}`], rows), ''];
 }
 
 function sizeSection(size) {
@@ -127,7 +237,7 @@ function concurrencySection(concurrency, profileLabel) {
   return out;
 }
 
-function memorySection(keys, big) {
+function memorySection(keys, big, workerBigs = []) {
   const out = ['## Memory', ''];
   if (keys) {
     out.push(`### RSS against entry count`, '',
@@ -147,10 +257,26 @@ function memorySection(keys, big) {
       ['RSS idle, before the fill', `${mib(big.idleRss)} MiB`],
       ['for scale: RSS of an idle bare node:http process', `${mib(big.bareRss)} MiB`],
       ['RSS after fill and hits', `${mib(big.rss)} MiB`],
+      ...(big.processes > 1 ? [['processes', String(big.processes)]] : []),
       ['RSS / stored bytes', ratio(big.rss, big.storedBytes)],
       ['(RSS - idle) / stored bytes', ratio(big.rss - big.idleRss, big.storedBytes)],
       ['goal: 1.3 x stored + 60 MiB', `${mib(big.limit)} MiB`],
       ['failed scrapes', big.failures ? `${big.failures} (${big.firstError})` : '0'],
+    ]), '');
+  }
+  for (const { workers, big: b } of workerBigs) {
+    out.push(`### ${b.count} entries of ${formatBytes(b.entryBytes)} with ${workers} workers`, '',
+      `The same fill and hits with \`workers: ${workers}\`. Every worker keeps its own copy of the cache and the primary keeps one too (it makes the fetches), so memory grows with the worker count. RSS is summed over the primary and the workers; the proxy's own gauge is as admin /metrics reports it (aggregated over the processes). No goal is set for this setting.`, '');
+    out.push(table(['what', 'value'], [
+      ['stored bytes (entries x body)', `${mib(b.storedBytes)} MiB`],
+      ['scrapecache_cache_bytes (admin /metrics)', b.bytes === null ? 'n/a' : `${mib(b.bytes)} MiB`],
+      ['processes (primary + workers)', String(b.processes)],
+      ['RSS idle, before the fill', `${mib(b.idleRss)} MiB`],
+      ['RSS after fill and hits', `${mib(b.rss)} MiB`],
+      ['private memory after fill and hits', `${mib(b.privateBytes)} MiB`],
+      ['RSS / stored bytes', ratio(b.rss, b.storedBytes)],
+      ...(big && Number.isFinite(big.rss) ? [['RSS / RSS of one process (above)', ratio(b.rss, big.rss)]] : []),
+      ['failed scrapes', b.failures ? `${b.failures} (${b.firstError})` : '0'],
     ]), '');
   }
   return out;
@@ -169,11 +295,20 @@ function profileSection(profile) {
   return out;
 }
 
+function describeWorkers(n) {
+  return n === 1
+    ? 'scrapecache without `workers` in proxy.yaml (the default: one process), nginx worker_processes 1, reference one process, Varnish as it is'
+    : `scrapecache \`workers: ${n}\` (primary + ${n} workers), nginx worker_processes ${n}, reference ${n} cluster workers, Varnish as it is (multi-threaded)`;
+}
+
 export function renderReport(run) {
-  const { options, machine, versions, loadTool, skipped, compare, size, concurrency, keys, big, cpuProfile, elapsedSec, plan } = run;
+  const { options, machine, versions, loadTool, skipped, size, concurrency, keys, big, cpuProfile, elapsedSec, plan } = run;
+  const passes = run.passes ?? [];
+  const main = passes.find((p) => p.main);
+  const extra = passes.filter((p) => !p.main);
   const out = [];
   out.push('# scrapecache benchmark results', '');
-  out.push(`Generated by \`node bench/run.mjs${options.argv.length ? ` ${options.argv.join(' ')}` : ''}\` (\`npm run bench\`) on ${machine.date}, in ${Math.round(elapsedSec)} s.`, '');
+  out.push(`Generated by \`node bench/run.mjs${options.argv.length ? ` ${options.argv.join(' ')}` : ''}\`${options.argv.length ? '' : ' (`npm run bench`)'} on ${machine.date}, in ${Math.round(elapsedSec)} s.`, '');
   out.push('| | |', '| --- | --- |',
     `| machine | ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(0)} GiB, ${machine.kernel} |`,
     `| Node.js | ${machine.node} |`,
@@ -181,8 +316,8 @@ export function renderReport(run) {
     ...(run.interference?.seconds ? [`| interference | during the ${Math.round(run.interference.seconds)} s under load, processes outside the bench used ${pct(run.interference.otherShare)} of a core on average (worst point ${pct(run.interference.worst)}); steal ${pct(run.interference.stealShare)} |`] : []),
     ...Object.entries(versions).map(([name, version]) => `| ${name} | ${version} |`),
     `| load | ${loadTool.version}${loadTool.tool === 'wrk' ? ', 1 thread' : ''}, ${options.connections} connections; ${options.rounds} round(s) of ${options.duration} s per point (sweeps ${options.sweepDuration} s), peers in turn, after ${options.warmup} s of warm-up (sweeps 1 s); medians over rounds |`,
-    `| CPUs | ${options.pin ? 'servers pinned to CPU 1, load generator and fixture exporter to CPU 0 (taskset)' : 'not pinned'} |`,
-    `| workers | ${options.workers === undefined ? 'not set (proxy default), nginx worker_processes 1, reference 1 process' : `${options.workers} (proxy.yaml workers, nginx worker_processes, reference cluster workers)`} |`,
+    `| passes | ${passes.map((p) => passName(p)).join(', then ') || 'none'} (\`--workers ${options.workerCounts.join(',')}\`); the first runs every section, the others the peer comparison |`,
+    ...passes.map((p) => `| ${passName(p)} | ${describeWorkers(p.workers)}; ${p.options.pin ? 'servers pinned to CPU 1, load generator and fixture exporter to CPU 0 (taskset)' : `servers and wrk not pinned: they share the ${machine.cores} cores`} |`),
     '');
   if (machine.busyBefore > 0.1 || run.interference?.otherShare > 0.05) {
     out.push(`**The machine was busy** (CPUs ${pct(machine.busyBefore)} busy before the run started; other processes took ${pct(run.interference?.otherShare)} of a core on average under load, up to ${pct(run.interference?.worst)}): other processes competed for the CPUs, so the numbers are noisy; the req/s range across rounds shows how much. CPU seconds per hit are the least disturbed figure.`, '');
@@ -190,15 +325,20 @@ export function renderReport(run) {
   if (options.quick) out.push('**Quick run**: short durations and fewer points; a smoke test, not numbers to quote.', '');
   if (skipped.length) out.push(...skipped.map((s) => `- skipped: ${s}`), '');
 
-  const goals = evaluateGoals({ compare, big: options.sections.includes('memory') ? big : undefined });
+  const goals = evaluateGoals({ passes, big: options.sections.includes('memory') ? big : undefined });
+  const peerNames = passes.find((p) => p.compare?.length)?.compare[0].points.map((p) => p.peer) ?? [];
   if (goals.length) {
     out.push('## Goals (issue 5)', '', ...goals.map((g) => `- ${goalMark(g)} ${g.line}`), '');
+    out.push(...glanceTable(passes, peerNames));
   }
-  const peerNames = compare?.[0]?.points.map((p) => p.peer) ?? [];
-  if (compare?.length) out.push(...compareSection(compare, peerNames));
+  if (main?.compare?.length) out.push(...compareSection(main.compare, peerNames, extra.length ? main : undefined));
+  for (const pass of extra) {
+    if (pass.compare?.length) out.push(...workersSection(pass, passes.find((p) => p.workers === 1 && p.compare), peerNames, machine.cores));
+  }
   if (size?.length) out.push(...sizeSection(size));
   if (concurrency?.length) out.push(...concurrencySection(concurrency, plan.concurrencyProfile.label));
-  if (keys || big) out.push(...memorySection(keys, big));
+  const workerBigs = extra.filter((p) => p.big).map((p) => ({ workers: p.workers, big: p.big }));
+  if (keys || big || workerBigs.length) out.push(...memorySection(keys, big, workerBigs));
   if (cpuProfile?.top?.length) out.push(...profileSection(cpuProfile));
 
   out.push('## How this was measured', '',
@@ -206,10 +346,11 @@ export function renderReport(run) {
     'negotiates like promhttp: gzip when Accept-Encoding has gzip, no Vary, `text/plain; version=0.0.4; charset=utf-8`.',
     '- Scrape requests carry Prometheus 2.42\'s `Accept` header and, except in the identity profiles, `Accept-Encoding: gzip` (`bench/wrk-scrape.lua`).',
     '- reference (`bench/reference-server.mjs`): node:http in its own process writing the stored bytes with a scrapecache hit\'s headers (Content-Type, Content-Encoding, Vary, Age, Cache-Status): the runtime\'s limit for the hit path.',
-    '- scrapecache: `node dist/src/cli.js --config.file <generated proxy.yaml>`, one route per profile, ttl 24h, warmed before measuring.',
+    `- scrapecache: \`${run.scrapecacheCommand ?? 'node dist/src/cli.js --config.file <generated proxy.yaml>'}\`, one route per profile, ttl 24h, warmed before measuring.`,
     '- nginx (`bench/nginx.conf.tmpl`) and Varnish (`bench/varnish.vcl.tmpl`): foreground processes on loopback ports with their own temp dirs; one cache entry per URL and gzip-or-not, like scrapecache\'s representations.',
     '- Every peer is checked before it is loaded: status 200, the right content coding, and a body that decodes to the exporter\'s text.',
-    '- CPU seconds from /proc/<pid>/stat (utime+stime) of the peer and its descendants, read before and after the load; RSS from /proc/<pid>/status.',
+    '- CPU seconds from /proc/<pid>/stat (utime+stime) of the peer and its descendants, read before and after the load; RSS from /proc/<pid>/status, summed over the same tree (scrapecache\'s primary and workers too).',
+    ...(extra.length ? ['- With workers, scrapecache is waited for until its primary logs "scrapecache listening" (printed once every worker is up; the config\'s log level is info for this, which logs upstream fetches, never hits), and every peer\'s workers are checked to answer fresh connections with hits before the load.'] : []),
     '');
   return `${out.join('\n')}\n`;
 }

@@ -45,6 +45,7 @@ export async function startNginx({ tmpDir, upstreamPort, workers = 1, cpus }) {
     pid: handle.pid,
     baseUrl,
     handle,
+    servingProcesses: workers,
     stop: () => stopChild(handle),
   };
 }

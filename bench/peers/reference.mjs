@@ -16,6 +16,7 @@ export async function startReference({ routes, workers = 1, cpus }) {
     pid: handle.pid,
     baseUrl: `http://127.0.0.1:${port}`,
     handle,
+    servingProcesses: workers,
     stop: () => stopChild(handle),
   };
 }

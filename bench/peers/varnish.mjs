@@ -49,6 +49,7 @@ export async function startVarnish({ tmpDir, upstreamPort, cpus, storage = 'mall
     pid: handle.pid,
     baseUrl,
     handle,
+    servingProcesses: 1, // the cache process (its threads serve)
     stop: () => stopChild(handle),
   };
 }

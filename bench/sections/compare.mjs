@@ -1,8 +1,8 @@
 // Peer comparison: every peer on every body profile, side by side in one run.
 import { measurePeers } from '../lib/measure.mjs';
-import { logPoint } from '../lib/log.mjs';
+import { logPoint, logWorkers } from '../lib/log.mjs';
 
-export async function runCompare(ctx) {
+export async function runCompare(ctx, { verifyWorkers = false } = {}) {
   const results = [];
   for (const profile of ctx.plan.compare) {
     const points = await measurePeers(ctx.peers, {
@@ -15,8 +15,10 @@ export async function runCompare(ctx) {
       rounds: ctx.options.rounds,
       loadTool: ctx.loadTool,
       options: ctx.options,
+      verifyWorkers,
     });
     for (const point of points) logPoint(profile.id, point);
+    if (verifyWorkers) for (const point of points) logWorkers(point);
     results.push({ profile, points });
   }
   return results;

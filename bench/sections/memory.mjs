@@ -3,7 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startScrapecache, readCacheGauges } from '../peers/scrapecache.mjs';
 import { request, scrapeHeaders, forEachConcurrent } from '../lib/http-client.mjs';
-import { rssBytes } from '../lib/proc-stats.mjs';
+import { rssBytes, memoryOfTree } from '../lib/proc-stats.mjs';
 import { startChild, stopChild, waitForLine } from '../lib/children.mjs';
 
 const FILL_CONCURRENCY = 16;
@@ -73,7 +73,7 @@ export async function runBigEntries(ctx) {
   const fixtureName = ctx.plan.bigEntries.fixture;
   const proxy = await startScrapecache({
     tmpDir: ctx.tmpDir,
-    label: 'scrapecache-big',
+    label: `scrapecache-big-w${ctx.options.serverWorkers ?? 1}`,
     routes: [{ name: 'big', path, upstream: ctx.fixture.upstream(fixtureName), queryKeys: ['k'] }],
     workers: ctx.options.workers,
     cpus: ctx.options.serverCpus,
@@ -85,13 +85,14 @@ export async function runBigEntries(ctx) {
     // A second pass of scrapes: all hits, and whatever a hit allocates is counted too.
     const hits = await fill(proxy, path, 0, count);
     const rss = await settledRss(proxy.pid);
+    const tree = memoryOfTree(proxy.pid);
     const gauges = await readCacheGauges(proxy.adminUrl);
     const entryBytes = ctx.fixture.sizes[fixtureName].bytes;
     const storedBytes = entryBytes * count;
     const limit = 1.3 * storedBytes + 60 * 2 ** 20;
     console.log(`  ${count} x ${entryBytes} B: rss ${(rss / 2 ** 20).toFixed(1)} MiB for ${(storedBytes / 2 ** 20).toFixed(1)} MiB stored (idle ${(idleRss / 2 ** 20).toFixed(1)} MiB, limit ${(limit / 2 ** 20).toFixed(1)} MiB)`);
     const bareRss = await bareNodeRss(ctx.options.serverCpus);
-    return { count, entryBytes, storedBytes, idleRss, bareRss, rss, limit, fillRate: result.rate, failures: result.failures + hits.failures, firstError: result.firstError ?? hits.firstError, ...gauges };
+    return { count, entryBytes, storedBytes, idleRss, bareRss, rss, processes: tree.processes, privateBytes: tree.private, limit, fillRate: result.rate, failures: result.failures + hits.failures, firstError: result.firstError ?? hits.firstError, ...gauges };
   } finally {
     await proxy.stop();
   }
