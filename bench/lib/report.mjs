@@ -112,6 +112,7 @@ function compareSection(compare, peerNames, pass) {
     '(nginx master and workers, varnishd manager and cache process) per 10 000 responses; RSS is the',
     'sum over that tree after the peer\'s load.', '');
   if (pass?.options.pin) out.push('Servers pinned to CPU 1, wrk (1 thread) and the fixture exporter to CPU 0. Varnish\'s cache process is multi-threaded, but pinned like the others it has one core.', '');
+  if (pass && pass.workers > 1) out.push(...workersCheckSection(pass, peerNames));
   out.push(...peerTables(compare));
   out.push(...ratioTable(compare, peerNames, '### scrapecache relative to each peer'));
   return out;
@@ -134,12 +135,9 @@ function cpuSplit(points) {
   return procs.map((p) => `${p.root ? 'root' : p.comm} ${share(p.seconds, total)}`).join(' · ');
 }
 
-function workersSection(pass, onePass, peerNames, cores) {
-  const n = pass.workers;
-  const out = [`## Hit path with ${n} workers`, ''];
-  out.push(`The same comparison, from the same run, with every server given ${n} processes: scrapecache \`workers: ${n}\` in proxy.yaml (a primary that runs the admin listener and makes every upstream fetch, and ${n} workers that serve scrapes from their own copy of the cache, sharing the scrape port with cluster.SCHED_NONE), nginx \`worker_processes ${n}\`, and the reference as ${n} node:cluster workers (SCHED_NONE too). Varnish runs as it is: one cache process whose thread pool serves the connections (it is multi-threaded in both passes).`, '',
-    `**Nothing is pinned in this pass**: on this ${cores}-core machine the servers use every core and wrk (still 1 thread) and the fixture exporter compete with them for the CPUs, so req/s and latency here are what a server gets while sharing the machine with its load generator; CPU seconds per hit remain the least disturbed figure.`, '');
-  // Verification: every worker served hits.
+/** With workers: every worker of every peer served hits; CPU split and memory of each tree. */
+function workersCheckSection(pass, peerNames) {
+  const out = [];
   const rows = [];
   for (const name of peerNames) {
     const points = pass.compare.map((c) => pointOf(c.points, name)).filter(measured);
@@ -160,6 +158,15 @@ function workersSection(pass, onePass, peerNames, cores) {
   out.push('### Every worker serves', '',
     'Before each profile is loaded, batches of 16 fresh connections are opened at once to each peer, one scrape on each, and /proc tells which process holds the server side of each connection (repeated, up to 8 batches, until every worker has taken some). Then, under load, the CPU split between the processes of each peer\'s tree, over all profiles and rounds (root: scrapecache\'s primary, nginx\'s master, the reference\'s cluster primary, varnishd\'s manager). Memory after the last profile: RSS summed over the tree (shared pages such as the node binary counted once per process) and private memory (pages only that process maps).', '');
   out.push(table(['peer', 'fresh connections answered as hits', 'worker processes that took connections (least over profiles)', 'CPU under load by process', 'RSS MiB (processes)', 'private MiB'], rows), '');
+  return out;
+}
+
+function workersSection(pass, onePass, peerNames, cores) {
+  const n = pass.workers;
+  const out = [`## Hit path with ${n} workers`, ''];
+  out.push(`The same comparison, from the same run, with every server given ${n} processes: scrapecache \`workers: ${n}\` in proxy.yaml (a primary that runs the admin listener and makes every upstream fetch, and ${n} workers that serve scrapes from their own copy of the cache, sharing the scrape port with cluster.SCHED_NONE), nginx \`worker_processes ${n}\`, and the reference as ${n} node:cluster workers (SCHED_NONE too). Varnish runs as it is: one cache process whose thread pool serves the connections (it is multi-threaded in both passes).`, '',
+    `**Nothing is pinned in this pass**: on this ${cores}-core machine the servers use every core and wrk (still 1 thread) and the fixture exporter compete with them for the CPUs, so req/s and latency here are what a server gets while sharing the machine with its load generator; CPU seconds per hit remain the least disturbed figure.`, '');
+  out.push(...workersCheckSection(pass, peerNames));
   out.push(...peerTables(pass.compare));
   out.push(...ratioTable(pass.compare, peerNames, `### scrapecache relative to each peer, ${n} workers`));
   if (onePass?.compare) {
@@ -331,7 +338,7 @@ export function renderReport(run) {
     out.push('## Goals (issue 5)', '', ...goals.map((g) => `- ${goalMark(g)} ${g.line}`), '');
     out.push(...glanceTable(passes, peerNames));
   }
-  if (main?.compare?.length) out.push(...compareSection(main.compare, peerNames, extra.length ? main : undefined));
+  if (main?.compare?.length) out.push(...compareSection(main.compare, peerNames, extra.length || main.workers > 1 ? main : undefined));
   for (const pass of extra) {
     if (pass.compare?.length) out.push(...workersSection(pass, passes.find((p) => p.workers === 1 && p.compare), peerNames, machine.cores));
   }
