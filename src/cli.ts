@@ -82,49 +82,16 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
-  const logLevelOverride = levelFlag !== undefined;
-  if (config.workers > 1) {
-    await runCluster({ config, file, log, logLevelOverride });
-    return;
-  }
-  let app;
-  try {
-    app = await startApp({ config, log, configFile: file, logLevelOverride });
-  } catch (err) {
-    die((err as Error).message);
-  }
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    app.close().then(
-      () => {
-        log.info('stopped');
-        log.flush?.();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => void app.reload());
-}
-
-async function runCluster(options: RunOptions): Promise<void> {
-  const { log } = options;
+  const options: RunOptions = { config, file, log, logLevelOverride: levelFlag !== undefined };
   let running: Running;
   try {
-    running = isWorker ? await runWorker(options) : await runPrimary(options);
+    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride });
+    else running = isWorker ? await runWorker(options) : await runPrimary(options);
   } catch (err) {
     die((err as Error).message);
   }
-  if (isWorker) return; // the primary decides when workers stop
+  if (isWorker) return; // its primary decides when it stops (src/cluster.ts)
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -133,6 +100,7 @@ async function runCluster(options: RunOptions): Promise<void> {
     running.close().then(
       () => {
         log.info('stopped');
+        log.flush?.();
         process.exit(0);
       },
       (err: unknown) => {

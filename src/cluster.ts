@@ -33,7 +33,7 @@ type ToPrimary =
 
 type ToWorker =
   | { t: 'stored'; entry: WireResponse }
-  | { t: 'filled'; id: number; stored: boolean; entry: WireResponse }
+  | { t: 'filled'; id: number; stored: boolean; cached: boolean; entry: WireResponse }
   | { t: 'failed'; id: number; code: ProxyErrorCode; message: string }
   | { t: 'invalidate'; selection: Selection }
   | { t: 'reload' }
@@ -122,7 +122,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
           return;
         }
         app.cache.fillFor({ ...target, route }).then(
-          (result) => reply({ t: 'filled', id, stored: result.stored, entry: result.entry.toWire() }),
+          (result) => reply({ t: 'filled', id, stored: result.stored, cached: result.cached === true, entry: result.entry.toWire() }),
           (err: ProxyError) => reply({ t: 'failed', id, code: err.code, message: err.message }),
         );
         return;
@@ -210,7 +210,7 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
       case 'filled': {
         const waiter = pending.get(message.id);
         pending.delete(message.id);
-        waiter?.resolve({ entry: StoredResponse.fromWire(message.entry), stored: message.stored });
+        waiter?.resolve({ entry: StoredResponse.fromWire(message.entry), stored: message.stored, cached: message.cached });
         return;
       }
       case 'failed': {

@@ -102,6 +102,20 @@ test('a reload reaches every worker', async () => {
   assert.deepEqual(new Set(results.map((r) => r.status)), new Set([200]));
 });
 
+test('a worker that dies is replaced, and the new one answers from the group cache without a fetch', async () => {
+  await burst(10);
+  const fetched = exporter.count;
+  const worker = [...pids].find((pid) => pid !== child.pid)!;
+  const before = pids.size;
+  process.kill(worker, 'SIGKILL');
+  for (let i = 0; i < 100 && pids.size === before; i++) await sleep(100);
+  assert.equal(pids.size, before + 1, 'a replacement worker logged');
+  await sleep(200);
+  const results = await burst(40);
+  for (const res of results) assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);
+  assert.equal(exporter.count, fetched, 'the replacement did not make the primary fetch again');
+});
+
 test('SIGTERM stops the primary and its workers with exit code 0', async () => {
   child.kill('SIGTERM');
   assert.equal(await exited, 0);

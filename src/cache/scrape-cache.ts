@@ -43,6 +43,8 @@ export interface FillResult {
   /** The response: stored, or (non-200, Set-Cookie, too large for the store) not. */
   entry: StoredResponse;
   stored: boolean;
+  /** Served from a copy another process already held (a worker asking its primary): no fetch. */
+  cached?: boolean;
 }
 
 /** Refresh failures of a key, kept beside the entry they failed to replace. */
@@ -149,7 +151,10 @@ export class ScrapeCache {
     fill ??= this.fill(key, target, entry);
     return fill.then(
       (result): Lookup => {
-        if (result.stored) return { cache: collapsed ? 'collapsed' : 'miss', entry: result.entry, stored: true };
+        if (result.stored) {
+          if (result.cached) result.entry.hits++;
+          return { cache: result.cached ? 'hit' : collapsed ? 'collapsed' : 'miss', entry: result.entry, stored: true };
+        }
         const status = result.entry.status;
         if (entry && status >= 500 && canServeOnError(entry, entry.policy, this.now())) {
           entry.hits++;
@@ -247,7 +252,7 @@ export class ScrapeCache {
   fillFor(target: ScrapeTarget): Promise<FillResult> {
     const key = keyOf(target);
     const entry = this.store.peek(key);
-    if (entry && isFresh(entry, entry.policy, this.now())) return Promise.resolve({ entry, stored: true });
+    if (entry && isFresh(entry, entry.policy, this.now())) return Promise.resolve({ entry, stored: true, cached: true });
     return this.inflight.get(key) ?? this.fill(key, target, entry);
   }
 
