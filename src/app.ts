@@ -30,6 +30,8 @@ export interface AppOptions {
   admin?: Pick<AdminDeps, 'afterInvalidate' | 'metricsText'>;
   /** Called after a successful reload (the primary tells its workers). */
   afterReload?: () => void;
+  /** Client timeouts; tests shorten them. */
+  limits?: ClientLimits;
 }
 
 export interface App {
@@ -46,11 +48,25 @@ export interface App {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Limits that keep a slow or hostile client from holding a listener (slowloris). */
-function hardened(server: Server, log: Logger, name: string): Server {
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.keepAliveTimeout = 65_000; // longer than Prometheus's idle connection reuse
+export interface ClientLimits {
+  /** Time a client has to send its request headers. */
+  headersTimeoutMs: number;
+  /** Time a client has to send its whole request (not the answer: fills may take the route's timeout). */
+  requestTimeoutMs: number;
+  /** Idle time before a keep-alive connection is closed: longer than Prometheus's reuse. */
+  keepAliveTimeoutMs: number;
+}
+
+export const CLIENT_LIMITS: ClientLimits = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 };
+
+/**
+ * Limits that keep a slow or hostile client from holding a listener (slowloris). Header size,
+ * request line included, is capped by node's 16 KiB maxHeaderSize (431).
+ */
+function hardened(server: Server, log: Logger, name: string, limits: ClientLimits): Server {
+  server.headersTimeout = limits.headersTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
@@ -158,13 +174,17 @@ export async function startApp(options: AppOptions): Promise<App> {
     return undefined;
   }
 
+  const limits = options.limits ?? CLIENT_LIMITS;
+  // Node enforces the timeouts on this interval (default 30 s): check often enough that they hold.
+  const serverOptions = { connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs / 2) };
   const scrapeServer = hardened(
-    createServer(guard(createScrapeHandler({ table: () => table, cache, passThrough: () => passThrough, metrics, log }), log)),
+    createServer(serverOptions, guard(createScrapeHandler({ table: () => table, cache, passThrough: () => passThrough, metrics, log }), log)),
     log,
     'scrape',
+    limits,
   );
   const adminServer = hardened(
-    createServer(
+    createServer(serverOptions, 
       guard(
         createAdminHandler({
           token: () => config.admin.token,
@@ -181,6 +201,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     ),
     log,
     'admin',
+    limits,
   );
 
   const run = options.listeners ?? { scrape: true, admin: true };

@@ -178,6 +178,35 @@ describe('clients that misbehave', () => {
     assert.equal(exporter.count, 1);
   });
 
+  test('a client that sends its headers too slowly (slowloris) is cut off, and others are served meanwhile', async () => {
+    const limited = await startProxy(`routes:\n  - {name: h, path: /h, upstream: "${healthy.url}/metrics"}\n`, {
+      limits: { headersTimeoutMs: 400, requestTimeoutMs: 800, keepAliveTimeoutMs: 400 },
+    });
+    try {
+      const port = Number(new URL(limited.url).port);
+      const started = Date.now();
+      const closed = new Promise<{ text: string; after: number }>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write('GET /h HTTP/1.1\r\nHost: x\r\n'));
+        // One header line every 150 ms, never the blank line that ends them.
+        const drip = setInterval(() => socket.writable && socket.write('X-Slow: 1\r\n'), 150);
+        let text = '';
+        socket.on('data', (d) => (text += d.toString()));
+        socket.on('error', () => undefined);
+        socket.on('close', () => {
+          clearInterval(drip);
+          resolve({ text, after: Date.now() - started });
+        });
+      });
+      const meanwhile = await get(`${limited.url}/h`, SCRAPE_HEADERS);
+      assert.equal(meanwhile.status, 200);
+      const { text, after } = await closed;
+      assert.match(text, /^HTTP\/1\.1 408 /);
+      assert.ok(after < 3000, `cut off after ${after} ms`);
+    } finally {
+      await limited.close();
+    }
+  });
+
   test('a request line that is not HTTP gets 400 and the listener keeps serving', async () => {
     const answer = await new Promise<string>((resolve) => {
       const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1', () => socket.write('HELLO THERE\r\n\r\n'));

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { startApp, type App } from '../../src/app.js';
+import { startApp, type App, type ClientLimits } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 
@@ -19,7 +19,7 @@ export interface TestProxy {
 }
 
 /** Writes the YAML (listeners on port 0 unless it says otherwise) and starts the app in this process. */
-export async function startProxy(yaml: string, options: { listen?: boolean } = {}): Promise<TestProxy> {
+export async function startProxy(yaml: string, options: { listen?: boolean; limits?: ClientLimits } = {}): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'scrapecache-test-'));
   const file = join(dir, 'proxy.yaml');
   const head = options.listen === false ? '' : 'listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n';
@@ -32,7 +32,7 @@ export async function startProxy(yaml: string, options: { listen?: boolean } = {
     },
   });
   const log = createLogger('debug', sink);
-  const app = await startApp({ config: loadConfig(file), log, defaultMetrics: false });
+  const app = await startApp({ config: loadConfig(file), log, defaultMetrics: false, ...(options.limits ? { limits: options.limits } : {}) });
   return {
     app,
     url: `http://127.0.0.1:${app.scrapeAddress.port}`,
