@@ -150,6 +150,11 @@ describe('environment expansion', () => {
     assert.equal(config.routes[0]!.headers['X-Test'], 'cost $5 and ${HOME}');
   });
 
+  it('leaves comments alone: a commented-out line naming an unset variable is no error', () => {
+    const config = parse(`# token: \${NOT_SET_ANYWHERE}\n${ROUTE}    headers: { X-Test: "a # \${SCOPE}" } # was \${ALSO_UNSET}\n`, { SCOPE: 'hw' });
+    assert.equal(config.routes[0]!.headers['X-Test'], 'a # hw', 'a # inside a quoted value is not a comment');
+  });
+
   it('expands an empty admin token to no token', () => {
     assert.equal(parse(`admin:\n  token: \${TOKEN:-}\n${ROUTE}`).admin.token, '');
     assert.equal(parse(`admin:\n  token: \${TOKEN:-}\n${ROUTE}`, { TOKEN: 's3cret' }).admin.token, 's3cret');

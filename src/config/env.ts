@@ -1,9 +1,11 @@
 /**
  * `${VAR}` and `${VAR:-default}` expansion over the raw config text, before YAML parsing
- * (SPEC 2). `$$` is a literal `$`. The result keeps a map from expanded offsets back to the
+ * (SPEC 2). `$$` is a literal `$`. Comments are left alone: a commented-out line that names an
+ * unset variable is not an error. The result keeps a map from expanded offsets back to the
  * original text, so that YAML and schema errors still point at the line and column the
  * operator wrote.
  */
+import { Lexer } from 'yaml';
 
 export interface Expansion {
   text: string;
@@ -22,13 +24,29 @@ interface Segment {
 const TOKEN_RE = /\$\$|\$\{([^}]*)\}/g;
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** [start, end) offsets of the YAML comments in a text, from yaml's lexer. */
+function commentRanges(source: string): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  let offset = 0;
+  for (const token of new Lexer().lex(source)) {
+    // The lexer interleaves one-character control markers that are not part of the source.
+    if (token.length === 1 && token.charCodeAt(0) < 0x20 && token !== '\n' && token !== '\t' && token !== '\r') continue;
+    if (token[0] === '#') ranges.push([offset, offset + token.length]);
+    offset += token.length;
+  }
+  return ranges;
+}
+
 export function expandEnv(source: string, env: NodeJS.ProcessEnv): Expansion {
+  const comments = source.includes('#') ? commentRanges(source) : [];
+  const inComment = (at: number) => comments.some(([start, end]) => at >= start && at < end);
   const segments: Segment[] = [];
   const errors: Expansion['errors'] = [];
   let out = '';
   let last = 0;
   for (const match of source.matchAll(TOKEN_RE)) {
     const at = match.index;
+    if (inComment(at)) continue;
     segments.push({ expandedStart: out.length, originalStart: last, verbatim: true });
     out += source.slice(last, at);
     let value: string;
