@@ -87,7 +87,7 @@ export class ScrapeCache {
     this.store = new MemoryStore(maxBytes, {
       onEvict: (entry) => {
         metrics?.evictions.inc();
-        log.debug({ route: entry.route, path: entry.path, query: entry.query, bytes: entry.bytes }, 'evicted');
+        log.debug({ route: entry.route, path: entry.path, query: entry.query, representation: entry.representation, bytes: entry.bytes }, 'evicted');
       },
     });
   }
