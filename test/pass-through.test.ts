@@ -224,6 +224,23 @@ describe('pass-through routes', () => {
     assert.equal(echo.headers.host, new URL(origin.url).host);
   });
 
+  test('a backslash in the path (read as / by URL parsers: /\\host) gets 400 and reaches no host', async () => {
+    const other = createServer((_req, res) => res.end('other host reached'));
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    let reached = 0;
+    other.on('request', () => reached++);
+    try {
+      const port = (other.address() as AddressInfo).port;
+      for (const path of [`/pages/\\127.0.0.1:${port}/x`, `/pages/\\2130706433:${port}/x`, `/pages/%5C127.0.0.1:${port}/x`]) {
+        const res = await get(`${proxy.url}${path}`);
+        assert.equal(res.status, 400, path);
+      }
+      assert.equal(reached, 0);
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
+  });
+
   test('sends the route headers upstream, over a client header of the same name', async () => {
     const res = await get(`${proxy.url}/pages/echo`, { 'X-Scope': 'client-chose-this', 'X-Client': 'kept' });
     assert.equal(res.status, 200);

@@ -35,8 +35,12 @@ export function deadlineMs(header: string | string[] | undefined): number | unde
   return Math.max(1, ms - Math.min(500, ms / 10));
 }
 
-/** A path with a `.` or `..` segment, raw or percent-encoded, never reaches an upstream. */
+/**
+ * A path with a `.` or `..` segment, raw or percent-encoded, or a backslash (which URL parsers
+ * read as `/`, turning `/\host` into another host) never reaches an upstream.
+ */
 function hasDotSegment(path: string): boolean {
+  if (path.includes('\\')) return true;
   if (!path.includes('.') && !path.includes('%')) return false;
   let decoded: string;
   try {

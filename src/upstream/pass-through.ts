@@ -62,7 +62,10 @@ export class PassThrough {
 
   forward(req: IncomingMessage, res: ServerResponse, route: Route, path: string, rawQuery: string): void {
     const started = performance.now();
-    const target = new URL(upstreamTarget(route, path, rawQuery), route.upstream.origin);
+    // Scheme, host and port come from the config alone (SPEC 2); the request supplies only the
+    // path, passed on as a string and never parsed as a URL, where `/\\host` would name a host.
+    const upstream = route.upstream;
+    const targetPath = upstreamTarget(route, path, rawQuery);
     let done = false;
     const finish = (code: string) => {
       if (done) return;
@@ -136,10 +139,10 @@ export class PassThrough {
       res,
       {
         target: {
-          protocol: target.protocol,
-          host: target.hostname,
-          port: target.port || (target.protocol === 'https:' ? 443 : 80),
-          path: target.pathname + target.search,
+          protocol: upstream.protocol,
+          host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
+          port: upstream.port || (upstream.protocol === 'https:' ? 443 : 80),
+          path: targetPath,
         } as never,
         ignorePath: true,
         agent: this.agentFor(route),
