@@ -221,7 +221,7 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
       }
       case 'invalidate':
         try {
-          app.cache.store.invalidate(selector(message.selection, app.table()));
+          app.cache.drop(selector(message.selection, app.table()));
         } catch {
           // The primary already answered the caller; a selection this worker cannot match drops nothing.
         }

@@ -140,3 +140,42 @@ test('shutdown lets a fill in flight finish and answer before the listeners clos
     await a.close();
   }
 });
+
+test('a fetch from the old upstream that finishes after a reload is not stored', async () => {
+  const a = await startFakeExporter();
+  const b = await startFakeExporter();
+  a.delayMs = 300;
+  const proxy = await startProxy(`routes:\n  - {name: r, path: /r, upstream: "${a.url}/metrics"}\n`);
+  try {
+    const old = get(`${proxy.url}/r`, SCRAPE_HEADERS);
+    await sleep(50);
+    writeFileSync(proxy.file, `${HEAD}routes:\n  - {name: r, path: /r, upstream: "${b.url}/metrics"}\n`);
+    assert.equal(await proxy.app.reload(), undefined);
+    assert.equal((await old).status, 200, 'the request in flight still gets its answer');
+    const next = await get(`${proxy.url}/r`, SCRAPE_HEADERS);
+    assert.equal(next.headers['cache-status'], 'scrapecache; fwd=miss; stored');
+    assert.equal(b.count, 1, 'the next scrape went to the new upstream');
+  } finally {
+    await proxy.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('invalidating one route does not keep a fill of another route from being stored', async () => {
+  const a = await startFakeExporter();
+  a.delayMs = 300;
+  const proxy = await startProxy(`routes:\n  - {name: slow, path: /slow, upstream: "${a.url}/metrics"}\n  - {name: other, path: /other, upstream: "${a.url}/metrics"}\n`);
+  try {
+    const pending = get(`${proxy.url}/slow`, SCRAPE_HEADERS);
+    await sleep(50);
+    assert.equal((await post(`${proxy.adminUrl}/invalidate`, { route: 'other' })).status, 200);
+    assert.equal((await pending).headers['cache-status'], 'scrapecache; fwd=miss; stored');
+    const next = await get(`${proxy.url}/slow`, SCRAPE_HEADERS);
+    assert.match(String(next.headers['cache-status']), /^scrapecache; hit/);
+    assert.equal(a.count, 1);
+  } finally {
+    await proxy.close();
+    await a.close();
+  }
+});

@@ -35,6 +35,16 @@ export class FillFailed extends Error {
   }
 }
 
+/** What selects entries for invalidation: a stored response, or the target of a fill in flight. */
+export type EntryIdentity = Pick<StoredResponse, 'route' | 'path' | 'query'>;
+
+interface Fill {
+  target: ScrapeTarget;
+  promise: Promise<FillResult>;
+  /** An invalidation or reload selected this key after the fill started: answer, but do not store. */
+  superseded: boolean;
+}
+
 export type Lookup =
   | { cache: 'hit' | 'stale' | 'miss' | 'collapsed'; entry: StoredResponse; stored: boolean; fwdStatus?: number | string }
   | { cache: 'miss' | 'collapsed'; entry: StoredResponse; stored: false; fwdStatus: number };
@@ -69,13 +79,11 @@ export interface ScrapeCacheOptions {
 export class ScrapeCache {
   readonly store: MemoryStore;
   private readonly dispatchers = new Dispatchers();
-  private readonly inflight = new Map<string, Promise<FillResult>>();
+  private readonly inflight = new Map<string, Fill>();
   private readonly failures = new WeakMap<StoredResponse, FailureState>();
   private readonly prefetchTimers = new Map<string, NodeJS.Timeout>();
   private routesByName = new Map<string, Route>();
   private closed = false;
-  /** Bumped by every invalidation: a fill that started before one may answer, but not store. */
-  private generation = 0;
 
   constructor(
     maxBytes: number,
@@ -146,9 +154,9 @@ export class ScrapeCache {
         return { cache: 'stale', entry, stored: true, fwdStatus: failure.fwdStatus };
       }
     }
-    let fill = this.inflight.get(key);
-    const collapsed = fill !== undefined;
-    fill ??= this.fill(key, target, entry);
+    const joined = this.inflight.get(key)?.promise;
+    const collapsed = joined !== undefined;
+    const fill = joined ?? this.fill(key, target, entry);
     return fill.then(
       (result): Lookup => {
         if (result.stored) {
@@ -184,12 +192,11 @@ export class ScrapeCache {
   }
 
   /** Drops entries; with refresh, fetches the dropped query-less keys again and waits for them. */
-  async invalidate(select: (entry: StoredResponse) => boolean, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
-    this.generation++;
+  async invalidate(select: (entry: EntryIdentity) => boolean, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
     const dropped: StoredResponse[] = [];
-    const invalidated = this.store.invalidate((entry) => {
+    const invalidated = this.drop((entry) => {
       if (!select(entry)) return false;
-      dropped.push(entry);
+      if (entry instanceof StoredResponse) dropped.push(entry);
       return true;
     });
     this.metrics?.invalidations.inc(invalidated);
@@ -211,7 +218,23 @@ export class ScrapeCache {
 
   /** Drops every entry of the named routes (their upstream or headers changed on reload). */
   dropRoutes(names: ReadonlySet<string>): number {
-    return this.store.invalidate((entry) => names.has(entry.route));
+    return this.drop((entry) => names.has(entry.route));
+  }
+
+  /**
+   * Drops the selected entries, and the fills in flight for selected keys: those started
+   * before the data changed, so they still answer their waiters but store nothing, and new
+   * requests do not join them.
+   */
+  drop(select: (entry: EntryIdentity) => boolean): number {
+    for (const [key, fill] of this.inflight) {
+      const { route, path, query } = fill.target;
+      if (select({ route: route.name, path, query })) {
+        fill.superseded = true;
+        this.inflight.delete(key);
+      }
+    }
+    return this.store.invalidate(select);
   }
 
   usageByRoute(): Map<string, { entries: number; bytes: number }> {
@@ -227,7 +250,7 @@ export class ScrapeCache {
 
   /** Fills and background refreshes still running, for graceful shutdown. */
   async drain(): Promise<void> {
-    await Promise.allSettled([...this.inflight.values()]);
+    await Promise.allSettled([...this.inflight.values()].map((f) => f.promise));
   }
 
   async close(): Promise<void> {
@@ -253,7 +276,7 @@ export class ScrapeCache {
     const key = keyOf(target);
     const entry = this.store.peek(key);
     if (entry && isFresh(entry, entry.policy, this.now())) return Promise.resolve({ entry, stored: true, cached: true });
-    return this.inflight.get(key) ?? this.fill(key, target, entry);
+    return this.inflight.get(key)?.promise ?? this.fill(key, target, entry);
   }
 
   /** Stores an entry another process fetched (a worker receiving the primary's broadcast). */
@@ -264,15 +287,17 @@ export class ScrapeCache {
   }
 
   private fill(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
-    const source = this.options.remoteFill ? this.remote(target, previous) : this.fetchAndStore(key, target, previous);
-    const promise: Promise<FillResult> = source.finally(() => {
-      if (this.inflight.get(key) === promise) this.inflight.delete(key);
+    const fill: Fill = { target, superseded: false, promise: undefined as unknown as Promise<FillResult> };
+    const source = this.options.remoteFill ? this.remote(fill, previous) : this.fetchAndStore(key, fill, previous);
+    fill.promise = source.finally(() => {
+      if (this.inflight.get(key) === fill) this.inflight.delete(key);
     });
-    this.inflight.set(key, promise);
-    return promise;
+    this.inflight.set(key, fill);
+    return fill.promise;
   }
 
-  private async remote(target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
+  private async remote(fill: Fill, previous: StoredResponse | undefined): Promise<FillResult> {
+    const { target } = fill;
     let result: FillResult;
     try {
       result = await this.options.remoteFill!(target);
@@ -280,15 +305,15 @@ export class ScrapeCache {
       this.recordFailure(target, previous, (err as ProxyError).status);
       throw err;
     }
-    if (result.stored) this.adopt(result.entry);
+    if (result.stored && !fill.superseded) this.adopt(result.entry);
     else if (result.entry.status >= 500) this.recordFailure(target, previous, result.entry.status);
     return result;
   }
 
-  private async fetchAndStore(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
+  private async fetchAndStore(key: string, fill: Fill, previous: StoredResponse | undefined): Promise<FillResult> {
+    const { target } = fill;
     const { route } = target;
     const url = upstreamTarget(route, target.path, target.query);
-    const generation = this.generation;
     const started = performance.now();
     const logFields = { route: route.name, path: target.path, query: target.query, representation: target.representation };
     let res: UpstreamResponse;
@@ -319,7 +344,7 @@ export class ScrapeCache {
       fetchedAt: this.now(),
       policy: route,
     });
-    const stored = storable && !this.closed && generation === this.generation && this.store.set(entry);
+    const stored = storable && !this.closed && !fill.superseded && this.store.set(entry);
     this.log.info(
       { ...logFields, status: res.status, durationMs: Math.round(res.durationMs), bytes: res.body.length, stored },
       'upstream fetch',

@@ -4,8 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
-import type { ScrapeCache } from '../cache/scrape-cache.js';
-import type { StoredResponse } from '../cache/stored-response.js';
+import type { EntryIdentity, ScrapeCache } from '../cache/scrape-cache.js';
 import type { Metrics } from '../metrics.js';
 import { writeText } from './respond.js';
 import type { RouteTable } from './route-table.js';
@@ -106,7 +105,7 @@ async function readSelection(req: IncomingMessage, params: URLSearchParams): Pro
 }
 
 /** The entries a selection names; throws HttpError 404 for an unknown route or path. */
-export function selector(selection: Selection, table: RouteTable): (entry: StoredResponse) => boolean {
+export function selector(selection: Selection, table: RouteTable): (entry: EntryIdentity) => boolean {
   let routeName = selection.route;
   if (routeName !== undefined && !table.byName.has(routeName)) throw new HttpError(404, `unknown route "${routeName}"`);
   if (selection.path === undefined) return routeName === undefined ? () => true : (e) => e.route === routeName;
