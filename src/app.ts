@@ -166,6 +166,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     table = new RouteTable(config.routes);
     const dropped = cache.dropRoutes(changed);
     cache.setRoutes(config.routes);
+    passThrough?.retain(config.routes);
     metrics.setRoutes(config.routes.map((r) => r.name));
     if (!options.logLevelOverride) log.level = config.log.level;
     metrics.reloaded(true);

@@ -155,6 +155,10 @@ describe('environment expansion', () => {
     assert.equal(config.routes[0]!.headers['X-Test'], 'a # hw', 'a # inside a quoted value is not a comment');
   });
 
+  it('refuses a timeout longer than a timer can wait (24d)', () => {
+    assert.deepEqual(problems(`${ROUTE}    timeout: 25d\n`), ['inline.yaml:5:14: timeout must be at most 24d']);
+  });
+
   it('expands an empty admin token to no token', () => {
     assert.equal(parse(`admin:\n  token: \${TOKEN:-}\n${ROUTE}`).admin.token, '');
     assert.equal(parse(`admin:\n  token: \${TOKEN:-}\n${ROUTE}`, { TOKEN: 's3cret' }).admin.token, 's3cret');

@@ -219,6 +219,49 @@ routes:
     }
   });
 
+  test('clients sending arbitrary Accept headers cannot start background refresh loops', async () => {
+    const exporter = await startFakeExporter();
+    const proxy = await startProxy(`
+routes:
+  - name: hw
+    path: /hw
+    upstream: ${exporter.url}/metrics
+    ttl: 1s
+    prefetch: true
+`);
+    try {
+      await sleep(200);
+      for (let i = 0; i < 20; i++) await get(`${proxy.url}/hw`, { accept: `x/y${i}` });
+      const afterScrapes = exporter.count;
+      await sleep(2500);
+      // Only the prefetched OpenMetrics entry is kept fresh: a refresh every half second at this
+      // ttl, where 20 refreshed Accept keys would make about 100.
+      assert.ok(exporter.count - afterScrapes <= 7, `${exporter.count - afterScrapes} background fetches in 2.5 s`);
+    } finally {
+      await proxy.close();
+      await exporter.close();
+    }
+  });
+
+  test('a ttl longer than a timer can wait does not turn prefetch into a tight loop', async () => {
+    const exporter = await startFakeExporter();
+    const proxy = await startProxy(`
+routes:
+  - name: hw
+    path: /hw
+    upstream: ${exporter.url}/metrics
+    ttl: 30d
+    prefetch: true
+`);
+    try {
+      await sleep(600);
+      assert.equal(exporter.count, 1);
+    } finally {
+      await proxy.close();
+      await exporter.close();
+    }
+  });
+
   test('a failing prefetch keeps retrying in the background with a back-off', async () => {
     const exporter = await startFakeExporter();
     exporter.fault = 'reset';

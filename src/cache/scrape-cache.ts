@@ -82,6 +82,8 @@ export class ScrapeCache {
   private readonly inflight = new Map<string, Fill>();
   private readonly failures = new WeakMap<StoredResponse, FailureState>();
   private readonly prefetchTimers = new Map<string, NodeJS.Timeout>();
+  /** Consecutive failed prefetches per key, for the back-off while no entry exists yet. */
+  private readonly prefetchFailures = new Map<string, number>();
   private routesByName = new Map<string, Route>();
   private closed = false;
 
@@ -115,7 +117,7 @@ export class ScrapeCache {
     if (this.options.remoteFill) return;
     for (const route of routes) {
       if (!route.prefetch || route.path === undefined) continue;
-      const target: ScrapeTarget = { route, path: route.path, query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT };
+      const target: ScrapeTarget = { route, path: route.path, query: '', representation: PREFETCH_REPRESENTATION, accept: PROMETHEUS_ACCEPT };
       const key = keyOf(target);
       if (!this.prefetchTimers.has(key) && !this.inflight.has(key)) {
         const entry = this.store.peek(key);
@@ -351,7 +353,8 @@ export class ScrapeCache {
     );
     if (stored) {
       this.options.onStored?.(entry);
-      if (route.prefetch && target.query === '' && route.path === target.path) this.schedulePrefetch(target, entry);
+      this.prefetchFailures.delete(key);
+      if (isPrefetched(target)) this.schedulePrefetch(target, entry);
     } else {
       if (res.status === 200 && !storable) {
         this.log.warn({ ...logFields, reason: coding === undefined ? 'content-encoding' : 'set-cookie' }, 'response not cacheable');
@@ -368,10 +371,11 @@ export class ScrapeCache {
       this.failures.set(previous, { count, retryAt: now + retryBackoffMs(count, previous.policy), fwdStatus });
     }
     // A prefetch route keeps trying in the background, backing off, so scrapes need not.
-    const { route } = target;
-    if (route.prefetch && target.query === '' && !this.closed && !this.options.remoteFill) {
-      const count = previous ? (this.failures.get(previous)?.count ?? 1) : 1;
-      this.setPrefetchTimer(target, now + retryBackoffMs(count, route));
+    if (isPrefetched(target) && !this.closed && !this.options.remoteFill) {
+      const key = keyOf(target);
+      const count = (this.prefetchFailures.get(key) ?? 0) + 1;
+      this.prefetchFailures.set(key, count);
+      this.setPrefetchTimer(target, now + retryBackoffMs(count, target.route));
     }
   }
 
@@ -382,15 +386,39 @@ export class ScrapeCache {
   private setPrefetchTimer(target: ScrapeTarget, at: number): void {
     const key = keyOf(target);
     clearTimeout(this.prefetchTimers.get(key));
-    const timer = setTimeout(() => {
-      this.prefetchTimers.delete(key);
-      const route = this.routesByName.get(target.route.name);
-      if (!route?.prefetch || this.closed) return;
-      this.background({ ...target, route }, this.store.peek(key));
-    }, Math.max(0, at - this.now()));
+    const timer = setTimeout(
+      () => {
+        this.prefetchTimers.delete(key);
+        const route = this.routesByName.get(target.route.name);
+        if (!route?.prefetch || this.closed) return;
+        const held = this.store.peek(key);
+        // Keep refreshing what is held, and the start-up representation; an evicted other one
+        // is fetched again only when a scraper asks for it.
+        if (!held && target.representation !== PREFETCH_REPRESENTATION) {
+          this.prefetchFailures.delete(key);
+          return;
+        }
+        this.background({ ...target, route }, held);
+      },
+      // setTimeout fires at once past 2^31-1 ms; a ttl of weeks refreshes a little early instead.
+      Math.min(MAX_TIMER_MS, Math.max(0, at - this.now())),
+    );
     timer.unref();
     this.prefetchTimers.set(key, timer);
   }
+}
+
+/** What prefetch fetches at start-up: Prometheus's Accept, which resolves to OpenMetrics. */
+const PREFETCH_REPRESENTATION = 'openmetrics';
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Keys that prefetch keeps fresh: the route's own path, no query, a metrics-format
+ * representation (not one keyed by an arbitrary Accept header, which any client could mint).
+ */
+function isPrefetched(target: ScrapeTarget): boolean {
+  const { route } = target;
+  return route.prefetch && target.query === '' && target.path === route.path && !target.representation.startsWith('accept:');
 }
 
 export function keyOf(target: ScrapeTarget): string {

@@ -294,5 +294,7 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
   if (r.path_prefix !== undefined) route.pathPrefix = r.path_prefix;
   if (tls) route.tls = tls;
   if (route.timeoutMs <= 0) report(r.timeout !== undefined ? ['timeout'] : [], 'timeout must be more than 0');
+  // Node's timers cannot wait longer (setTimeout would fire at once).
+  if (route.timeoutMs > 2 ** 31 - 1) report(r.timeout !== undefined ? ['timeout'] : [], 'timeout must be at most 24d');
   return route;
 }

@@ -100,7 +100,8 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
 
   function fail(req: IncomingMessage, res: ServerResponse, route: Route, err: unknown): void {
     const cause = err instanceof FillFailed ? err.error : err;
-    const e = cause instanceof ProxyError ? cause : new ProxyError('UPSTREAM_UNREACHABLE', `route ${route.name}: ${String(cause)}`);
+    if (!(cause instanceof ProxyError)) throw cause; // a bug of ours: app.ts answers 500 and logs it
+    const e = cause;
     metrics.route(route.name)[err instanceof FillFailed && err.collapsed ? 'collapsed' : 'miss']++;
     if (e.code === 'SCRAPE_DEADLINE') log.info({ route: route.name, url: req.url }, e.message);
     writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=miss; detail=${e.kind}` }, req.method === 'HEAD');
@@ -179,8 +180,8 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       if (found instanceof Promise) found = await waitForFill(req, found, target);
       // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
       // `Accept: text/plain`): fetch for this exact Accept instead.
-      // (Only stored entries: an error answer passed through is the upstream's answer to this request too.)
-      if (found.stored && found.cache !== 'miss' && !target.representation.startsWith('accept:') && !found.entry.admits(accept)) {
+      // (Not for error answers passed through: those are the upstream's answer to this request too.)
+      if (found.entry.status === 200 && found.cache !== 'miss' && !target.representation.startsWith('accept:') && !found.entry.admits(accept)) {
         const exactTarget = { ...target, representation: exactRepresentation(accept) };
         const exact = cache.lookup(exactTarget);
         found = exact instanceof Promise ? await waitForFill(req, exact, exactTarget) : exact;

@@ -161,6 +161,17 @@ export class PassThrough {
     return this;
   }
 
+  /** Closes the agents no current route uses (after a reload changed a route's TLS or upstream). */
+  retain(routes: readonly Route[]): void {
+    const keep = new Set(routes.map((r) => r.fingerprint));
+    for (const [fingerprint, agent] of this.agents) {
+      if (!keep.has(fingerprint)) {
+        this.agents.delete(fingerprint);
+        agent.destroy();
+      }
+    }
+  }
+
   close(): void {
     this.proxy.close();
     for (const agent of this.agents.values()) agent.destroy();
