@@ -27,7 +27,7 @@ export interface AppOptions {
   listeners?: { scrape: boolean; admin: boolean };
   cacheOptions?: ScrapeCacheOptions;
   /** Cluster hooks for the admin listener: reach the workers too. */
-  admin?: Pick<AdminDeps, 'afterInvalidate' | 'metricsText'>;
+  admin?: Pick<AdminDeps, 'afterInvalidate' | 'metricsText' | 'cacheHits'>;
   /** Called after a successful reload (the primary tells its workers). */
   afterReload?: () => void;
   /** Client timeouts; tests shorten them. */

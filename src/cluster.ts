@@ -28,7 +28,7 @@ interface WireTarget {
 
 type ToPrimary =
   | { t: 'fill'; id: number; target: WireTarget }
-  | { t: 'metrics'; id: number; json: MetricsJson }
+  | { t: 'answer'; id: number; value: unknown }
   | { t: 'ready'; scrape: string };
 
 type ToWorker =
@@ -37,7 +37,7 @@ type ToWorker =
   | { t: 'failed'; id: number; code: ProxyErrorCode; message: string }
   | { t: 'invalidate'; selection: Selection }
   | { t: 'reload' }
-  | { t: 'metrics'; id: number }
+  | { t: 'ask'; id: number; what: 'metrics' | 'hits' }
   | { t: 'shutdown' };
 
 export interface RunOptions {
@@ -60,33 +60,47 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
   cluster.setupPrimary({ serialization: 'advanced' });
   const workers = new Set<Worker>();
   let stopping = false;
-  let metricsId = 0;
-  const metricsReplies = new Map<number, (json: MetricsJson) => void>();
+  let askId = 0;
+  const answers = new Map<number, (value: unknown) => void>();
 
   const broadcast = (message: ToWorker) => {
     for (const w of workers) if (w.isConnected()) w.send(message);
   };
 
-  async function metricsText(): Promise<{ contentType: string; text: string }> {
-    const own = await app.metrics.registry.getMetricsAsJSON();
-    const fromWorkers = [...workers].filter((w) => w.isConnected()).map(
+  /** Asks every live worker; one that does not answer within 2 s counts as `none`. */
+  function askWorkers<T>(what: 'metrics' | 'hits', none: T): Promise<T[]> {
+    const asked = [...workers].filter((w) => w.isConnected()).map(
       (w) =>
-        new Promise<MetricsJson>((resolve) => {
-          const id = ++metricsId;
+        new Promise<T>((resolve) => {
+          const id = ++askId;
           const timer = setTimeout(() => {
-            metricsReplies.delete(id);
-            resolve([]);
+            answers.delete(id);
+            resolve(none);
           }, 2000);
-          metricsReplies.set(id, (json) => {
+          answers.set(id, (value) => {
             clearTimeout(timer);
-            metricsReplies.delete(id);
-            resolve(json);
+            answers.delete(id);
+            resolve(value as T);
           });
-          w.send({ t: 'metrics', id } satisfies ToWorker);
+          w.send({ t: 'ask', id, what } satisfies ToWorker);
         }),
     );
-    const registry = AggregatorRegistry.aggregate([own, ...(await Promise.all(fromWorkers))]);
+    return Promise.all(asked);
+  }
+
+  async function metricsText(): Promise<{ contentType: string; text: string }> {
+    const own = await app.metrics.registry.getMetricsAsJSON();
+    const registry = AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', []))]);
     return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
+  /** Hits per key, summed over the workers: the primary itself serves none. */
+  async function cacheHits(): Promise<Map<string, number>> {
+    const total = new Map<string, number>();
+    for (const hits of await askWorkers<Array<[string, number]>>('hits', [])) {
+      for (const [key, n] of hits) total.set(key, (total.get(key) ?? 0) + n);
+    }
+    return total;
   }
 
   const app: App = await startApp({
@@ -96,7 +110,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     logLevelOverride,
     listeners: { scrape: false, admin: true },
     cacheOptions: { onStored: (entry) => broadcast({ t: 'stored', entry: entry.toWire() }) },
-    admin: { afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }), metricsText },
+    admin: { afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }), metricsText, cacheHits },
     afterReload: () => broadcast({ t: 'reload' }),
   });
 
@@ -110,8 +124,8 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
         readyScrape.push(message.scrape);
         if (readyScrape.length === config.workers) allReady();
         return;
-      case 'metrics':
-        metricsReplies.get(message.id)?.(message.json);
+      case 'answer':
+        answers.get(message.id)?.(message.value);
         return;
       case 'fill': {
         const { id, target } = message;
@@ -229,8 +243,12 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
       case 'reload':
         void app.reload();
         return;
-      case 'metrics':
-        void app.metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', id: message.id, json }));
+      case 'ask':
+        if (message.what === 'metrics') {
+          void app.metrics.registry.getMetricsAsJSON().then((value) => send({ t: 'answer', id: message.id, value }));
+        } else {
+          send({ t: 'answer', id: message.id, value: [...app.cache.store.entries()].map((e) => [e.key, e.hits]) });
+        }
         return;
       case 'shutdown':
         void app.close().then(() => process.exit(0));

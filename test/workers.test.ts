@@ -94,6 +94,14 @@ test('the admin /metrics adds up the workers', async () => {
   assert.match(text, /^scrapecache_cache_entries\{route="node"\} 1$/m);
 });
 
+test('GET /cache counts the hits the workers served', async () => {
+  const before = JSON.parse((await get(`${adminUrl}/cache`)).body.toString()) as Array<{ route: string; hits: number }>;
+  await burst(10);
+  const after = JSON.parse((await get(`${adminUrl}/cache`)).body.toString()) as Array<{ route: string; hits: number }>;
+  const hits = (list: typeof before) => list.filter((e) => e.route === 'node').reduce((n, e) => n + e.hits, 0);
+  assert.equal(hits(after) - hits(before), 10);
+});
+
 test('a reload reaches every worker', async () => {
   writeFileSync(file, config(`  - name: added\n    path: /added\n    upstream: ${exporter.url}/added\n`));
   assert.equal((await post(`${adminUrl}/-/reload`)).status, 200);

@@ -24,6 +24,8 @@ export interface AdminDeps {
   afterInvalidate?: (selection: Selection) => void;
   /** Cluster primary: metrics gathered from every process. */
   metricsText?: () => Promise<{ contentType: string; text: string }>;
+  /** Cluster primary: hits per cache key, counted where they happen, in the workers. */
+  cacheHits?: () => Promise<Map<string, number>>;
 }
 
 class HttpError extends Error {
@@ -164,6 +166,7 @@ export function createAdminHandler(deps: AdminDeps) {
         only('GET');
         const now = Date.now();
         const route = url.searchParams.get('route');
+        const hits = deps.cacheHits ? await deps.cacheHits() : undefined;
         const list = [];
         for (const e of cache.store.entries()) {
           if (route !== null && e.route !== route) continue;
@@ -178,7 +181,7 @@ export function createAdminHandler(deps: AdminDeps) {
             age_seconds: ageSeconds(e, now),
             ttl_seconds: ttlSeconds(e, e.policy, now),
             fresh: isFresh(e, e.policy, now),
-            hits: e.hits,
+            hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
           });
         }
         return json(res, 200, list);
