@@ -189,47 +189,46 @@ routes:
   });
 });
 
-describe('prefetch', () => {
-  test('a prefetch route is fetched at start-up and refreshed before expiry, so no scrape waits', async () => {
-    const exporter = await startFakeExporter();
-    exporter.delayMs = 300;
-    const proxy = await startProxy(`
-routes:
-  - name: hw
-    path: /hw
-    upstream: ${exporter.url}/metrics
-    ttl: 1500ms
-    timeout: 2s
-    prefetch: true
-`);
-    try {
-      await sleep(450);
-      assert.equal(exporter.count, 1, 'fetched at start-up');
-      for (let i = 0; i < 8; i++) {
-        const started = Date.now();
-        const res = await get(`${proxy.url}/hw`, SCRAPE_HEADERS);
-        assert.match(String(res.headers['cache-status']), /^scrapecache; hit; ttl=/, `scrape ${i} was a hit`);
-        assert.ok(Date.now() - started < 250, 'a prefetched scrape never waits for the 300 ms upstream');
-        await sleep(250);
-      }
-      assert.ok(exporter.count >= 2 && exporter.count <= 3, `refreshed in the background (${exporter.count} fetches)`);
-    } finally {
-      await proxy.close();
-      await exporter.close();
-    }
-  });
+/** A proxy with one prefetch route `/hw` (extra route settings as YAML flow pairs) in front of a fake exporter. */
+async function withPrefetchRoute(
+  settings: string,
+  run: (exporter: FakeExporter, proxy: TestProxy) => Promise<void>,
+  before?: (exporter: FakeExporter) => void,
+): Promise<void> {
+  const exporter = await startFakeExporter();
+  before?.(exporter);
+  const proxy = await startProxy(`routes:\n  - {name: hw, path: /hw, upstream: "${exporter.url}/metrics", prefetch: true, ${settings}}\n`);
+  try {
+    await run(exporter, proxy);
+  } finally {
+    await proxy.close();
+    await exporter.close();
+  }
+}
 
-  test('clients sending arbitrary Accept headers cannot start background refresh loops', async () => {
-    const exporter = await startFakeExporter();
-    const proxy = await startProxy(`
-routes:
-  - name: hw
-    path: /hw
-    upstream: ${exporter.url}/metrics
-    ttl: 1s
-    prefetch: true
-`);
-    try {
+describe('prefetch', () => {
+  test('a prefetch route is fetched at start-up and refreshed before expiry, so no scrape waits', () =>
+    withPrefetchRoute(
+      'ttl: 1500ms, timeout: 2s',
+      async (exporter, proxy) => {
+        await sleep(450);
+        assert.equal(exporter.count, 1, 'fetched at start-up');
+        for (let i = 0; i < 8; i++) {
+          const started = Date.now();
+          const res = await get(`${proxy.url}/hw`, SCRAPE_HEADERS);
+          assert.match(String(res.headers['cache-status']), /^scrapecache; hit; ttl=/, `scrape ${i} was a hit`);
+          assert.ok(Date.now() - started < 250, 'a prefetched scrape never waits for the 300 ms upstream');
+          await sleep(250);
+        }
+        assert.ok(exporter.count >= 2 && exporter.count <= 3, `refreshed in the background (${exporter.count} fetches)`);
+      },
+      (exporter) => {
+        exporter.delayMs = 300;
+      },
+    ));
+
+  test('clients sending arbitrary Accept headers cannot start background refresh loops', () =>
+    withPrefetchRoute('ttl: 1s', async (exporter, proxy) => {
       await sleep(200);
       for (let i = 0; i < 20; i++) await get(`${proxy.url}/hw`, { accept: `x/y${i}` });
       const afterScrapes = exporter.count;
@@ -237,53 +236,28 @@ routes:
       // Only the prefetched OpenMetrics entry is kept fresh: a refresh every half second at this
       // ttl, where 20 refreshed Accept keys would make about 100.
       assert.ok(exporter.count - afterScrapes <= 7, `${exporter.count - afterScrapes} background fetches in 2.5 s`);
-    } finally {
-      await proxy.close();
-      await exporter.close();
-    }
-  });
+    }));
 
-  test('a ttl longer than a timer can wait does not turn prefetch into a tight loop', async () => {
-    const exporter = await startFakeExporter();
-    const proxy = await startProxy(`
-routes:
-  - name: hw
-    path: /hw
-    upstream: ${exporter.url}/metrics
-    ttl: 30d
-    prefetch: true
-`);
-    try {
+  test('a ttl longer than a timer can wait does not turn prefetch into a tight loop', () =>
+    withPrefetchRoute('ttl: 30d', async (exporter, proxy) => {
       await sleep(600);
       assert.equal(exporter.count, 1);
-    } finally {
-      await proxy.close();
-      await exporter.close();
-    }
-  });
+    }));
 
-  test('a failing prefetch keeps retrying in the background with a back-off', async () => {
-    const exporter = await startFakeExporter();
-    exporter.fault = 'reset';
-    const proxy = await startProxy(`
-routes:
-  - name: hw
-    path: /hw
-    upstream: ${exporter.url}/metrics
-    ttl: 10s
-    prefetch: true
-`);
-    try {
-      await sleep(200);
-      assert.equal(exporter.count, 1);
-      exporter.fault = 'none';
-      await sleep(1100);
-      assert.equal(exporter.count, 2, 'retried after a second');
-      const res = await get(`${proxy.url}/hw`, SCRAPE_HEADERS);
-      assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);
-    } finally {
-      await proxy.close();
-      await exporter.close();
-    }
-  });
+  test('a failing prefetch keeps retrying in the background with a back-off', () =>
+    withPrefetchRoute(
+      'ttl: 10s',
+      async (exporter, proxy) => {
+        await sleep(200);
+        assert.equal(exporter.count, 1);
+        exporter.fault = 'none';
+        await sleep(1100);
+        assert.equal(exporter.count, 2, 'retried after a second');
+        const res = await get(`${proxy.url}/hw`, SCRAPE_HEADERS);
+        assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);
+      },
+      (exporter) => {
+        exporter.fault = 'reset';
+      },
+    ));
 });
