@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the real Prometheus, node_exporter and blackbox_exporter that
-# test/e2e/prometheus.test.ts runs against (Debian packages, bookworm: 2.42 / 1.5 / 0.23).
+# Installs the real parts the tests run against (Debian packages, bookworm):
+# prometheus 2.42, node_exporter 1.5, blackbox_exporter 0.23 (test/e2e), redis-server 7.0
+# (the Redis store), chromium (the pages, driven by playwright-core), victoria-metrics
+# (vmagent, a second kind of scraper) and apache2-utils (htpasswd, for basic-auth hashes).
 #
 # CI runs as root on a machine without systemd. The packages' postinst scripts try to
 # enable and start their services; a policy-rc.d that answers 101 ("action forbidden")
@@ -9,14 +11,15 @@
 # system services are never needed.
 set -euo pipefail
 
-packages=(prometheus prometheus-node-exporter prometheus-blackbox-exporter)
+packages=(prometheus prometheus-node-exporter prometheus-blackbox-exporter redis-server chromium victoria-metrics apache2-utils)
+binaries=(/usr/bin/prometheus /usr/bin/prometheus-node-exporter /usr/bin/prometheus-blackbox-exporter /usr/bin/redis-server /usr/bin/chromium /usr/bin/vmagent /usr/bin/htpasswd)
 
 have_all=1
-for bin in /usr/bin/prometheus /usr/bin/prometheus-node-exporter /usr/bin/prometheus-blackbox-exporter; do
+for bin in "${binaries[@]}"; do
   [ -x "$bin" ] || have_all=0
 done
 if [ "$have_all" = 1 ]; then
-  echo "install-e2e: prometheus, node_exporter and blackbox_exporter already installed"
+  echo "install-e2e: ${packages[*]} already installed"
   exit 0
 fi
 
@@ -44,6 +47,10 @@ apt_opts=(-y -q --no-install-recommends -o DPkg::Lock::Timeout=300 -o Dpkg::Opti
 apt-get -o DPkg::Lock::Timeout=300 update -q
 apt-get install "${apt_opts[@]}" "${packages[@]}"
 
-for bin in /usr/bin/prometheus /usr/bin/prometheus-node-exporter /usr/bin/prometheus-blackbox-exporter; do
-  "$bin" --version 2>&1 | head -n 1
+for bin in "${binaries[@]}"; do
+  case "$bin" in
+    */htpasswd) [ -x "$bin" ] && echo "htpasswd: $(dpkg-query -W -f='${Version}' apache2-utils)" ;;
+    */vmagent) echo "vmagent: $(dpkg-query -W -f='${Version}' victoria-metrics)" ;;
+    *) "$bin" --version 2>&1 | head -n 1 ;;
+  esac
 done
