@@ -29,6 +29,9 @@ export class Metrics {
   readonly invalidations: Counter;
   readonly reloadSuccessful: Gauge;
   readonly reloadTimestamp: Gauge;
+  /** 1 while a second level answers, 0 while the proxy goes on without it (SPEC 2.2). */
+  readonly storeUp: Gauge<'store'>;
+  private readonly storeOperations: Counter<'store' | 'op' | 'result'>;
   private readonly byRoute = new Map<string, RouteCounters>();
   private routeNames: string[] = [];
 
@@ -84,6 +87,18 @@ export class Metrics {
       help: 'Unix time of the last successful configuration load.',
       registers: gaugeRegisters,
     });
+    this.storeUp = new Gauge({
+      name: 'scrapecache_store_up',
+      help: 'Whether a second-level store answers (1) or the proxy goes on without it (0), by store.',
+      labelNames: ['store'],
+      registers: gaugeRegisters,
+    });
+    this.storeOperations = new Counter({
+      name: 'scrapecache_store_operations_total',
+      help: 'Operations on a second-level store, by store, operation and result (ok, error, timeout, skipped while down).',
+      labelNames: ['store', 'op', 'result'],
+      registers: gaugeRegisters,
+    });
     const routeNames = (): string[] => this.routeNames;
     new Gauge({
       name: 'scrapecache_cache_entries',
@@ -136,6 +151,10 @@ export class Metrics {
   upstream(route: string, code: string, seconds: number): void {
     this.upstreamRequests.labels(route, code).inc();
     this.upstreamDuration.labels(route).observe(seconds);
+  }
+
+  storeOperation(store: string, op: string, result: 'ok' | 'error' | 'timeout' | 'skipped'): void {
+    this.storeOperations.labels(store, op, result).inc();
   }
 
   reloaded(ok: boolean, now = Date.now()): void {

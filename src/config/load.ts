@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { expandEnv, type Expansion } from './env.js';
+import { buildRedisSettings } from './redis-settings.js';
 import { configSchema, type RawConfig, type RawRoute } from './schema.js';
 import type { Config, Route, UpstreamTls } from './types.js';
 
@@ -226,13 +227,15 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
     routes.push(buildRoute(r, raw, baseDir, (path, message) => report(at(...path), message)));
   });
 
+  const cache: Config['cache'] = { maxBytes: raw.cache.max_bytes };
+  if (raw.cache.redis) cache.redis = buildRedisSettings(raw.cache.redis, baseDir, report);
   return {
     file,
     listen: raw.listen,
     workers: raw.workers,
     admin: raw.admin,
     log: raw.log,
-    cache: { maxBytes: raw.cache.max_bytes },
+    cache,
     routes,
   };
 }

@@ -122,6 +122,46 @@ export const routeSchema = z.strictObject({
   bearer_token_file: z.string().min(1).optional(),
 });
 
+const redisUrl = z
+  .string({ error: 'expected a redis:// or rediss:// URL' })
+  .transform((text, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      // The text may hold a password: never repeat it.
+      ctx.addIssue({ code: 'custom', message: 'invalid Redis URL (expected e.g. redis://127.0.0.1:6379/0)' });
+      return z.NEVER;
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+      ctx.addIssue({ code: 'custom', message: `Redis URL must be redis:// or rediss://, got "${url.protocol}"` });
+      return z.NEVER;
+    }
+    if (url.hostname === '') {
+      ctx.addIssue({ code: 'custom', message: 'Redis URL needs a host, e.g. redis://127.0.0.1:6379/0' });
+      return z.NEVER;
+    }
+    if (!/^(\/(\d{1,5})?)?$/.test(url.pathname)) {
+      ctx.addIssue({ code: 'custom', message: `Redis URL path must be a database number such as /0, got "${url.pathname}"` });
+      return z.NEVER;
+    }
+    if (url.search || url.hash) {
+      ctx.addIssue({ code: 'custom', message: 'Redis URL takes no ?query or #fragment: use username, password_file and tls' });
+      return z.NEVER;
+    }
+    return url;
+  })
+  .meta({ description: 'redis:// or rediss:// URL: host, port, database number (Valkey speaks the same protocol)' });
+
+export const redisSchema = z.strictObject({
+  url: redisUrl,
+  username: z.string().min(1).optional(),
+  password_file: z.string().min(1).optional(),
+  tls: tlsSchema.optional(),
+  key_prefix: z.string().default('scrapecache:'),
+  timeout: duration.default(250),
+});
+
 export const configSchema = z.strictObject({
   listen: listenAddress.default({ host: '0.0.0.0', port: 9180 }),
   workers: z.int().min(1).max(64).default(1),
@@ -144,6 +184,7 @@ export const configSchema = z.strictObject({
   cache: z
     .strictObject({
       max_bytes: size.default(256 * 1024 * 1024),
+      redis: redisSchema.optional(),
     })
     .default({ max_bytes: 256 * 1024 * 1024 }),
   defaults: z
@@ -160,3 +201,4 @@ export const configSchema = z.strictObject({
 
 export type RawConfig = z.output<typeof configSchema>;
 export type RawRoute = z.output<typeof routeSchema>;
+export type RawRedis = z.output<typeof redisSchema>;

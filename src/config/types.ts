@@ -38,12 +38,27 @@ export interface Route {
   fingerprint: string;
 }
 
+/** `cache.redis` (SPEC 2.2): where replicas share their cache. */
+export interface RedisSettings {
+  /** The URL without credentials: the only form that may appear in logs, errors or /cache. */
+  url: string;
+  host: string;
+  port: number;
+  database: number;
+  username?: string;
+  password?: string;
+  /** Present for rediss:// */
+  tls?: UpstreamTls;
+  keyPrefix: string;
+  timeoutMs: number;
+}
+
 export interface Config {
   file: string;
   listen: ListenAddress;
   workers: number;
   admin: { listen: ListenAddress; token: string };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
-  cache: { maxBytes: number };
+  cache: { maxBytes: number; redis?: RedisSettings };
   routes: Route[];
 }

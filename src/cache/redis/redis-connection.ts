@@ -1,0 +1,227 @@
+/**
+ * The proxy's two connections to Redis (commands, and pub/sub, which needs a connection of its
+ * own), and whether Redis counts as up (SPEC 2.2). Every call is bounded by cache.redis.timeout;
+ * a call that fails or is slower marks Redis down at once, and while it is down calls are not
+ * even sent (they answer UNAVAILABLE at once, counted as skipped), so that no scrape waits for a
+ * Redis known to be gone. A probe brings it back: a write (Redis full with noeviction refuses
+ * writes while it still answers PING), then up again. Each change of state is logged once.
+ *
+ * node-redis (@redis/client) is loaded by connectRedis only, when the config has cache.redis.
+ */
+import type { RedisClientType, TypeMapping } from '@redis/client';
+import type { Logger } from 'pino';
+import type { RedisSettings } from '../../config/types.js';
+import type { Metrics } from '../../metrics.js';
+
+/** What a call answers when Redis is down or the call failed: the caller goes on without Redis. */
+export const UNAVAILABLE: unique symbol = Symbol('redis unavailable');
+export type Maybe<T> = T | typeof UNAVAILABLE;
+
+type Reply = Buffer | string | number | null | Reply[];
+type Client = RedisClientType;
+
+/** The least a state listener needs: up or down, and why. */
+export type StateListener = (up: boolean) => void;
+
+const PROBE_MS = 1000;
+
+export class RedisConnection {
+  private isUp = false;
+  private closed = false;
+  private probing = false;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private readonly listeners = new Set<StateListener>();
+  private lastReason = 'not connected yet';
+
+  constructor(
+    private readonly commands: Client,
+    readonly subscriber: Client,
+    readonly settings: RedisSettings,
+    private readonly metrics: Metrics | undefined,
+    private readonly log: Logger,
+    /** Bulk strings as Buffers (bodies are bytes), and node-redis's TimeoutError class. */
+    private readonly client: { typeMapping: TypeMapping; TimeoutError: new () => Error },
+  ) {
+    for (const [client, role] of [
+      [commands, 'commands'],
+      [subscriber, 'pubsub'],
+    ] as const) {
+      // node-redis reconnects by itself; an unhandled 'error' event would end the process.
+      client.on('error', (err: Error) => {
+        this.log.debug({ store: 'redis', connection: role, err: err.message }, 'redis connection error');
+        this.markDown(`${role} connection: ${err.message}`);
+      });
+      client.on('end', () => this.markDown(`${role} connection closed`));
+      client.on('ready', () => this.probeSoon(0));
+    }
+    metrics?.storeUp.labels('redis').set(0);
+  }
+
+  get up(): boolean {
+    return this.isUp;
+  }
+
+  get prefix(): string {
+    return this.settings.keyPrefix;
+  }
+
+  onState(listener: StateListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Connects both clients in the background: the proxy starts whether or not Redis is there.
+   * Resolves once Redis is up or after the timeout, whichever comes first.
+   */
+  async start(): Promise<void> {
+    for (const client of [this.commands, this.subscriber]) client.connect().catch(() => undefined);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(1000, this.settings.timeoutMs * 4));
+      const off = this.onState((up) => up && done());
+      function done() {
+        clearTimeout(timer);
+        off();
+        resolve();
+      }
+    });
+    if (!this.isUp) this.logDown();
+  }
+
+  /**
+   * One command, bounded by the timeout. UNAVAILABLE when Redis is down (the command is not
+   * sent) or when it failed; failures mark Redis down.
+   */
+  async call(op: string, args: readonly (string | Buffer)[]): Promise<Maybe<Reply>> {
+    if (!this.isUp) {
+      this.metrics?.storeOperation('redis', op, 'skipped');
+      return UNAVAILABLE;
+    }
+    try {
+      const reply = await this.raw(this.commands, args);
+      this.metrics?.storeOperation('redis', op, 'ok');
+      return reply;
+    } catch (err) {
+      const timedOut = err instanceof this.client.TimeoutError || err instanceof CallTimeout;
+      this.metrics?.storeOperation('redis', op, timedOut ? 'timeout' : 'error');
+      this.markDown(timedOut ? `${op} took longer than ${this.settings.timeoutMs}ms` : `${op}: ${(err as Error).message}`);
+      return UNAVAILABLE;
+    }
+  }
+
+  /** Sends a command; the reply's bulk strings as Buffers. Rejects after the timeout. */
+  private raw(client: Client, args: readonly (string | Buffer)[]): Promise<Reply> {
+    const { timeoutMs } = this.settings;
+    // node-redis applies the timeout to the command in its queue; the race bounds the rest
+    // (a socket being set up, a client being closed) to the same time.
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      client.sendCommand<Reply>(args as (string | Buffer)[], { timeout: timeoutMs, typeMapping: this.client.typeMapping }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new CallTimeout()), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /** Marks Redis down after a failure seen elsewhere (the subscriber, a script reply). */
+  markDown(reason: string): void {
+    this.lastReason = reason;
+    if (this.closed) return;
+    if (this.isUp) {
+      this.isUp = false;
+      this.metrics?.storeUp.labels('redis').set(0);
+      this.logDown();
+      for (const l of this.listeners) l(false);
+    }
+    this.probeSoon(PROBE_MS);
+  }
+
+  private logDown(): void {
+    this.log.warn(
+      { store: 'redis', url: this.settings.url, reason: this.lastReason },
+      'redis unavailable: each replica goes on alone (its own memory, its own single flight) until it answers again',
+    );
+  }
+
+  private probeSoon(ms: number): void {
+    if (this.closed || this.isUp) return;
+    if (this.probeTimer && ms > 0) return;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      void this.probe();
+    }, ms);
+    this.probeTimer.unref();
+  }
+
+  /** Up again once both connections are ready and a write goes through. */
+  private async probe(): Promise<void> {
+    if (this.probing || this.closed || this.isUp) return;
+    this.probing = true;
+    try {
+      if (!this.commands.isReady || !this.subscriber.isReady) throw new Error('not connected');
+      await this.raw(this.commands, ['SET', `${this.prefix}probe`, '1', 'PX', '10000']);
+      if (this.closed) return;
+      this.isUp = true;
+      this.metrics?.storeUp.labels('redis').set(1);
+      this.log.info({ store: 'redis', url: this.settings.url }, 'redis available: replicas share one cache');
+      for (const l of this.listeners) l(true);
+    } catch (err) {
+      this.lastReason = (err as Error).message;
+    } finally {
+      this.probing = false;
+    }
+    this.probeSoon(PROBE_MS);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.probeTimer);
+    this.isUp = false;
+    await Promise.allSettled([this.commands, this.subscriber].map((c) => (c.isOpen ? c.close() : undefined)));
+    for (const c of [this.commands, this.subscriber]) c.destroy?.();
+  }
+}
+
+class CallTimeout extends Error {}
+
+/**
+ * Creates the clients (node-redis, loaded here and only here) and starts connecting. Both retry
+ * by themselves with a capped back-off; commands are never queued while disconnected.
+ */
+export async function connectRedis(settings: RedisSettings, metrics: Metrics | undefined, log: Logger): Promise<RedisConnection> {
+  const { createClient, RESP_TYPES, TimeoutError } = await import('@redis/client');
+  const tls = settings.tls;
+  const socket = {
+    host: settings.host,
+    port: settings.port,
+    connectTimeout: Math.max(1000, settings.timeoutMs * 4),
+    // Jittered, capped back-off: a Redis restart is not met by every replica at the same instant.
+    reconnectStrategy: (retries: number) => Math.min(2000, 50 * 2 ** Math.min(retries, 6)) + Math.floor(Math.random() * 100),
+    ...(tls
+      ? {
+          tls: true as const,
+          ...(tls.ca ? { ca: tls.ca } : {}),
+          ...(tls.cert ? { cert: tls.cert } : {}),
+          ...(tls.key ? { key: tls.key } : {}),
+          ...(tls.serverName ? { servername: tls.serverName } : {}),
+          rejectUnauthorized: !tls.insecureSkipVerify,
+        }
+      : {}),
+  };
+  const options = {
+    socket,
+    database: settings.database,
+    disableOfflineQueue: true,
+    ...(settings.username !== undefined ? { username: settings.username } : {}),
+    ...(settings.password !== undefined ? { password: settings.password } : {}),
+  };
+  const commands = createClient(options) as unknown as Client;
+  const subscriber = createClient(options) as unknown as Client;
+  const connection = new RedisConnection(commands, subscriber, settings, metrics, log, {
+    typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
+    TimeoutError,
+  });
+  await connection.start();
+  return connection;
+}

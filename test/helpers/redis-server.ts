@@ -1,0 +1,121 @@
+/**
+ * A real redis-server (Debian's /usr/bin/redis-server) for tests: a free loopback port, its own
+ * temporary directory, no persistence (`--save ''`, `--appendonly no`). It can be killed,
+ * stopped (SIGSTOP, to make it slow), restarted on the same port, and configured.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const REDIS_SERVER = process.env['REDIS_SERVER'] ?? '/usr/bin/redis-server';
+
+export interface TestRedis {
+  readonly port: number;
+  readonly url: string;
+  /** Starts it again on the same port after kill() or stop(). */
+  start(): Promise<void>;
+  /** SIGKILL: connections drop at once, everything it held is gone. */
+  kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT: connections stay open but nothing answers (a slow Redis). */
+  pause(): void;
+  resume(): void;
+  /** Sends one command and resolves to the raw RESP reply text. */
+  command(...args: string[]): Promise<string>;
+  /** Removes the process and its directory. */
+  close(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** One command in RESP, the reply as text once a whole reply line (or bulk) has arrived. */
+function send(port: number, args: string[], timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`redis on ${port}: no answer to ${args[0]} within ${timeoutMs}ms`));
+    }, timeoutMs);
+    socket.on('connect', () => socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('utf8');
+      if (complete(reply)) {
+        clearTimeout(timer);
+        socket.end();
+        resolve(reply);
+      }
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+function complete(reply: string): boolean {
+  const nl = reply.indexOf('\r\n');
+  if (nl === -1) return false;
+  if (reply[0] !== '$') return true; // simple string, error, integer (arrays are not asked for)
+  const len = Number(reply.slice(1, nl));
+  return len < 0 || reply.length >= nl + 2 + len + 2;
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'scrapecache-redis-'));
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+
+  async function start(): Promise<void> {
+    const proc = spawn(
+      REDIS_SERVER,
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    child = proc;
+    exited = new Promise((resolve) => proc.once('exit', () => resolve()));
+    // Ready once it answers PING; bounded, so a broken install fails the test instead of hanging it.
+    const until = Date.now() + 10_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`${REDIS_SERVER} exited with ${proc.exitCode}`);
+      try {
+        if ((await send(port, ['PING'], 500)).startsWith('+PONG')) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > until) throw new Error(`${REDIS_SERVER} on port ${port} did not answer PING within 10s`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function kill(): Promise<void> {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+    }
+    await exited;
+  }
+
+  await start();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}/0`,
+    start,
+    kill,
+    pause: () => child?.kill('SIGSTOP'),
+    resume: () => child?.kill('SIGCONT'),
+    command: (...args) => send(port, args),
+    async close() {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
