@@ -279,6 +279,17 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     )
     .digest('base64url');
 
+  const recordFingerprint = createHash('sha256')
+    .update(
+      JSON.stringify([
+        r.upstream.href,
+        Object.entries(r.headers ?? {}).sort(),
+        r.basic_auth ? ['basic', r.basic_auth.username] : r.bearer_token_file ? ['bearer', resolve(baseDir, r.bearer_token_file)] : null,
+        tls && [tls.cert && createHash('sha256').update(tls.cert).digest('base64url'), tls.serverName ?? null],
+      ]),
+    )
+    .digest('base64url');
+
   const route: Route = {
     name: r.name,
     upstream: r.upstream,
@@ -292,6 +303,7 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     queryKeys: r.query_keys ? new Set(r.query_keys) : null,
     headers,
     fingerprint,
+    recordFingerprint,
   };
   if (r.path !== undefined) route.path = r.path;
   if (r.path_prefix !== undefined) route.pathPrefix = r.path_prefix;

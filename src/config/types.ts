@@ -36,6 +36,12 @@ export interface Route {
    * Entries of a route survive a reload only while this stays the same.
    */
   fingerprint: string;
+  /**
+   * How the route fetches, written with every stored record (SPEC 2.1): upstream, extra
+   * headers, the user name, token file or client certificate it authenticates with, hashed.
+   * No secret goes in (no password, token or key), so it may sit on disk or in Redis.
+   */
+  recordFingerprint: string;
 }
 
 /** `cache.redis` (SPEC 2.2): where replicas share their cache. */
