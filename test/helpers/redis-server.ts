@@ -60,12 +60,30 @@ function send(port: number, args: string[], timeoutMs = 2000): Promise<string> {
   });
 }
 
+/** Whether a whole RESP reply has arrived. */
 function complete(reply: string): boolean {
-  const nl = reply.indexOf('\r\n');
-  if (nl === -1) return false;
-  if (reply[0] !== '$') return true; // simple string, error, integer (arrays are not asked for)
-  const len = Number(reply.slice(1, nl));
-  return len < 0 || reply.length >= nl + 2 + len + 2;
+  return parsedUpTo(reply, 0) !== -1;
+}
+
+/** The offset just past one RESP value starting at `at`, or -1 when more bytes are needed. */
+function parsedUpTo(reply: string, at: number): number {
+  const nl = reply.indexOf('\r\n', at);
+  if (nl === -1) return -1;
+  const n = Number(reply.slice(at + 1, nl));
+  switch (reply[at]) {
+    case '$':
+      return n < 0 ? nl + 2 : reply.length >= nl + 2 + n + 2 ? nl + 2 + n + 2 : -1;
+    case '*': {
+      let next = nl + 2;
+      for (let i = 0; i < n; i++) {
+        next = parsedUpTo(reply, next);
+        if (next === -1) return -1;
+      }
+      return next;
+    }
+    default:
+      return nl + 2;
+  }
 }
 
 export async function startRedis(): Promise<TestRedis> {
