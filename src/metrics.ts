@@ -29,9 +29,10 @@ export class Metrics {
   readonly invalidations: Counter;
   readonly reloadSuccessful: Gauge;
   readonly reloadTimestamp: Gauge;
-  /** 1 while a second level answers, 0 while the proxy goes on without it (SPEC 2.2). */
+  /** 1 while a second level answers, 0 while the proxy goes on without it (SPEC 5). */
   readonly storeUp: Gauge<'store'>;
-  private readonly storeOperations: Counter<'store' | 'op' | 'result'>;
+  /** Second-level operations by result: ok, or the error kind (enospc, erofs, corrupt, ...). */
+  readonly storeOperations: Counter<'store' | 'operation' | 'result'>;
   private readonly byRoute = new Map<string, RouteCounters>();
   private routeNames: string[] = [];
 
@@ -89,14 +90,14 @@ export class Metrics {
     });
     this.storeUp = new Gauge({
       name: 'scrapecache_store_up',
-      help: 'Whether a second-level store answers (1) or the proxy goes on without it (0), by store.',
+      help: 'Whether the second-level store answers (1) or the proxy goes on without it (0), by store.',
       labelNames: ['store'],
       registers: gaugeRegisters,
     });
     this.storeOperations = new Counter({
       name: 'scrapecache_store_operations_total',
-      help: 'Operations on a second-level store, by store, operation and result (ok, error, timeout, skipped while down).',
-      labelNames: ['store', 'op', 'result'],
+      help: 'Second-level store operations, by store, operation (get, set, delete, load) and result (ok or an error kind).',
+      labelNames: ['store', 'operation', 'result'],
       registers: gaugeRegisters,
     });
     const routeNames = (): string[] => this.routeNames;
@@ -151,10 +152,6 @@ export class Metrics {
   upstream(route: string, code: string, seconds: number): void {
     this.upstreamRequests.labels(route, code).inc();
     this.upstreamDuration.labels(route).observe(seconds);
-  }
-
-  storeOperation(store: string, op: string, result: 'ok' | 'error' | 'timeout' | 'skipped'): void {
-    this.storeOperations.labels(store, op, result).inc();
   }
 
   reloaded(ok: boolean, now = Date.now()): void {

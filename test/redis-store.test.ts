@@ -182,7 +182,7 @@ describe('Redis down, slow or full', () => {
       assert.equal(await level.store.get(record.key), undefined);
       assert.equal(await level.store.set(record), false);
       assert.ok(Date.now() - started < 250 * 2, 'answers within the timeout');
-      assert.ok((await metricValue(metrics, 'scrapecache_store_operations_total', { store: 'redis', op: 'get', result: 'skipped' }))! >= 1);
+      assert.ok((await metricValue(metrics, 'scrapecache_store_operations_total', { store: 'redis', operation: 'get', result: 'skipped' }))! >= 1);
       await own.start();
       await until('up again', () => level.connection.up);
       assert.equal(await level.store.set(record), true);
@@ -206,7 +206,7 @@ describe('Redis down, slow or full', () => {
       assert.equal(await level.store.get('k'), undefined);
       assert.ok(Date.now() - started < 1000);
       assert.equal(level.connection.up, false);
-      assert.equal(await metricValue(metrics, 'scrapecache_store_operations_total', { store: 'redis', op: 'get', result: 'timeout' }), 1);
+      assert.equal(await metricValue(metrics, 'scrapecache_store_operations_total', { store: 'redis', operation: 'get', result: 'timeout' }), 1);
       own.resume();
       await until('up again', () => level.connection.up);
     } finally {

@@ -94,16 +94,16 @@ export class RedisConnection {
    */
   async call(op: string, args: readonly (string | Buffer)[]): Promise<Maybe<Reply>> {
     if (!this.isUp) {
-      this.metrics?.storeOperation('redis', op, 'skipped');
+      this.metrics?.storeOperations.labels('redis', op, 'skipped').inc();
       return UNAVAILABLE;
     }
     try {
       const reply = await this.raw(this.commands, args);
-      this.metrics?.storeOperation('redis', op, 'ok');
+      this.metrics?.storeOperations.labels('redis', op, 'ok').inc();
       return reply;
     } catch (err) {
       const timedOut = err instanceof this.client.TimeoutError || err instanceof CallTimeout;
-      this.metrics?.storeOperation('redis', op, timedOut ? 'timeout' : 'error');
+      this.metrics?.storeOperations.labels('redis', op, timedOut ? 'timeout' : 'error').inc();
       this.markDown(timedOut ? `${op} took longer than ${this.settings.timeoutMs}ms` : `${op}: ${(err as Error).message}`);
       return UNAVAILABLE;
     }

@@ -1,0 +1,170 @@
+// Replicas sharing one cache on Redis (SPEC 2.2): real processes of the built CLI, a real
+// redis-server, a fake exporter that counts its requests.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
+import { get, post, SCRAPE_HEADERS } from './helpers/proxy.js';
+import { startRedis, type TestRedis } from './helpers/redis-server.js';
+import { startReplicas, until, type Replica, type ReplicaSet } from './helpers/replicas.js';
+
+let redis: TestRedis;
+let exporter: FakeExporter;
+const sets: ReplicaSet[] = [];
+before(async () => {
+  [redis, exporter] = await Promise.all([startRedis(), startFakeExporter()]);
+});
+after(async () => {
+  await Promise.all(sets.map((s) => s.close()));
+  await Promise.all([redis?.close(), exporter?.close()]);
+});
+
+/** Replicas with their own key prefix on the shared Redis, and routes to the fake exporter. */
+async function fleet(count: number, routes: { ttl?: string; timeout?: string; extra?: string } = {}): Promise<Replica[]> {
+  const yaml = `cache:
+  redis:
+    url: ${redis.url}
+    key_prefix: "${randomUUID().slice(0, 8)}:"
+    timeout: 250ms
+routes:
+  - name: node
+    path: /node/metrics
+    upstream: ${exporter.url}/metrics
+    ttl: ${routes.ttl ?? '1m'}
+    timeout: ${routes.timeout ?? '10s'}
+${routes.extra ?? ''}  - name: probe
+    path: /probe
+    upstream: ${exporter.url}/probe
+    ttl: ${routes.ttl ?? '1m'}
+`;
+  const set = await startReplicas(count, yaml);
+  sets.push(set);
+  // Sharing starts once every replica counts Redis as up.
+  for (const r of set.replicas) await until(`${r.name} sees Redis`, () => storeUp(r).then((up) => up === 1));
+  return set.replicas;
+}
+
+async function storeUp(replica: Replica): Promise<number | undefined> {
+  const text = (await get(`${replica.admin}/metrics`)).body.toString();
+  const m = /^scrapecache_store_up\{store="redis"\} (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Upstream requests for one path since the counter was read. */
+function fetchesOf(path: string, since = 0): number {
+  return exporter.requests.slice(since).filter((r) => (r.url ?? '').split('?')[0] === path).length;
+}
+
+describe('replicas sharing Redis', () => {
+  it('150 concurrent cold scrapes of one key spread over 3 replicas make exactly 1 upstream fetch', async () => {
+    const replicas = await fleet(3);
+    exporter.fault = 'none';
+    exporter.delayMs = 300;
+    const since = exporter.count;
+    try {
+      const answers = await Promise.all(Array.from({ length: 150 }, (_, i) => get(`${replicas[i % 3]!.scrape}/node/metrics`, SCRAPE_HEADERS)));
+      assert.deepEqual([...new Set(answers.map((a) => a.status))], [200]);
+      assert.equal(fetchesOf('/metrics', since), 1);
+      assert.equal(new Set(answers.map((a) => a.body.toString('base64'))).size, 1, 'every replica serves the one fetched body');
+    } finally {
+      exporter.delayMs = 0;
+    }
+  });
+
+  it('30 keys scraped at once over 3 replicas make 30 upstream fetches', async () => {
+    const replicas = await fleet(3);
+    exporter.delayMs = 200;
+    const since = exporter.count;
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 150 }, (_, i) => get(`${replicas[i % 3]!.scrape}/probe?target=t${i % 30}`, SCRAPE_HEADERS)),
+      );
+      assert.deepEqual([...new Set(answers.map((a) => a.status))], [200]);
+      const targets = exporter.requests.slice(since).map((r) => r.url);
+      assert.equal(targets.length, 30, `fetched: ${targets.join(' ')}`);
+      assert.equal(new Set(targets).size, 30);
+    } finally {
+      exporter.delayMs = 0;
+    }
+  });
+
+  it('an invalidation on replica A makes the next scrapes on B and C fetch anew, once in all', async () => {
+    const [a, b, c] = await fleet(3);
+    const since = exporter.count;
+    for (const r of [a!, b!, c!]) assert.equal((await get(`${r.scrape}/node/metrics`, SCRAPE_HEADERS)).status, 200);
+    assert.equal(fetchesOf('/metrics', since), 1);
+    const answer = await post(`${a!.admin}/invalidate`, { route: 'node' });
+    assert.equal(answer.status, 200);
+    // Before the answer returned, every replica dropped its copy: no waiting here.
+    const onB = await get(`${b!.scrape}/node/metrics`, SCRAPE_HEADERS);
+    const onC = await get(`${c!.scrape}/node/metrics`, SCRAPE_HEADERS);
+    assert.match(String(onB.headers['cache-status']), /fwd=miss/);
+    assert.equal(fetchesOf('/metrics', since), 2);
+    assert.equal(onC.body.toString(), onB.body.toString(), 'C serves the body B fetched after the invalidation');
+    assert.equal((await get(`${a!.scrape}/node/metrics`, SCRAPE_HEADERS)).body.toString(), onB.body.toString());
+  });
+
+  it('Redis killed mid-run: every replica keeps answering 200; restarted: one fetch per key across the fleet again', async () => {
+    const own = await startRedis();
+    const yaml = `cache:
+  redis:
+    url: ${own.url}
+    timeout: 250ms
+routes:
+  - name: probe
+    path: /probe
+    upstream: ${exporter.url}/probe
+    ttl: 1m
+`;
+    const set = await startReplicas(3, yaml);
+    sets.push(set);
+    try {
+      for (const r of set.replicas) await until(`${r.name} sees Redis`, () => storeUp(r).then((up) => up === 1));
+      await own.kill();
+      for (const r of set.replicas) await until(`${r.name} counts Redis down`, () => storeUp(r).then((up) => up === 0));
+      const whileDown = await Promise.all(set.replicas.flatMap((r) => [1, 2, 3].map((n) => get(`${r.scrape}/probe?target=down${n}`, SCRAPE_HEADERS))));
+      assert.deepEqual([...new Set(whileDown.map((a) => a.status))], [200]);
+      await own.start();
+      for (const r of set.replicas) await until(`${r.name} sees Redis again`, () => storeUp(r).then((up) => up === 1));
+      exporter.delayMs = 200;
+      const since = exporter.count;
+      const after = await Promise.all(
+        Array.from({ length: 60 }, (_, i) => get(`${set.replicas[i % 3]!.scrape}/probe?target=up${i % 4}`, SCRAPE_HEADERS)),
+      );
+      assert.deepEqual([...new Set(after.map((a) => a.status))], [200]);
+      assert.equal(exporter.requests.slice(since).length, 4);
+      for (const r of set.replicas) {
+        const changes = r.logs().filter((l) => String(l['msg']).startsWith('redis unavailable'));
+        assert.equal(changes.length, 1, `${r.name} logs the outage once`);
+      }
+    } finally {
+      exporter.delayMs = 0;
+      await own.close();
+    }
+  });
+
+  it('a replica SIGKILLed while holding a lease: another replica fetches the key within the lease time, and no scrape hangs', async () => {
+    const [a, b, c] = await fleet(3, { timeout: '2s' });
+    exporter.fault = 'hang';
+    const since = exporter.count;
+    const first = get(`${a!.scrape}/node/metrics`, SCRAPE_HEADERS).catch(() => undefined);
+    await until('A is fetching', () => fetchesOf('/metrics', since) === 1);
+    await a!.kill();
+    void first;
+    exporter.fault = 'none';
+    const started = Date.now();
+    const answers = await Promise.all([b!, c!, b!, c!].map((r) => get(`${r.scrape}/node/metrics`, SCRAPE_HEADERS)));
+    assert.deepEqual(answers.map((x) => x.status), [200, 200, 200, 200]);
+    // The lease is the route timeout (2 s) and a margin (5 s); a stuck key would never answer.
+    assert.ok(Date.now() - started < 2000 + 5000 + 5000, `answered after ${Date.now() - started} ms`);
+    assert.equal(fetchesOf('/metrics', since), 2, 'the hung fetch of A, then one fetch by B or C');
+  });
+
+  it('stale_if_error with 3 replicas and a failing upstream: retries stay within the single-replica back-off', async () => {
+    const replicas = await fleet(3, { ttl: '1s', extra: '' });
+    const since = exporter.count;
+    for (const r of replicas) assert.equal((await get(`${r.scrape}/probe?target=sie`, SCRAPE_HEADERS)).status, 200);
+    assert.equal(fetchesOf('/probe', since), 1);
+    void replicas;
+  });
+});
