@@ -20,6 +20,7 @@ import { runCompare } from './sections/compare.mjs';
 import { runSizeSweep } from './sections/size.mjs';
 import { runConcurrencySweep } from './sections/concurrency.mjs';
 import { runKeySweep, runBigEntries } from './sections/memory.mjs';
+import { runRedisSection } from './sections/redis.mjs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -52,7 +53,7 @@ function fixtureProfiles(plan, sections) {
   const names = new Set();
   if (sections.includes('compare')) plan.compare.forEach((p) => names.add(p.fixture));
   if (sections.includes('size')) plan.sizes.forEach((s) => names.add(s.fixture));
-  if (sections.includes('concurrency')) names.add(plan.concurrencyProfile.fixture);
+  if (sections.includes('concurrency') || sections.includes('redis')) names.add(plan.concurrencyProfile.fixture);
   if (sections.includes('memory')) names.add(plan.keyFixture).add(plan.bigEntries.fixture);
   return [...names].map((name) => {
     const [, bytes, identity] = /^b(\d+)(i?)$/.exec(name);
@@ -164,6 +165,10 @@ async function main() {
           console.log(`concurrency sweep (${options.sweepDuration} s per point)`);
           result.concurrency = await runConcurrencySweep(passCtx);
         }
+        if (sections.includes('redis')) {
+          console.log('cache.redis: hit path, and misses with Redis against without');
+          result.redis = await runRedisSection(passCtx);
+        }
       } finally {
         for (const peer of passCtx.peers) await peer.stop();
       }
@@ -183,7 +188,7 @@ async function main() {
       }
     }
     const main = run.passes.find((p) => p.main);
-    Object.assign(run, { compare: main?.compare, size: main?.size, concurrency: main?.concurrency });
+    Object.assign(run, { compare: main?.compare, size: main?.size, concurrency: main?.concurrency, redis: main?.redis });
 
     if (options.sections.includes('memory')) {
       if (!options.peers.includes('scrapecache')) {

@@ -227,6 +227,22 @@ function sizeSection(size) {
   return out;
 }
 
+function redisSection(redis) {
+  const out = [`## cache.redis: hits, and misses with Redis against without (${redis.profile.label})`, '',
+    `${redis.redisVersion} on loopback, no persistence. scrapecache (no Redis) and scrapecache+redis are fresh processes with the same routes; only cache.redis differs. A hit never touches Redis.`, ''];
+  const ref = pointOf(redis.hits, 'reference');
+  const plain = pointOf(redis.hits, 'scrapecache');
+  const rows = redis.hits.map((p) => [p.peer, measured(p) ? int(p.rps) : 'error', measured(p) && measured(ref) ? ratio(p.rps, ref.rps) : 'n/a',
+    measured(p) && measured(plain) ? ratio(p.rps, plain.rps) : 'n/a', measured(p) ? ms(p.p99) : 'n/a', measured(p) ? cpu(p.cpuPer10k) : 'n/a']);
+  out.push(table(['hits', 'req/s', 'vs reference', 'vs scrapecache', 'p99 ms', 'CPU s/10k'], rows), '');
+  out.push('Misses one at a time (each a new key, fetched from the fixture exporter, which answers at once), the two proxies in turn:', '');
+  out.push(table(['misses', 'count', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'], redis.misses.map((m) => [m.peer, int(m.count), ms(m.p50), ms(m.p90), ms(m.p99), ms(m.max)])), '');
+  const [a, b] = redis.misses;
+  if (a && b) out.push(`A miss with Redis takes ${ms(b.p50 - a.p50)} ms more at the median (${ratio(b.p50, a.p50)}) and ${ms(b.p99 - a.p99)} ms more at p99: the Redis read, the lease, the write and the publish around the fetch.`, '');
+  if (redis.failures) out.push(`**${redis.failures} misses did not answer 200 fwd=miss.**`, '');
+  return out;
+}
+
 function concurrencySection(concurrency, profileLabel) {
   const names = [...new Set(concurrency.flatMap((c) => c.points.map((p) => p.peer)))];
   const out = [`## p99 latency against connections (${profileLabel})`, '', 'Each cell: p99 ms / req/s.', ''];
@@ -344,6 +360,7 @@ export function renderReport(run) {
   }
   if (size?.length) out.push(...sizeSection(size));
   if (concurrency?.length) out.push(...concurrencySection(concurrency, plan.concurrencyProfile.label));
+  if (run.redis) out.push(...redisSection(run.redis));
   const workerBigs = extra.filter((p) => p.big).map((p) => ({ workers: p.workers, big: p.big }));
   if (keys || big || workerBigs.length) out.push(...memorySection(keys, big, workerBigs));
   if (cpuProfile?.top?.length) out.push(...profileSection(cpuProfile));
