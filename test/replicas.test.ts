@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
-import { get, post, SCRAPE_HEADERS } from './helpers/proxy.js';
+import { retryBackoffMs } from '../src/cache/freshness.js';
+import { get, post, SCRAPE_HEADERS, sleep } from './helpers/proxy.js';
 import { startRedis, type TestRedis } from './helpers/redis-server.js';
 import { startReplicas, until, type Replica, type ReplicaSet } from './helpers/replicas.js';
 
@@ -161,10 +162,35 @@ routes:
   });
 
   it('stale_if_error with 3 replicas and a failing upstream: retries stay within the single-replica back-off', async () => {
-    const replicas = await fleet(3, { ttl: '1s', extra: '' });
+    const ttlMs = 2000;
+    const replicas = await fleet(3, {
+      extra: `  - name: flaky\n    path: /flaky\n    upstream: ${exporter.url}/flaky\n    ttl: ${ttlMs}ms\n    stale_if_error: 1m\n`,
+    });
     const since = exporter.count;
-    for (const r of replicas) assert.equal((await get(`${r.scrape}/probe?target=sie`, SCRAPE_HEADERS)).status, 200);
-    assert.equal(fetchesOf('/probe', since), 1);
-    void replicas;
+    for (const r of replicas) assert.equal((await get(`${r.scrape}/flaky`, SCRAPE_HEADERS)).status, 200);
+    assert.equal(fetchesOf('/flaky', since), 1);
+    exporter.fault = 'status-500';
+    try {
+      await sleep(ttlMs);
+      // Scrapes on every replica for a few seconds: each one gets the stale copy.
+      const failingSince = exporter.count;
+      const windowMs = 6000;
+      const end = Date.now() + windowMs;
+      const statuses = new Set<number>();
+      while (Date.now() < end) {
+        const answers = await Promise.all(replicas.map((r) => get(`${r.scrape}/flaky`, SCRAPE_HEADERS)));
+        for (const a of answers) statuses.add(a.status);
+        await sleep(50);
+      }
+      assert.deepEqual([...statuses], [200]);
+      // One replica alone retries at 0, then after each back-off: 1 s, 2 s, 2 s... (retryBackoffMs).
+      let alone = 0;
+      for (let t = 0, n = 1; t < windowMs; t += retryBackoffMs(n++, { ttlMs, staleWhileRevalidateMs: 0, staleIfErrorMs: 0 })) alone++;
+      const retries = fetchesOf('/flaky', failingSince);
+      assert.ok(retries >= 1, 'the upstream was retried');
+      assert.ok(retries <= alone + 1, `${retries} retries with 3 replicas; one replica alone makes about ${alone}`);
+    } finally {
+      exporter.fault = 'none';
+    }
   });
 });

@@ -57,7 +57,8 @@ export class RedisFillLease implements FillLease {
     if (token.startsWith(LOCAL)) return this.local.release(key, token.slice(LOCAL.length));
     if (this.held.get(key) === token) this.held.delete(key);
     const reply = await this.redis.call('release', ['EVAL', RELEASE, '1', leaseKey(this.redis.prefix, key), token]);
-    return reply === 1;
+    // Redis gone: the lease lapses there by itself, and nothing says another took it.
+    return reply === UNAVAILABLE || reply === 1;
   }
 
   /**

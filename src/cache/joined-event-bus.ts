@@ -1,0 +1,36 @@
+/**
+ * Several buses as one, for a cluster primary sharing Redis with other replicas: what it
+ * publishes goes to its workers and to the other replicas, and what another replica publishes
+ * reaches its own cache and is passed on to its workers (they hold copies too).
+ */
+import type { CacheEvent, EventBus } from './event-bus.js';
+
+export class JoinedEventBus implements EventBus {
+  private readonly unsubscribes: Array<() => void> = [];
+  private readonly listeners = new Set<(event: CacheEvent) => void>();
+
+  constructor(private readonly buses: readonly EventBus[]) {
+    for (const from of buses) {
+      this.unsubscribes.push(
+        from.subscribe((event) => {
+          for (const to of buses) if (to !== from) void to.publish(event);
+          for (const l of this.listeners) l(event);
+        }),
+      );
+    }
+  }
+
+  async publish(event: CacheEvent): Promise<void> {
+    await Promise.all(this.buses.map((b) => b.publish(event)));
+  }
+
+  subscribe(listener: (event: CacheEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    for (const u of this.unsubscribes) u();
+    await Promise.all(this.buses.map((b) => b.close()));
+  }
+}
