@@ -232,7 +232,10 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
     workers: raw.workers,
     admin: raw.admin,
     log: raw.log,
-    cache: { maxBytes: raw.cache.max_bytes },
+    cache: {
+      maxBytes: raw.cache.max_bytes,
+      ...(raw.cache.disk ? { disk: { path: resolve(baseDir, raw.cache.disk.path), maxBytes: raw.cache.disk.max_bytes } } : {}),
+    },
     routes,
   };
 }

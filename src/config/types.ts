@@ -50,6 +50,10 @@ export interface Config {
   workers: number;
   admin: { listen: ListenAddress; token: string };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
-  cache: { maxBytes: number };
+  cache: {
+    maxBytes: number;
+    /** The second level on disk (SPEC 2.1); path resolved against the config file's directory. */
+    disk?: { path: string; maxBytes: number };
+  };
   routes: Route[];
 }
