@@ -8,37 +8,15 @@ import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
+import { startApp, type App } from './app.js';
+import { encodeRecord } from './cache/stored-record.js';
+import { PrimaryLink } from './cluster/primary-link.js';
+import { hitsAnswer, metricsAnswer, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from './cluster/messages.js';
+import { WorkersBus } from './cluster/workers-bus.js';
+import type { Config } from './config/types.js';
+import type { ProxyError } from './errors.js';
 
 type MetricsJson = object[];
-import { startApp, type App } from './app.js';
-import type { FillResult, ScrapeTarget } from './cache/scrape-cache.js';
-import type { Representation } from './cache/representation.js';
-import { StoredResponse, type WireResponse } from './cache/stored-response.js';
-import type { Config } from './config/types.js';
-import { ProxyError, type ProxyErrorCode } from './errors.js';
-import { selector, type Selection } from './server/admin-listener.js';
-
-interface WireTarget {
-  route: string;
-  path: string;
-  query: string;
-  representation: Representation;
-  accept: string | undefined;
-}
-
-type ToPrimary =
-  | { t: 'fill'; id: number; target: WireTarget }
-  | { t: 'answer'; id: number; value: unknown }
-  | { t: 'ready'; scrape: string };
-
-type ToWorker =
-  | { t: 'stored'; entry: WireResponse }
-  | { t: 'filled'; id: number; stored: boolean; cached: boolean; entry: WireResponse }
-  | { t: 'failed'; id: number; code: ProxyErrorCode; message: string }
-  | { t: 'invalidate'; selection: Selection }
-  | { t: 'reload' }
-  | { t: 'ask'; id: number; what: 'metrics' | 'hits' }
-  | { t: 'shutdown' };
 
 export interface RunOptions {
   config: Config;
@@ -67,8 +45,8 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     for (const w of workers) if (w.isConnected()) w.send(message);
   };
 
-  /** Asks every live worker; one that does not answer within 2 s counts as `none`. */
-  function askWorkers<T>(what: 'metrics' | 'hits', none: T): Promise<T[]> {
+  /** Asks every live worker; one that does not answer within 2 s, or answers nonsense, counts as `none`. */
+  function askWorkers<T>(what: 'metrics' | 'hits', none: T, check: { safeParse(v: unknown): { success: boolean; data?: unknown } }): Promise<T[]> {
     const asked = [...workers].filter((w) => w.isConnected()).map(
       (w) =>
         new Promise<T>((resolve) => {
@@ -80,7 +58,9 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
           answers.set(id, (value) => {
             clearTimeout(timer);
             answers.delete(id);
-            resolve(value as T);
+            const parsed = check.safeParse(value);
+            if (!parsed.success) log.warn({ worker: w.process.pid, what }, 'worker answered with a malformed message; counted as none');
+            resolve(parsed.success ? (parsed.data as T) : none);
           });
           w.send({ t: 'ask', id, what } satisfies ToWorker);
         }),
@@ -90,14 +70,14 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
 
   async function metricsText(): Promise<{ contentType: string; text: string }> {
     const own = await app.metrics.registry.getMetricsAsJSON();
-    const registry = AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', []))]);
+    const registry = AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', [], metricsAnswer))]);
     return { contentType: registry.contentType, text: await registry.metrics() };
   }
 
   /** Hits per key, summed over the workers: the primary itself serves none. */
   async function cacheHits(): Promise<Map<string, number>> {
     const total = new Map<string, number>();
-    for (const hits of await askWorkers<Array<[string, number]>>('hits', [])) {
+    for (const hits of await askWorkers<Array<[string, number]>>('hits', [], hitsAnswer)) {
       for (const [key, n] of hits) total.set(key, (total.get(key) ?? 0) + n);
     }
     return total;
@@ -109,8 +89,8 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     configFile: file,
     logLevelOverride,
     listeners: { scrape: false, admin: true },
-    cacheOptions: { onStored: (entry) => broadcast({ t: 'stored', entry: entry.toWire() }) },
-    admin: { afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }), metricsText, cacheHits },
+    cacheParts: { bus: new WorkersBus(() => workers) },
+    admin: { metricsText, cacheHits },
     afterReload: () => broadcast({ t: 'reload' }),
   });
 
@@ -118,7 +98,12 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
   let allReady: () => void;
   const ready = new Promise<void>((r) => (allReady = r));
 
-  function onMessage(worker: Worker, message: ToPrimary): void {
+  function onMessage(worker: Worker, raw: unknown): void {
+    const message = parseToPrimary(raw);
+    if (typeof message === 'string') {
+      log.warn({ worker: worker.process.pid, problem: message }, 'malformed message from a worker; ignored');
+      return;
+    }
     switch (message.t) {
       case 'ready':
         readyScrape.push(message.scrape);
@@ -131,12 +116,22 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
         const { id, target } = message;
         const route = app.table().byName.get(target.route);
         const reply = (m: ToWorker) => worker.isConnected() && worker.send(m);
-        if (!route) {
-          reply({ t: 'failed', id, code: 'UPSTREAM_UNREACHABLE', message: `route ${target.route}: not in the primary's config` });
+        if (!route || !route.cache) {
+          reply({ t: 'failed', id, code: 'UPSTREAM_UNREACHABLE', message: `route ${target.route}: not a cached route in the primary's config` });
           return;
         }
-        app.cache.fillFor({ ...target, route }).then(
-          (result) => reply({ t: 'filled', id, stored: result.stored, cached: result.cached === true, entry: result.entry.toWire() }),
+        app.cache.fillFor({ ...target, accept: target.accept, route }).then(
+          (result) => {
+            // A record stored by its own fill reached every worker in its `stored` event just now.
+            const sent = result.stored && result.via !== 'held';
+            reply({
+              t: 'filled',
+              id,
+              stored: result.stored,
+              ...(result.via ? { via: result.via } : {}),
+              ...(sent ? {} : { record: encodeRecord(result.entry) }),
+            });
+          },
           (err: ProxyError) => reply({ t: 'failed', id, code: err.code, message: err.message }),
         );
         return;
@@ -147,7 +142,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
   const fork = () => {
     const worker = cluster.fork({ SCRAPECACHE_WORKER: '1' });
     workers.add(worker);
-    worker.on('message', (m: ToPrimary) => onMessage(worker, m));
+    worker.on('message', (m: unknown) => onMessage(worker, m));
     worker.on('exit', (code, signal) => {
       workers.delete(worker);
       if (stopping) return;
@@ -191,21 +186,8 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
 export async function runWorker({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
-  let nextId = 0;
-  const pending = new Map<number, { resolve: (r: FillResult) => void; reject: (e: ProxyError) => void }>();
   const send = (m: ToPrimary) => process.send?.(m);
-
-  const remoteFill = (target: ScrapeTarget): Promise<FillResult> =>
-    new Promise((resolve, reject) => {
-      if (!process.connected) {
-        reject(new ProxyError('SHUTTING_DOWN', `route ${target.route.name}: the primary process is gone`));
-        return;
-      }
-      const id = ++nextId;
-      pending.set(id, { resolve, reject });
-      const { route, ...rest } = target;
-      send({ t: 'fill', id, target: { ...rest, route: route.name } });
-    });
+  const link = new PrimaryLink(send, () => process.connected);
 
   const app = await startApp({
     config,
@@ -213,31 +195,24 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
     configFile: file,
     logLevelOverride,
     listeners: { scrape: true, admin: false },
-    cacheOptions: { remoteFill },
+    // The primary fetches, prefetches and keeps the disk level for the group.
+    cacheParts: { filler: link, bus: link, prefetch: false, secondLevel: false },
   });
 
-  process.on('message', (message: ToWorker) => {
+  process.on('message', (raw: unknown) => {
+    const message = parseToWorker(raw);
+    if (typeof message === 'string') {
+      log.warn({ problem: message }, 'malformed message from the primary; ignored');
+      return;
+    }
     switch (message.t) {
-      case 'stored':
-        app.cache.adopt(StoredResponse.fromWire(message.entry));
-        return;
-      case 'filled': {
-        const waiter = pending.get(message.id);
-        pending.delete(message.id);
-        waiter?.resolve({ entry: StoredResponse.fromWire(message.entry), stored: message.stored, cached: message.cached });
-        return;
-      }
-      case 'failed': {
-        const waiter = pending.get(message.id);
-        pending.delete(message.id);
-        waiter?.reject(new ProxyError(message.code, message.message));
-        return;
-      }
-      case 'invalidate':
+      case 'event':
+      case 'filled':
+      case 'failed':
         try {
-          app.cache.drop(selector(message.selection, app.table()));
-        } catch {
-          // The primary already answered the caller; a selection this worker cannot match drops nothing.
+          link.receive(message);
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'unreadable record from the primary; ignored');
         }
         return;
       case 'reload':
@@ -247,7 +222,7 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
         if (message.what === 'metrics') {
           void app.metrics.registry.getMetricsAsJSON().then((value) => send({ t: 'answer', id: message.id, value }));
         } else {
-          send({ t: 'answer', id: message.id, value: [...app.cache.store.entries()].map((e) => [e.key, e.hits]) });
+          send({ t: 'answer', id: message.id, value: [...app.cache.entries()].map((e) => [e.key, e.hits]) });
         }
         return;
       case 'shutdown':
@@ -256,8 +231,7 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
     }
   });
   process.on('disconnect', () => {
-    for (const waiter of pending.values()) waiter.reject(new ProxyError('SHUTTING_DOWN', 'the primary process is gone'));
-    pending.clear();
+    link.disconnected();
     void app.close(1000).then(() => process.exit(0));
   });
   // The primary decides: a terminal's Ctrl-C or a SIGHUP to the group reaches it too.

@@ -11,51 +11,52 @@ import {
   retryBackoffMs,
   ttlSeconds,
 } from '../src/cache/freshness.js';
+import { recordTimes } from '../src/cache/stored-record.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, SCRAPE_HEADERS, sleep, startProxy, type TestProxy } from './helpers/proxy.js';
 
 describe('freshness arithmetic', () => {
   const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000 };
-  const entry = { fetchedAt: 1_000_000 };
+  const entry = recordTimes(1_000_000, policy);
 
   test('an entry is fresh for ttl after its fetch completed, and not a millisecond longer', () => {
-    assert.equal(isFresh(entry, policy, 1_009_999), true);
-    assert.equal(isFresh(entry, policy, 1_010_000), false);
+    assert.equal(isFresh(entry, 1_009_999), true);
+    assert.equal(isFresh(entry, 1_010_000), false);
   });
 
   test('the stale windows start at expiry', () => {
-    assert.equal(canServeWhileRevalidating(entry, policy, 1_014_999), true);
-    assert.equal(canServeWhileRevalidating(entry, policy, 1_015_000), false);
-    assert.equal(canServeOnError(entry, policy, 1_069_999), true);
-    assert.equal(canServeOnError(entry, policy, 1_070_000), false);
+    assert.equal(canServeWhileRevalidating(entry, 1_014_999), true);
+    assert.equal(canServeWhileRevalidating(entry, 1_015_000), false);
+    assert.equal(canServeOnError(entry, 1_069_999), true);
+    assert.equal(canServeOnError(entry, 1_070_000), false);
   });
 
   test('an entry is dead only past every window', () => {
-    assert.equal(isDead(entry, policy, 1_069_999), false);
-    assert.equal(isDead(entry, policy, 1_070_000), true);
-    assert.equal(isDead(entry, { ...policy, staleIfErrorMs: 0 }, 1_015_000), true);
+    assert.equal(isDead(entry, 1_069_999), false);
+    assert.equal(isDead(entry, 1_070_000), true);
+    assert.equal(isDead(recordTimes(1_000_000, { ...policy, staleIfErrorMs: 0 }), 1_015_000), true);
   });
 
   test('Age and ttl are whole seconds, ttl negative once stale', () => {
     assert.equal(ageSeconds(entry, 1_001_999), 1);
     assert.equal(ageSeconds(entry, 999_000), 0);
-    assert.equal(ttlSeconds(entry, policy, 1_000_500), 9);
-    assert.equal(ttlSeconds(entry, policy, 1_012_500), -3);
+    assert.equal(ttlSeconds(entry, 1_000_500), 9);
+    assert.equal(ttlSeconds(entry, 1_012_500), -3);
   });
 
   test('prefetch runs ahead of expiry by a tenth of the ttl, bounded by the timeout and at least a second', () => {
-    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 6 * 3600_000, timeoutMs: 300_000 }), 6 * 3600_000 - 300_000);
-    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 60_000, timeoutMs: 30_000 }), 54_000);
-    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 5_000, timeoutMs: 30_000 }), 4_000);
+    assert.equal(prefetchAt(recordTimes(0, { ...policy, ttlMs: 6 * 3600_000 }), 300_000), 6 * 3600_000 - 300_000);
+    assert.equal(prefetchAt(recordTimes(0, { ...policy, ttlMs: 60_000 }), 30_000), 54_000);
+    assert.equal(prefetchAt(recordTimes(0, { ...policy, ttlMs: 5_000 }), 30_000), 4_000);
   });
 
   test('the retry back-off doubles from a second and is capped by the ttl and a minute', () => {
     assert.deepEqual(
-      [1, 2, 3, 4].map((n) => retryBackoffMs(n, policy)),
+      [1, 2, 3, 4].map((n) => retryBackoffMs(n, policy.ttlMs)),
       [1000, 2000, 4000, 8000],
     );
-    assert.equal(retryBackoffMs(10, policy), 10_000);
-    assert.equal(retryBackoffMs(10, { ...policy, ttlMs: 3600_000 }), 60_000);
+    assert.equal(retryBackoffMs(10, policy.ttlMs), 10_000);
+    assert.equal(retryBackoffMs(10, 3600_000), 60_000);
   });
 });
 
@@ -91,7 +92,7 @@ routes:
   beforeEach(async () => {
     exporter.fault = 'none';
     exporter.delayMs = 0;
-    await proxy.app.cache.invalidate(() => true);
+    await proxy.app.cache.invalidate({});
     exporter.requests.length = 0;
   });
 

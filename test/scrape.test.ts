@@ -38,7 +38,7 @@ after(async () => {
 beforeEach(async () => {
   exporter.fault = 'none';
   exporter.delayMs = 0;
-  await proxy.app.cache.invalidate(() => true);
+  await proxy.app.cache.invalidate({});
   exporter.requests.length = 0;
 });
 

@@ -1,47 +1,39 @@
 /**
  * Freshness arithmetic (SPEC 3.4), pure and with no I/O, like undici's lib/util/cache.js.
- * Times are milliseconds since the epoch.
+ * Times are milliseconds since the epoch, carried by the record itself (see stored-record.ts).
  */
+import type { StoredRecord } from './stored-record.js';
 
-export interface FreshnessPolicy {
-  ttlMs: number;
-  staleWhileRevalidateMs: number;
-  staleIfErrorMs: number;
-}
-
-export interface Dated {
-  /** When the upstream fetch completed. */
-  fetchedAt: number;
-}
+export type RecordTimes = Pick<StoredRecord, 'fetchedAt' | 'staleAt' | 'revalidateUntil' | 'errorUntil' | 'deadAt'>;
 
 /** Fresh for ttl after the fetch completed. */
-export function isFresh(entry: Dated, policy: FreshnessPolicy, now: number): boolean {
-  return now < entry.fetchedAt + policy.ttlMs;
+export function isFresh(entry: RecordTimes, now: number): boolean {
+  return now < entry.staleAt;
 }
 
 /** Within the stale-while-revalidate window: serve at once, refresh in the background. */
-export function canServeWhileRevalidating(entry: Dated, policy: FreshnessPolicy, now: number): boolean {
-  return now < entry.fetchedAt + policy.ttlMs + policy.staleWhileRevalidateMs;
+export function canServeWhileRevalidating(entry: RecordTimes, now: number): boolean {
+  return now < entry.revalidateUntil;
 }
 
 /** Within the stale-if-error window: serve instead of an upstream error. */
-export function canServeOnError(entry: Dated, policy: FreshnessPolicy, now: number): boolean {
-  return now < entry.fetchedAt + policy.ttlMs + policy.staleIfErrorMs;
+export function canServeOnError(entry: RecordTimes, now: number): boolean {
+  return now < entry.errorUntil;
 }
 
 /** Past every window: the entry can never be served again and may be dropped. */
-export function isDead(entry: Dated, policy: FreshnessPolicy, now: number): boolean {
-  return now >= entry.fetchedAt + policy.ttlMs + Math.max(policy.staleWhileRevalidateMs, policy.staleIfErrorMs);
+export function isDead(entry: RecordTimes, now: number): boolean {
+  return now >= entry.deadAt;
 }
 
 /** Whole seconds since the fetch (RFC 9111 5.1: Age is a non-negative integer). */
-export function ageSeconds(entry: Dated, now: number): number {
+export function ageSeconds(entry: Pick<RecordTimes, 'fetchedAt'>, now: number): number {
   return Math.max(0, Math.floor((now - entry.fetchedAt) / 1000));
 }
 
 /** Whole seconds of freshness left, for Cache-Status ttl= (RFC 9211 2.5); negative once stale. */
-export function ttlSeconds(entry: Dated, policy: FreshnessPolicy, now: number): number {
-  const left = entry.fetchedAt + policy.ttlMs - now;
+export function ttlSeconds(entry: RecordTimes, now: number): number {
+  const left = entry.staleAt - now;
   return left >= 0 ? Math.floor(left / 1000) : -Math.ceil(-left / 1000);
 }
 
@@ -49,9 +41,10 @@ export function ttlSeconds(entry: Dated, policy: FreshnessPolicy, now: number): 
  * When to refresh a prefetched entry: ahead of expiry by a tenth of the ttl, at most the
  * fetch's own timeout and at least a second, so that a scrape never finds it expired.
  */
-export function prefetchAt(entry: Dated, policy: FreshnessPolicy & { timeoutMs: number }): number {
-  const lead = Math.max(Math.min(policy.ttlMs / 10, policy.timeoutMs), Math.min(1000, policy.ttlMs / 2));
-  return entry.fetchedAt + policy.ttlMs - lead;
+export function prefetchAt(entry: RecordTimes, timeoutMs: number): number {
+  const ttlMs = entry.staleAt - entry.fetchedAt;
+  const lead = Math.max(Math.min(ttlMs / 10, timeoutMs), Math.min(1000, ttlMs / 2));
+  return entry.staleAt - lead;
 }
 
 /**
@@ -59,7 +52,7 @@ export function prefetchAt(entry: Dated, policy: FreshnessPolicy & { timeoutMs: 
  * stale entry instead of each going upstream (nginx trac #1000). Doubles per failure from 1 s,
  * capped at the ttl and at a minute.
  */
-export function retryBackoffMs(failures: number, policy: FreshnessPolicy): number {
+export function retryBackoffMs(failures: number, ttlMs: number): number {
   const base = 1000 * 2 ** Math.max(0, failures - 1);
-  return Math.min(base, Math.max(policy.ttlMs, 1000), 60_000);
+  return Math.min(base, Math.max(ttlMs, 1000), 60_000);
 }

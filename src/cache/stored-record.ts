@@ -129,7 +129,10 @@ export function encodeRecord(record: StoredRecord): Buffer {
  */
 export function decodeRecord(bytes: Uint8Array): StoredRecord {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length < 6) throw new RecordError(buf.length === 0 || MAGIC.subarray(0, buf.length).equals(buf) ? 'truncated' : 'foreign', `record of ${buf.length} bytes`);
+  if (buf.length < 6) {
+    const n = Math.min(4, buf.length);
+    throw new RecordError(MAGIC.subarray(0, n).equals(buf.subarray(0, n)) ? 'truncated' : 'foreign', `record of ${buf.length} bytes`);
+  }
   if (!buf.subarray(0, 4).equals(MAGIC)) throw new RecordError('foreign', 'not a scrapecache record');
   const version = buf.readUInt16BE(4);
   if (version !== RECORD_VERSION) throw new RecordError('version', `record version ${version}, this build reads ${RECORD_VERSION}`);

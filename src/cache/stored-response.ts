@@ -5,8 +5,8 @@
  */
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
-import type { FreshnessPolicy } from './freshness.js';
 import { admits, type Coding, type Representation } from './representation.js';
+import { RECORD_VERSION, type StoredRecord } from './stored-record.js';
 
 const gunzipAsync = promisify(gunzip);
 const gzipAsync = promisify(gzip);
@@ -56,21 +56,6 @@ export interface Variant {
   head: string[];
 }
 
-export interface WireResponse {
-  key: string;
-  route: string;
-  path: string;
-  query: string;
-  representation: Representation;
-  accept: string | undefined;
-  status: number;
-  coding: Coding;
-  body: Uint8Array;
-  headers: string[];
-  fetchedAt: number;
-  policy: FreshnessPolicy;
-}
-
 /**
  * Bytes a stored response costs beyond its bodies, keys and header strings: the objects, the
  * header lists, the LRU's slot. Measured with 100 000 entries on Node 20 (about 1 KiB of heap
@@ -78,60 +63,72 @@ export interface WireResponse {
  */
 const OVERHEAD_BYTES = 1024;
 
-export class StoredResponse {
+/**
+ * A StoredRecord as the memory level holds it: the record's fields, the per-process hit count,
+ * and the variants ready to write. Records from a second level or another process become one
+ * with fromRecord; the object is never shared with another store, so counting and converting
+ * here touches nobody else's copy.
+ */
+export class StoredResponse implements StoredRecord {
+  readonly version = RECORD_VERSION;
   readonly key: string;
   readonly route: string;
   readonly path: string;
   readonly query: string;
   readonly representation: Representation;
-  /** The Accept header the fill sent upstream; refreshes send it again. */
   readonly accept: string | undefined;
+  readonly fingerprint: string;
   readonly status: number;
   readonly contentType: string;
   readonly coding: Coding;
+  readonly headers: readonly string[];
   readonly fetchedAt: number;
-  /** The route's policy when this was fetched: a ttl change applies from the next fill. */
-  readonly policy: FreshnessPolicy;
+  readonly staleAt: number;
+  readonly revalidateUntil: number;
+  readonly errorUntil: number;
+  readonly deadAt: number;
   hits = 0;
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
   private readonly variants: Partial<Record<Coding, Variant>> = {};
   private readonly converting: Partial<Record<Coding, Promise<Variant>>> = {};
-  private readonly headers: string[];
   private headerBytes: number;
 
-  constructor(init: {
-    key: string;
-    route: string;
-    path: string;
-    query: string;
-    representation: Representation;
-    accept: string | undefined;
-    status: number;
-    coding: Coding;
-    body: Buffer;
-    headers: string[];
-    fetchedAt: number;
-    policy: FreshnessPolicy;
-  }) {
-    this.key = init.key;
-    this.route = init.route;
-    this.path = init.path;
-    this.query = init.query;
-    this.representation = init.representation;
-    this.accept = init.accept;
-    this.status = init.status;
-    this.coding = init.coding;
-    this.fetchedAt = init.fetchedAt;
-    this.policy = init.policy;
-    this.headers = init.headers;
+  private constructor(record: StoredRecord, body: Buffer) {
+    this.key = record.key;
+    this.route = record.route;
+    this.path = record.path;
+    this.query = record.query;
+    this.representation = record.representation;
+    this.accept = record.accept;
+    this.fingerprint = record.fingerprint;
+    this.status = record.status;
+    this.coding = record.coding;
+    this.headers = record.headers;
+    this.fetchedAt = record.fetchedAt;
+    this.staleAt = record.staleAt;
+    this.revalidateUntil = record.revalidateUntil;
+    this.errorUntil = record.errorUntil;
+    this.deadAt = record.deadAt;
     let contentType = 'application/octet-stream';
-    for (let i = 0; i < init.headers.length; i += 2) {
-      if (init.headers[i]!.toLowerCase() === 'content-type') contentType = init.headers[i + 1]!;
+    for (let i = 0; i < record.headers.length; i += 2) {
+      if (record.headers[i]!.toLowerCase() === 'content-type') contentType = record.headers[i + 1]!;
     }
     this.contentType = contentType;
-    this.headerBytes = init.headers.reduce((n, s) => n + s.length, 0);
-    this.variants[init.coding] = this.makeVariant(init.coding, init.body);
+    this.headerBytes = record.headers.reduce((n, s) => n + s.length, 0);
+    this.variants[record.coding] = this.makeVariant(record.coding, body);
+  }
+
+  /** The memory form of a record; a StoredResponse passes as it is. The body is viewed, not copied. */
+  static fromRecord(record: StoredRecord): StoredResponse {
+    if (record instanceof StoredResponse) return record;
+    const b = record.body;
+    return new StoredResponse(record, Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  }
+
+  /** The body as the upstream sent it (the record's body). */
+  get body(): Buffer {
+    return this.variants[this.coding]!.body;
   }
 
   private makeVariant(coding: Coding, body: Buffer): Variant {
@@ -153,30 +150,6 @@ export class StoredResponse {
     if (!admits(accept, this.contentType)) return false;
     this.admittedAccept = accept;
     return true;
-  }
-
-  /** The response as sent between processes (cluster workers): plain data and the stored body. */
-  toWire(): WireResponse {
-    return {
-      key: this.key,
-      route: this.route,
-      path: this.path,
-      query: this.query,
-      representation: this.representation,
-      accept: this.accept,
-      status: this.status,
-      coding: this.coding,
-      body: this.variants[this.coding]!.body,
-      headers: this.headers,
-      fetchedAt: this.fetchedAt,
-      policy: { ttlMs: this.policy.ttlMs, staleWhileRevalidateMs: this.policy.staleWhileRevalidateMs, staleIfErrorMs: this.policy.staleIfErrorMs },
-    };
-  }
-
-  static fromWire(wire: WireResponse): StoredResponse {
-    // Structured clone delivers a Uint8Array; view it as a Buffer without copying.
-    const body = Buffer.isBuffer(wire.body) ? wire.body : Buffer.from(wire.body.buffer, wire.body.byteOffset, wire.body.byteLength);
-    return new StoredResponse({ ...wire, body });
   }
 
   /** The stored body length in its upstream coding, as reported by GET /cache. */

@@ -228,7 +228,10 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
   });
 
   const cache: Config['cache'] = { maxBytes: raw.cache.max_bytes };
+  if (raw.cache.disk) cache.disk = { path: resolve(baseDir, raw.cache.disk.path), maxBytes: raw.cache.disk.max_bytes };
   if (raw.cache.redis) cache.redis = buildRedisSettings(raw.cache.redis, baseDir, report);
+  // One second level: the disk keeps one process warm, Redis shares one cache among many.
+  if (raw.cache.disk && raw.cache.redis) report(['cache', 'redis'], 'set cache.disk or cache.redis, not both: there is one second level');
   return {
     file,
     listen: raw.listen,

@@ -65,6 +65,12 @@ export interface Config {
   workers: number;
   admin: { listen: ListenAddress; token: string };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
-  cache: { maxBytes: number; redis?: RedisSettings };
+  cache: {
+    maxBytes: number;
+    /** The second level on disk (SPEC 2.1); path resolved against the config file's directory. */
+    disk?: { path: string; maxBytes: number };
+    /** The second level shared by replicas (SPEC 2.2). */
+    redis?: RedisSettings;
+  };
   routes: Route[];
 }

@@ -58,11 +58,11 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const e = lookup.entry;
     switch (lookup.cache) {
       case 'hit':
-        return `scrapecache; hit; ttl=${ttlSeconds(e, e.policy, now)}`;
+        return `scrapecache; hit; ttl=${ttlSeconds(e, now)}`;
       case 'stale':
         return lookup.fwdStatus === undefined
-          ? `scrapecache; hit; fwd=stale; ttl=${ttlSeconds(e, e.policy, now)}`
-          : `scrapecache; hit; fwd=stale; fwd-status=${lookup.fwdStatus}; ttl=${ttlSeconds(e, e.policy, now)}`;
+          ? `scrapecache; hit; fwd=stale; ttl=${ttlSeconds(e, now)}`
+          : `scrapecache; hit; fwd=stale; fwd-status=${lookup.fwdStatus}; ttl=${ttlSeconds(e, now)}`;
       default: {
         const collapsed = lookup.cache === 'collapsed' ? '; collapsed' : '';
         return lookup.stored ? `scrapecache; fwd=miss; stored${collapsed}` : `scrapecache; fwd=miss; fwd-status=${e.status}${collapsed}`;
@@ -83,7 +83,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       try {
         variant = await entry.convert(coding, route.maxBodyBytes);
       } catch (err) {
-        cache.store.deleteIf(entry);
+        cache.discard(entry);
         const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
         const message = tooLarge
           ? `route ${route.name}: upstream gzip body decodes to more than max_body_bytes (${route.maxBodyBytes})`
@@ -92,7 +92,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
         writeText(res, 502, message);
         return;
       }
-      if (lookup.stored) cache.store.resize(entry);
+      if (lookup.stored) cache.resized(entry);
     }
     const now = Date.now();
     writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
