@@ -7,6 +7,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { DiskStore } from './cache/disk-store.js';
+import { JoinedEventBus } from './cache/joined-event-bus.js';
 import { MemoryStore } from './cache/memory-store.js';
 import { ScrapeCache, type ScrapeCacheParts } from './cache/scrape-cache.js';
 import type { Store } from './cache/store.js';
@@ -133,23 +134,34 @@ export async function startApp(options: AppOptions): Promise<App> {
   );
   const parts = options.cacheParts ?? {};
   // Opened before anything listens: an unwritable directory is a start-up error (SPEC 2.1).
-  const second: Store | undefined =
+  const disk: Store | undefined =
     config.cache.disk && parts.secondLevel !== false
       ? new DiskStore({ dir: config.cache.disk.path, maxBytes: config.cache.disk.maxBytes, log, metrics })
       : undefined;
+  // node-redis and the Redis level are loaded only with cache.redis (SPEC 2.2). Redis need not
+  // be up: the proxy starts without it and shares once it answers.
+  const redis =
+    config.cache.redis && parts.secondLevel !== false
+      ? await (await import('./cache/redis/redis-level.js')).openRedisLevel(config.cache.redis, metrics, log)
+      : undefined;
+  const second = disk ?? redis?.store;
+  // A cluster primary tells its workers and the other replicas; what the replicas say reaches its workers too.
+  const bus = parts.bus && redis ? new JoinedEventBus([parts.bus, redis.bus]) : (parts.bus ?? redis?.bus);
   const memory = new MemoryStore(config.cache.maxBytes, {
     onEvict: (entry) => {
       metrics.evictions.inc();
       log.debug({ route: entry.route, path: entry.path, query: entry.query, representation: entry.representation, bytes: entry.bytes }, 'evicted');
       // SPEC 2.1: evicted entries leave the disk too, so the directory mirrors what is served.
-      void second?.delete(entry.key);
+      // (Not Redis: the other replicas still read them there.)
+      void disk?.delete(entry.key);
     },
   });
   const cache = new ScrapeCache({
     memory,
     filler: parts.filler ?? new UpstreamFiller(metrics, log),
     ...(second ? { second } : {}),
-    ...(parts.bus ? { bus: parts.bus } : {}),
+    ...(bus ? { bus } : {}),
+    ...(redis ? { lease: redis.lease } : {}),
     prefetch: parts.prefetch !== false,
     metrics,
     log,
@@ -187,6 +199,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     if (next.workers !== config.workers) restartNeeded.push('workers');
     if (next.cache.maxBytes !== config.cache.maxBytes) restartNeeded.push('cache.max_bytes');
     if (JSON.stringify(next.cache.disk) !== JSON.stringify(config.cache.disk)) restartNeeded.push('cache.disk');
+    if (JSON.stringify(next.cache.redis) !== JSON.stringify(config.cache.redis)) restartNeeded.push('cache.redis');
     if (restartNeeded.length > 0) {
       log.warn({ settings: restartNeeded }, 'these settings change only on restart; the running values stay');
     }
@@ -256,6 +269,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     adminServer.close();
     passThrough?.close();
     await cache.close();
+    await redis?.close();
     throw err;
   }
   cache.setRoutes(config.routes);
@@ -293,6 +307,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       adminServer.closeAllConnections();
       passThrough?.close();
       await cache.close();
+      await redis?.close();
     },
   };
 }

@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
-import type { ProxyError } from '../errors.js';
+import { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
 import type { CacheEvent, EventBus } from './event-bus.js';
@@ -244,9 +244,10 @@ export class ScrapeCache {
   async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
     const dropped: StoredResponse[] = [];
     const invalidated = this.drop(selection, (entry) => dropped.push(entry));
-    // Others drop their copies first, so a refresh stored below reaches them after.
-    await this.bus?.publish({ type: 'invalidated', selection });
+    // The shared level first (deleting the leases of fills in flight, see store), then the
+    // others' copies: once the bus has delivered, no replica holds or can read back an old one.
     await this.second?.deleteSelected(selection);
+    await this.bus?.publish({ type: 'invalidated', selection });
     this.metrics?.invalidations.inc(invalidated);
     let refreshed = 0;
     if (refresh) {
@@ -426,28 +427,22 @@ export class ScrapeCache {
     const { target } = fill;
     const below = await this.fromSecond(key, target);
     if (below) return { entry: below, stored: true, via: 'held' };
-    // Lease for the whole fetch and a margin: a holder that dies frees the key after that.
-    const token = this.lease ? await this.lease.acquire(key, target.route.timeoutMs + 5000) : NO_LEASE;
-    if (token === undefined) {
-      const peer = await this.waitForPeer(key, target.route.timeoutMs);
-      if (peer?.type === 'stored') {
-        const entry = (peer.record && this.memory.peek(key)) || (await this.fromSecond(key, target));
-        if (entry) return { entry, stored: true, via: 'joined' };
-      }
-      // The holder failed, vanished or took too long: fetch here rather than fail the scrape.
-    }
-    if (token !== undefined && token !== NO_LEASE) fill.token = token;
+    const held = this.lease ? await this.leaseOrPeer(key, fill, previous) : NO_LEASE;
+    if (typeof held !== 'string') return held;
+    const token = held;
+    if (token !== NO_LEASE) fill.token = token;
+    const release = token === NO_LEASE ? undefined : () => Promise.resolve(this.lease!.release(key, token));
     let outcome: FillOutcome;
     try {
       outcome = await this.filler.fill(target, key);
     } catch (err) {
+      void release?.();
       this.recordFailure(target, key, previous, (err as ProxyError).status);
       throw err;
-    } finally {
-      if (token !== undefined && token !== NO_LEASE) void this.lease?.release(key, token);
     }
     const answer = StoredResponse.fromRecord(outcome.record);
-    const kept = outcome.storable && !fill.superseded ? this.store(answer) : undefined;
+    const kept = outcome.storable && !fill.superseded ? this.store(answer, release) : undefined;
+    if (kept === undefined) void release?.();
     const entry = kept ?? answer;
     const stored = kept !== undefined;
     if (outcome.fetchedMs !== undefined) {
@@ -474,19 +469,70 @@ export class ScrapeCache {
   }
 
   /**
+   * Takes the key's lease, or waits for whoever holds it (SPEC 2.2): its result comes on the bus
+   * or shows in the second level, looked at again every PEER_POLL_MS, so that a holder that died
+   * costs one lease time and then one fetch. A failure the holder reports is this fill's too:
+   * the holder's back-off is the fleet's, and nobody else fetches before its retry time.
+   */
+  private async leaseOrPeer(key: string, fill: Fill, previous: StoredResponse | undefined): Promise<string | FillResult> {
+    const { target } = fill;
+    // The whole fetch and a margin: a holder that dies frees the key after that.
+    const leaseMs = target.route.timeoutMs + LEASE_MARGIN_MS;
+    const giveUpAt = this.now() + leaseMs + PEER_POLL_MS;
+    for (;;) {
+      const token = await this.lease!.acquire(key, leaseMs);
+      if (token !== undefined) {
+        // The holder may have stored and released between the read before and this acquire.
+        const meanwhile = await this.fromSecond(key, target);
+        if (!meanwhile) return token;
+        void this.lease!.release(key, token);
+        return { entry: meanwhile, stored: true, via: 'joined' };
+      }
+      const peer = await this.waitForPeer(key, PEER_POLL_MS);
+      const failure = this.failures.get(key);
+      if (peer?.type === 'failed' || (failure && failure.retryAt > this.now() && failure.fetchedAt === previous?.fetchedAt)) {
+        const { fwdStatus, retryAt } = peer?.type === 'failed' ? peer : failure!;
+        throw peerFailed(target, fwdStatus, retryAt - this.now());
+      }
+      const entry = (peer?.type === 'stored' && this.freshHeld(key)) || (await this.fromSecond(key, target));
+      if (entry) return { entry, stored: true, via: 'joined' };
+      // The holder vanished and its lease outlived the wait: fetch here rather than fail the scrape.
+      if (fill.superseded || this.closed || this.now() >= giveUpAt) return NO_LEASE;
+    }
+  }
+
+  private freshHeld(key: string): StoredResponse | undefined {
+    const held = this.memory.peek(key);
+    return held && isFresh(held, this.now()) ? held : undefined;
+  }
+
+  /**
    * Puts a record this cache filled in memory and below, and tells the others. Returns the
    * entry now held: this one, or the same record already taken from an event (a cluster
    * worker hears the primary's `stored` before its answer). Undefined when nothing was stored.
    */
-  private store(entry: StoredResponse): StoredResponse | undefined {
+  private store(entry: StoredResponse, release?: () => Promise<boolean>): StoredResponse | undefined {
     if (this.closed) return undefined;
     const held = this.memory.peek(entry.key);
     if (held && held.fetchedAt === entry.fetchedAt && held.fingerprint === entry.fingerprint) return held;
     if (held && held.fetchedAt > entry.fetchedAt) return undefined;
     if (!this.memory.set(entry)) return undefined;
     this.failures.delete(entry.key);
-    void this.second?.set(entry);
-    void this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+    const written = this.second?.set(entry);
+    if (!release) {
+      void this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+      return entry;
+    }
+    // Under a shared lease the others hear of it once the write below is done, and only if the
+    // lease was still this fill's: an invalidation that deleted it overtook the fill, which then
+    // keeps nothing (Facebook's memcache leases; the write below was refused the same way).
+    void Promise.resolve(written)
+      .then(release)
+      .then((kept) => {
+        if (kept) return this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+        this.memory.deleteIf(entry);
+        return undefined;
+      });
     return entry;
   }
 
@@ -570,6 +616,16 @@ export class ScrapeCache {
 const PREFETCH_REPRESENTATION = 'openmetrics';
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const NO_LEASE = '';
+/** Beyond the route's timeout, so that a lease outlives the fetch it guards. */
+const LEASE_MARGIN_MS = 5000;
+/** How often a fill waiting for another replica looks again (a missed event, a holder that died). */
+const PEER_POLL_MS = 500;
+
+/** Another replica's fill failed: this one answers that failure rather than fetch again. */
+function peerFailed(target: ScrapeTarget, fwdStatus: number | string, retryInMs: number): ProxyError {
+  const code = fwdStatus === 504 || fwdStatus === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE';
+  return new ProxyError(code, `route ${target.route.name}: the upstream fetch failed (${fwdStatus}); next try in ${Math.max(1, Math.ceil(retryInMs / 1000))}s`);
+}
 
 /**
  * Keys that prefetch keeps fresh: the route's own path, no query, a metrics-format
