@@ -385,6 +385,7 @@ describe('bad-config fixtures', () => {
     'bad-env-yaml-syntax': 'points a YAML syntax error at the column as written after a ${VAR} expanded on the line',
     'bad-redis-url': 'rejects a cache.redis.url that is not redis:// or rediss://',
     'bad-redis-values': 'rejects a Redis database that is not a number, a key_prefix that is not a string and an unknown key in cache.redis',
+    'bad-two-second-levels': 'rejects cache.disk and cache.redis together: there is one second level',
     'bad-redis-checks': 'rejects a Redis password given twice or unreadable, tls without rediss:// and a Redis timeout over a minute',
   };
   // Longer and shorter than the `${NAME}` text that refers to them. Nothing else is set.

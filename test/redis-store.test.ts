@@ -91,16 +91,6 @@ describe('the Redis fill lease', () => {
     assert.equal(await level.lease.acquire('k', 100), undefined);
     await until('the lease lapsed', async () => (await level.lease.acquire('k', 5000)) !== undefined);
   });
-
-  it('turns a failed fill into a back-off hold that others read', async () => {
-    const { level } = await open();
-    const other = await open({ keyPrefix: level.connection.prefix });
-    const token = (await level.lease.acquire('k', 5000))!;
-    const retryAt = Date.now() + 60_000;
-    assert.equal(await level.lease.holdFailure('k', token, retryAt, 502), true);
-    assert.equal(await other.level.lease.acquire('k', 5000), undefined);
-    assert.deepEqual(await other.level.lease.holder('k'), { kind: 'backoff', retryAt, fwdStatus: 502 });
-  });
 });
 
 describe('the Redis store', () => {

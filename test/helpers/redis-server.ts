@@ -23,6 +23,8 @@ export interface TestRedis {
   resume(): void;
   /** Sends one command and resolves to the raw RESP reply text. */
   command(...args: string[]): Promise<string>;
+  /** Set after `CONFIG SET requirepass`, so that command() authenticates. */
+  password: string | undefined;
   /** Removes the process and its directory. */
   close(): Promise<void>;
 }
@@ -35,8 +37,10 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** One command in RESP, the reply as text once a whole reply line (or bulk) has arrived. */
-function send(port: number, args: string[], timeoutMs = 2000): Promise<string> {
+const resp = (args: string[]) => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+
+/** One command in RESP (after AUTH when a password is set), the reply as text once it has all arrived. */
+function send(port: number, args: string[], timeoutMs = 2000, password?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     let reply = '';
@@ -44,13 +48,14 @@ function send(port: number, args: string[], timeoutMs = 2000): Promise<string> {
       socket.destroy();
       reject(new Error(`redis on ${port}: no answer to ${args[0]} within ${timeoutMs}ms`));
     }, timeoutMs);
-    socket.on('connect', () => socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`));
+    socket.on('connect', () => socket.write((password === undefined ? '' : resp(['AUTH', password])) + resp(args)));
     socket.on('data', (chunk) => {
       reply += chunk.toString('utf8');
-      if (complete(reply)) {
+      const skip = password === undefined ? 0 : parsedUpTo(reply, 0);
+      if (skip !== -1 && parsedUpTo(reply, skip) !== -1) {
         clearTimeout(timer);
         socket.end();
-        resolve(reply);
+        resolve(reply.slice(skip));
       }
     });
     socket.on('error', (err) => {
@@ -58,11 +63,6 @@ function send(port: number, args: string[], timeoutMs = 2000): Promise<string> {
       reject(err);
     });
   });
-}
-
-/** Whether a whole RESP reply has arrived. */
-function complete(reply: string): boolean {
-  return parsedUpTo(reply, 0) !== -1;
 }
 
 /** The offset just past one RESP value starting at `at`, or -1 when more bytes are needed. */
@@ -123,17 +123,19 @@ export async function startRedis(): Promise<TestRedis> {
   }
 
   await start();
-  return {
+  const self: TestRedis = {
     port,
     url: `redis://127.0.0.1:${port}/0`,
     start,
     kill,
     pause: () => child?.kill('SIGSTOP'),
     resume: () => child?.kill('SIGCONT'),
-    command: (...args) => send(port, args),
+    password: undefined,
+    command: (...args) => send(port, args, 2000, self.password),
     async close() {
       await kill();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return self;
 }
