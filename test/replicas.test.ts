@@ -193,4 +193,48 @@ routes:
       exporter.fault = 'none';
     }
   });
+
+  it('stale_while_revalidate with 3 replicas: one background refresh per key for the whole fleet', async () => {
+    const ttlMs = 1000;
+    const replicas = await fleet(3, {
+      extra: `  - name: swr\n    path: /swr\n    upstream: ${exporter.url}/swr\n    ttl: ${ttlMs}ms\n    stale_while_revalidate: 1m\n`,
+    });
+    const since = exporter.count;
+    for (const r of replicas) assert.equal((await get(`${r.scrape}/swr`, SCRAPE_HEADERS)).status, 200);
+    assert.equal(fetchesOf('/swr', since), 1);
+    await sleep(ttlMs + 100);
+    exporter.delayMs = 300;
+    try {
+      const stale = await Promise.all(Array.from({ length: 30 }, (_, i) => get(`${replicas[i % 3]!.scrape}/swr`, SCRAPE_HEADERS)));
+      for (const a of stale) assert.match(String(a.headers['cache-status']), /fwd=stale/);
+      await until('the refresh is stored everywhere', async () => {
+        const answers = await Promise.all(replicas.map((r) => get(`${r.scrape}/swr`, SCRAPE_HEADERS)));
+        return answers.every((a) => /^scrapecache; hit; ttl/.test(String(a.headers['cache-status'])));
+      });
+      assert.equal(fetchesOf('/swr', since), 2, 'the first fill and one refresh');
+    } finally {
+      exporter.delayMs = 0;
+    }
+  });
+
+  it('prefetch with 3 replicas: the fleet refreshes a key as often as one replica would', async () => {
+    const ttlMs = 2000;
+    const since = exporter.count;
+    const replicas = await fleet(3, {
+      extra: `  - name: pre\n    path: /pre\n    upstream: ${exporter.url}/pre\n    ttl: ${ttlMs}ms\n    prefetch: true\n`,
+    });
+    const windowMs = 5000;
+    const started = Date.now();
+    const end = started + windowMs;
+    while (Date.now() < end) {
+      const answers = await Promise.all(replicas.map((r) => get(`${r.scrape}/pre`, SCRAPE_HEADERS)));
+      for (const a of answers) assert.match(String(a.headers['cache-status']), /^scrapecache; hit/, 'prefetch keeps every replica fresh');
+      await sleep(100);
+    }
+    // One replica alone fetches at start-up, then once per ttl less its lead (prefetchAt).
+    const lead = Math.max(Math.min(ttlMs / 10, 10_000), Math.min(1000, ttlMs / 2));
+    const alone = 1 + Math.ceil((Date.now() - started + 2000) / (ttlMs - lead));
+    const fetched = fetchesOf('/pre', since);
+    assert.ok(fetched <= alone, `${fetched} prefetches by 3 replicas; one replica alone makes about ${alone}`);
+  });
 });

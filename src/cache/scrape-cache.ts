@@ -415,9 +415,15 @@ export class ScrapeCache {
 
   private fill(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
     const fill: Fill = { target, superseded: false, promise: undefined as unknown as Promise<FillResult> };
-    fill.promise = this.fillOnce(key, fill, previous).finally(() => {
-      if (this.inflight.get(key) === fill) this.inflight.delete(key);
-    });
+    fill.promise = this.fillOnce(key, fill, previous)
+      .then((result) => {
+        // A copy another replica fetched is kept fresh here too: whoever's timer fires first refreshes it for all.
+        if (result.via && result.stored && isPrefetched(target)) this.schedulePrefetch(target, result.entry);
+        return result;
+      })
+      .finally(() => {
+        if (this.inflight.get(key) === fill) this.inflight.delete(key);
+      });
     this.inflight.set(key, fill);
     return fill.promise;
   }
@@ -425,7 +431,7 @@ export class ScrapeCache {
   /** One fill: from the second level, or by the lease holder, or waiting for the holder elsewhere. */
   private async fillOnce(key: string, fill: Fill, previous: StoredResponse | undefined): Promise<FillResult> {
     const { target } = fill;
-    const below = await this.fromSecond(key, target);
+    const below = await this.fromSecond(key, target, previous);
     if (below) return { entry: below, stored: true, via: 'held' };
     const held = this.lease ? await this.leaseOrPeer(key, fill, previous) : NO_LEASE;
     if (typeof held !== 'string') return held;
@@ -483,7 +489,7 @@ export class ScrapeCache {
       const token = await this.lease!.acquire(key, leaseMs);
       if (token !== undefined) {
         // The holder may have stored and released between the read before and this acquire.
-        const meanwhile = await this.fromSecond(key, target);
+        const meanwhile = await this.fromSecond(key, target, previous);
         if (!meanwhile) return token;
         void this.lease!.release(key, token);
         return { entry: meanwhile, stored: true, via: 'joined' };
@@ -494,16 +500,16 @@ export class ScrapeCache {
         const { fwdStatus, retryAt } = peer?.type === 'failed' ? peer : failure!;
         throw peerFailed(target, fwdStatus, retryAt - this.now());
       }
-      const entry = (peer?.type === 'stored' && this.freshHeld(key)) || (await this.fromSecond(key, target));
+      const entry = (peer?.type === 'stored' && this.freshHeld(key, previous)) || (await this.fromSecond(key, target, previous));
       if (entry) return { entry, stored: true, via: 'joined' };
       // The holder vanished and its lease outlived the wait: fetch here rather than fail the scrape.
       if (fill.superseded || this.closed || this.now() >= giveUpAt) return NO_LEASE;
     }
   }
 
-  private freshHeld(key: string): StoredResponse | undefined {
+  private freshHeld(key: string, previous: StoredResponse | undefined): StoredResponse | undefined {
     const held = this.memory.peek(key);
-    return held && isFresh(held, this.now()) ? held : undefined;
+    return held && isFresh(held, this.now()) && (!previous || held.fetchedAt > previous.fetchedAt) ? held : undefined;
   }
 
   /**
@@ -537,10 +543,13 @@ export class ScrapeCache {
   }
 
   /** A live record of the second level for this target, taken into memory; never one of a route that fetches differently now. */
-  private async fromSecond(key: string, target: ScrapeTarget): Promise<StoredResponse | undefined> {
+  private async fromSecond(key: string, target: ScrapeTarget, previous?: StoredResponse): Promise<StoredResponse | undefined> {
     if (!this.second) return undefined;
     const record = await this.second.get(key);
     if (!record || record.fingerprint !== target.route.recordFingerprint || !isFresh(record, this.now())) return undefined;
+    // A refresh (prefetch, stale-while-revalidate) wants a newer copy than the one it refreshes,
+    // which may well be the fresh record below: that one is no refresh.
+    if (previous && record.fetchedAt <= previous.fetchedAt) return undefined;
     return this.adopt(record);
   }
 
