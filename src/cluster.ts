@@ -122,8 +122,9 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
         }
         app.cache.fillFor({ ...target, accept: target.accept, route }).then(
           (result) => {
-            // A record stored by its own fill reached every worker in its `stored` event just now.
-            const sent = result.stored && result.via !== 'held';
+            // A record stored by its own fill reached every worker in its `stored` event just now;
+            // not so with Redis, where that event waits for the shared write and lease (see ScrapeCache.store).
+            const sent = result.stored && result.via !== 'held' && !config.cache.redis;
             reply({
               t: 'filled',
               id,

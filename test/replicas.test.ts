@@ -21,8 +21,8 @@ after(async () => {
 });
 
 /** Replicas with their own key prefix on the shared Redis, and routes to the fake exporter. */
-async function fleet(count: number, routes: { ttl?: string; timeout?: string; extra?: string } = {}): Promise<Replica[]> {
-  const yaml = `cache:
+async function fleet(count: number, routes: { ttl?: string; timeout?: string; extra?: string; workers?: number } = {}): Promise<Replica[]> {
+  const yaml = `${routes.workers ? `workers: ${routes.workers}\n` : ''}cache:
   redis:
     url: ${redis.url}
     key_prefix: "${randomUUID().slice(0, 8)}:"
@@ -236,5 +236,23 @@ routes:
     const alone = 1 + Math.ceil((Date.now() - started + 2000) / (ttlMs - lead));
     const fetched = fetchesOf('/pre', since);
     assert.ok(fetched <= alone, `${fetched} prefetches by 3 replicas; one replica alone makes about ${alone}`);
+  });
+
+  it('replicas with workers share Redis too: one fetch for the fleet, and an invalidation reaches the other replica\'s workers', async () => {
+    const [a, b] = await fleet(2, { workers: 2 });
+    exporter.delayMs = 200;
+    const since = exporter.count;
+    try {
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => get(`${(i % 2 ? a : b)!.scrape}/node/metrics`, SCRAPE_HEADERS)));
+      assert.deepEqual([...new Set(answers.map((x) => x.status))], [200]);
+      assert.equal(fetchesOf('/metrics', since), 1);
+    } finally {
+      exporter.delayMs = 0;
+    }
+    assert.equal((await post(`${a!.admin}/invalidate`, { route: 'node' })).status, 200);
+    // Each scrape on a fresh connection may land on either worker of B: every one must have dropped its copy.
+    const after = await Promise.all(Array.from({ length: 6 }, () => get(`${b!.scrape}/node/metrics`, SCRAPE_HEADERS)));
+    assert.ok(after.every((x) => x.status === 200));
+    assert.equal(fetchesOf('/metrics', since), 2, 'one fetch after the invalidation, for every worker of B');
   });
 });
