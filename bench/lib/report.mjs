@@ -55,6 +55,14 @@ export function evaluateGoals({ passes, big }) {
       check('p99 latency', have ? sc.p99 / ref.p99 : NaN, 1.5, 'lower');
       check('CPU per hit', have ? sc.cpuPer10k / ref.cpuPer10k : NaN, 1.2, 'lower');
     }
+    if (pass.redis) {
+      // Issue 10: with cache.redis configured, a hit never touches Redis.
+      const shared = pointOf(pass.redis.hits, 'scrapecache+redis');
+      const ref = pointOf(pass.redis.hits, 'reference');
+      const have = measured(shared) && measured(ref);
+      const value = have ? shared.rps / ref.rps : NaN;
+      goals.push({ ok: have ? value >= 0.9 : null, line: `${pass.redis.profile.label}, cache.redis configured: hit req/s ${have ? `${value.toFixed(2)}x` : 'not measured'} reference (goal >= 0.9x)` });
+    }
   }
   if (big !== undefined) {
     const have = big && Number.isFinite(big.rss) && !big.failures;
