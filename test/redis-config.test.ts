@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { parseConfig } from '../src/config/load.js';
 import { startFakeExporter } from './helpers/fake-exporter.js';
-import { get, SCRAPE_HEADERS, startProxy } from './helpers/proxy.js';
+import { get, post, SCRAPE_HEADERS, startProxy } from './helpers/proxy.js';
 import { startRedis } from './helpers/redis-server.js';
 import { until } from './helpers/replicas.js';
 
@@ -83,9 +83,33 @@ describe('Redis credentials', () => {
       await until('Redis is up for the proxy', async () => /scrapecache_store_up\{store="redis"\} 1/.test((await get(`${proxy.adminUrl}/metrics`)).body.toString()));
       assert.equal((await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS)).status, 200);
       // The record and the probe key: written over the authenticated connection.
-      await until('the record is in Redis', async () => (await redis.command('DBSIZE')) === ':2\r\n');
+      await until('the record is in Redis', async () => /e:node/.test(await redis.command('KEYS', 'scrapecache:e:*')));
       const listing = (await get(`${proxy.adminUrl}/cache`)).body.toString();
       assert.doesNotMatch(listing + JSON.stringify(proxy.logs), new RegExp(password));
+    } finally {
+      await proxy.close();
+      await Promise.all([redis.close(), exporter.close()]);
+    }
+  });
+
+  it('needs no more than the README says: an ACL user with GET SET DEL EVAL SCAN PUBLISH SUBSCRIBE on its prefix', async () => {
+    const redis = await startRedis();
+    const exporter = await startFakeExporter();
+    await redis.command('ACL', 'SETUSER', 'scraper', 'on', '>pw-acl', '~scrapecache:*', '&scrapecache:*', '-@all', '+get', '+set', '+del', '+eval', '+scan', '+publish', '+subscribe');
+    const file = join(dir, 'acl-secret');
+    writeFileSync(file, 'pw-acl');
+    const proxy = await startProxy(
+      `cache:\n  redis:\n    url: redis://127.0.0.1:${redis.port}/0\n    username: scraper\n    password_file: ${file}\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n`,
+    );
+    try {
+      await until('Redis is up for the proxy', async () => /scrapecache_store_up\{store="redis"\} 1/.test((await get(`${proxy.adminUrl}/metrics`)).body.toString()));
+      assert.equal((await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS)).status, 200);
+      await until('the record is in Redis', async () => /e:node/.test(await redis.command('KEYS', 'scrapecache:e:*')));
+      const invalidated = await post(`${proxy.adminUrl}/invalidate`, { route: 'node' });
+      assert.deepEqual(JSON.parse(invalidated.body.toString()), { invalidated: 1 });
+      assert.equal(await redis.command('KEYS', 'scrapecache:[el]:*'), '*0\r\n', 'no record and no lease is left');
+      const metrics = (await get(`${proxy.adminUrl}/metrics`)).body.toString();
+      assert.doesNotMatch(metrics, /scrapecache_store_operations_total\{[^}]*result="error"\}/);
     } finally {
       await proxy.close();
       await Promise.all([redis.close(), exporter.close()]);

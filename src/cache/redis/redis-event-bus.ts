@@ -66,7 +66,10 @@ export class RedisEventBus implements EventBus {
     this.awaiting.set(ackId, waiting);
     try {
       const receivers = await this.redis.call('publish', ['PUBLISH', eventChannel(this.redis.prefix), message]);
-      if (receivers === UNAVAILABLE) return;
+      if (receivers === UNAVAILABLE) {
+        this.log.warn({ store: 'redis', selection: (event as { selection: unknown }).selection }, 'invalidation reached this replica only: redis unavailable');
+        return;
+      }
       // PUBLISH counts every subscriber, this process's own among them.
       waiting.expected = (receivers as number) - 1;
       if (waiting.acks >= waiting.expected) return;
