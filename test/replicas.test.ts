@@ -174,7 +174,7 @@ routes:
       await sleep(ttlMs);
       // Scrapes on every replica for a few seconds: each one gets the stale copy.
       const failingSince = exporter.count;
-      const windowMs = 6000;
+      const windowMs = 4000;
       const end = Date.now() + windowMs;
       const statuses = new Set<number>();
       while (Date.now() < end) {
@@ -223,7 +223,7 @@ routes:
     const replicas = await fleet(3, {
       extra: `  - name: pre\n    path: /pre\n    upstream: ${exporter.url}/pre\n    ttl: ${ttlMs}ms\n    prefetch: true\n`,
     });
-    const windowMs = 5000;
+    const windowMs = 3000;
     const started = Date.now();
     const end = started + windowMs;
     while (Date.now() < end) {
