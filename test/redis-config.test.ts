@@ -2,7 +2,7 @@
 // and credentials that reach Redis but never a log line or /cache.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,7 +50,7 @@ describe('cache.redis settings', () => {
 });
 
 describe('--check-config with cache.redis', () => {
-  it('exits 1 naming file:line:column for a bad Redis URL and timeout, and never prints the password', () => {
+  it('exits 1 naming file:line:column for a bad Redis URL, and never prints the password from it', () => {
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, `cache:\n  redis:\n    url: redis://:hunter2@127.0.0.1:6379/db\n    timeout: 0s\n${ROUTES}`);
     const r = spawnSync(process.execPath, [cli, '--config.file', file, '--check-config'], { encoding: 'utf8' });
@@ -112,6 +112,38 @@ describe('Redis credentials', () => {
       assert.doesNotMatch(metrics, /scrapecache_store_operations_total\{[^}]*result="error"\}/);
     } finally {
       await proxy.close();
+      await Promise.all([redis.close(), exporter.close()]);
+    }
+  });
+});
+
+describe('Redis over TLS', () => {
+  it('shares over rediss:// with the CA and server name from tls, and goes on alone when the certificate is not trusted', async () => {
+    const pki = join(dir, 'pki');
+    mkdirSync(pki);
+    const ssl = (...args: string[]) => assert.equal(spawnSync('openssl', args, { cwd: pki }).status, 0, `openssl ${args[0]}`);
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=scrapecache test CA');
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other.key', '-out', 'other.pem', '-days', '2', '-subj', '/CN=other CA');
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'redis.key', '-out', 'redis.csr', '-subj', '/CN=redis.test');
+    writeFileSync(join(pki, 'ext'), 'subjectAltName=DNS:redis.test\n');
+    ssl('x509', '-req', '-in', 'redis.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'redis.pem', '-days', '2', '-extfile', 'ext');
+    const redis = await startRedis({ tls: { cert: join(pki, 'redis.pem'), key: join(pki, 'redis.key'), ca: join(pki, 'ca.pem') } });
+    const exporter = await startFakeExporter();
+    const yaml = (ca: string) =>
+      `cache:\n  redis:\n    url: rediss://127.0.0.1:${redis.tlsPort}/0\n    tls: { ca_file: ${join(pki, ca)}, server_name: redis.test }\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n`;
+    const storeUp = async (adminUrl: string) => /scrapecache_store_up\{store="redis"\} (\d)/.exec((await get(`${adminUrl}/metrics`)).body.toString())?.[1];
+    const trusted = await startProxy(yaml('ca.pem'));
+    const untrusted = await startProxy(yaml('other.pem'));
+    try {
+      await until('the trusting proxy shares over TLS', async () => (await storeUp(trusted.adminUrl)) === '1');
+      assert.equal((await get(`${trusted.url}/node/metrics`, SCRAPE_HEADERS)).status, 200);
+      await until('the record is in Redis', async () => /e:node/.test(await redis.command('KEYS', 'scrapecache:e:*')));
+      assert.equal(await storeUp(untrusted.adminUrl), '0');
+      const alone = await get(`${untrusted.url}/node/metrics`, SCRAPE_HEADERS);
+      assert.equal(alone.status, 200);
+      assert.match(String(alone.headers['cache-status']), /fwd=miss/, 'it cannot read what the other stored, and fetches for itself');
+    } finally {
+      await Promise.all([trusted.close(), untrusted.close()]);
       await Promise.all([redis.close(), exporter.close()]);
     }
   });

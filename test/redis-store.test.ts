@@ -221,6 +221,19 @@ describe('Redis down, slow or full', () => {
     }
   });
 
+  it('closes at once while Redis is unreachable (regression: shutdown waited forever for a reconnecting client)', async () => {
+    const own = await startRedis();
+    await own.kill();
+    try {
+      const { level } = await open({ port: own.port, url: own.url });
+      opened.splice(opened.indexOf(level), 1);
+      const closing = level.close().then(() => 'closed');
+      assert.equal(await Promise.race([closing, new Promise((r) => setTimeout(() => r('still waiting'), 5000))]), 'closed');
+    } finally {
+      await own.close();
+    }
+  });
+
   it('starts without Redis and joins once it answers', async () => {
     const own = await startRedis();
     await own.kill();

@@ -13,6 +13,8 @@ export const REDIS_SERVER = process.env['REDIS_SERVER'] ?? '/usr/bin/redis-serve
 
 export interface TestRedis {
   readonly port: number;
+  /** With `tls` given: the port that speaks TLS (the plain port stays, for control). */
+  readonly tlsPort: number | undefined;
   readonly url: string;
   /** Starts it again on the same port after kill() or stop(). */
   start(): Promise<void>;
@@ -86,8 +88,13 @@ function parsedUpTo(reply: string, at: number): number {
   }
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** `tls`: PEM file paths for the server's certificate, key and the CA it trusts. */
+export async function startRedis(options: { tls?: { cert: string; key: string; ca: string } } = {}): Promise<TestRedis> {
   const port = await freePort();
+  const tlsPort = options.tls ? await freePort() : undefined;
+  const tlsArgs = options.tls
+    ? ['--tls-port', String(tlsPort), '--tls-cert-file', options.tls.cert, '--tls-key-file', options.tls.key, '--tls-ca-cert-file', options.tls.ca, '--tls-auth-clients', 'no']
+    : [];
   const dir = mkdtempSync(join(tmpdir(), 'scrapecache-redis-'));
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -95,7 +102,7 @@ export async function startRedis(): Promise<TestRedis> {
   async function start(): Promise<void> {
     const proc = spawn(
       REDIS_SERVER,
-      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...tlsArgs],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     child = proc;
@@ -125,6 +132,7 @@ export async function startRedis(): Promise<TestRedis> {
   await start();
   const self: TestRedis = {
     port,
+    tlsPort,
     url: `redis://127.0.0.1:${port}/0`,
     start,
     kill,

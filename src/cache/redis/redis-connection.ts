@@ -178,8 +178,15 @@ export class RedisConnection {
     this.closed = true;
     clearTimeout(this.probeTimer);
     this.isUp = false;
-    await Promise.allSettled([this.commands, this.subscriber].map((c) => (c.isOpen ? c.close() : undefined)));
-    for (const c of [this.commands, this.subscriber]) c.destroy?.();
+    // close() lets replies in flight arrive, but waits forever for a client that is reconnecting
+    // (Redis gone, a certificate refused): that one is destroyed, and so is one slow to close.
+    await Promise.allSettled(
+      [this.commands, this.subscriber].map(async (c) => {
+        let timer: NodeJS.Timeout | undefined;
+        if (c.isReady) await Promise.race([c.close(), new Promise((r) => (timer = setTimeout(r, 1000)))]).finally(() => clearTimeout(timer));
+        if (c.isOpen) c.destroy();
+      }),
+    );
   }
 }
 
