@@ -15,7 +15,7 @@ import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js
 import { get, SCRAPE_HEADERS, sleep, startProxy, type TestProxy } from './helpers/proxy.js';
 
 describe('freshness arithmetic', () => {
-  const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000 };
+  const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000, timeoutMs: 30_000 };
   const entry = { fetchedAt: 1_000_000 };
 
   test('an entry is fresh for ttl after its fetch completed, and not a millisecond longer', () => {
