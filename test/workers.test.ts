@@ -102,6 +102,34 @@ test('GET /cache counts the hits the workers served', async () => {
   assert.equal(hits(after) - hits(before), 10);
 });
 
+test('a soft invalidation reaches every worker: all serve the old copy while the primary refetches once, then the new copy', async () => {
+  const versionOf = (r: { body: Buffer }) => Number(/fake_version\{[^}]*\} (\d+)/.exec(gunzipSync(r.body).toString())?.[1]);
+  const [old] = await burst(1);
+  const fetched = exporter.count;
+  const release = exporter.hold();
+  try {
+    const res = await post(`${adminUrl}/invalidate`, { route: 'node', soft: true });
+    assert.deepEqual(JSON.parse(res.body.toString()), { invalidated: 1, refetching: 1 });
+    for (let i = 0; i < 100 && exporter.count === fetched; i++) await sleep(20);
+    // The exporter is held: a scrape that waited for it would not answer until release.
+    const during = await burst(30);
+    for (const r of during) {
+      assert.match(String(r.headers['cache-status']), /^scrapecache; hit; fwd=stale/);
+      assert.equal(versionOf(r), versionOf(old!));
+    }
+    assert.equal(exporter.count, fetched + 1, 'one refetch for the whole group');
+  } finally {
+    release();
+  }
+  let after = await burst(20);
+  for (let i = 0; i < 100 && !after.every((r) => /^scrapecache; hit; ttl=/.test(String(r.headers['cache-status']))); i++) {
+    await sleep(50);
+    after = await burst(20);
+  }
+  for (const r of after) assert.equal(versionOf(r), versionOf(old!) + 1, 'every worker serves the new copy');
+  assert.equal(exporter.count, fetched + 1);
+});
+
 test('a reload reaches every worker', async () => {
   writeFileSync(file, config(`  - name: added\n    path: /added\n    upstream: ${exporter.url}/added\n`));
   assert.equal((await post(`${adminUrl}/-/reload`)).status, 200);
