@@ -1,10 +1,12 @@
-// Writes dist/src/build-info.json with the git revision this build came from, which
-// scrapecache_build_info reports (src/build-info.ts). Run by `npm run build`, after tsc.
+// Writes dist/src/build-info.json (or OUT_DIR/build-info.json) with the git revision this build
+// came from, which scrapecache_build_info reports (src/build-info.ts). Run by `npm run build`,
+// after tsc.   usage: node scripts/write-build-info.mjs [OUT_DIR]
 // SCRAPECACHE_REVISION wins: the Docker build passes it as a build argument, its context having
 // no .git. Else `git rev-parse HEAD` when this package is the root of its git work tree (not a
 // checkout that merely contains it). Else "unknown".
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -21,6 +23,6 @@ function revision() {
   }
 }
 
-const out = new URL('../dist/src/', import.meta.url);
+const out = process.argv[2] ?? fileURLToPath(new URL('../dist/src/', import.meta.url));
 mkdirSync(out, { recursive: true });
-writeFileSync(new URL('build-info.json', out), `${JSON.stringify({ revision: revision() })}\n`);
+writeFileSync(join(out, 'build-info.json'), `${JSON.stringify({ revision: revision() })}\n`);
