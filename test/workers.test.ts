@@ -92,6 +92,10 @@ test('the admin /metrics adds up the workers', async () => {
   assert.equal(value('hit') + value('miss') + value('collapsed'), 120);
   assert.match(text, /^scrapecache_upstream_requests_total\{route="node",code="200"\} 2$/m);
   assert.match(text, /^scrapecache_cache_entries\{route="node"\} 1$/m);
+  // Reported once for the group, not summed over its processes.
+  assert.equal(text.match(/^scrapecache_build_info\{.*\} (\d+)$/gm)?.length, 1);
+  assert.match(text, /^scrapecache_build_info\{.*\} 1$/m);
+  assert.match(text, /^scrapecache_cache_oldest_age_seconds\{route="node"\} [\d.]+$/m);
 });
 
 test('GET /cache counts the hits the workers served', async () => {
