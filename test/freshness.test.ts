@@ -5,10 +5,13 @@ import {
   ageSeconds,
   canServeOnError,
   canServeWhileRevalidating,
+  canServeWhileSoftRefetching,
+  expiresAt,
   isDead,
   isFresh,
   prefetchAt,
   retryBackoffMs,
+  softTimes,
   ttlSeconds,
 } from '../src/cache/freshness.js';
 import { recordTimes } from '../src/cache/stored-record.js';
@@ -42,6 +45,49 @@ describe('freshness arithmetic', () => {
     assert.equal(ageSeconds(entry, 999_000), 0);
     assert.equal(ttlSeconds(entry, 1_000_500), 9);
     assert.equal(ttlSeconds(entry, 1_012_500), -3);
+  });
+
+  const timeoutMs = 30_000;
+  const softAt = (at: number, base = entry) => ({ ...base, ...softTimes(base, at, timeoutMs) });
+
+  test('a soft invalidation ends freshness at once, and the stale windows count from it', () => {
+    const soft = softAt(1_004_000);
+    assert.equal(expiresAt(soft), 1_004_000);
+    assert.equal(isFresh(soft, 1_003_999), true);
+    assert.equal(isFresh(soft, 1_004_000), false);
+    assert.equal(canServeWhileRevalidating(soft, 1_008_999), true);
+    assert.equal(canServeWhileRevalidating(soft, 1_009_000), false);
+    assert.equal(canServeOnError(soft, 1_063_999), true);
+    assert.equal(canServeOnError(soft, 1_064_000), false);
+    assert.equal(ttlSeconds(soft, 1_006_500), -3);
+  });
+
+  test('a soft invalidation never extends freshness: one after expiry changes nothing', () => {
+    const late = softAt(1_020_000);
+    assert.equal(expiresAt(late), 1_010_000);
+    assert.equal(isFresh(late, 1_015_000), false);
+  });
+
+  test('a second soft invalidation keeps the earlier one', () => {
+    const twice = softAt(1_006_000, softAt(1_004_000));
+    assert.equal(expiresAt(twice), 1_004_000);
+  });
+
+  test('a soft-invalidated entry is servable while refetched until its ttl would end plus one timeout, or one timeout past the invalidation', () => {
+    assert.equal(canServeWhileSoftRefetching(entry, 1_000_000), false, 'not without a soft invalidation');
+    const soft = softAt(1_004_000);
+    assert.equal(canServeWhileSoftRefetching(soft, 1_039_999), true);
+    assert.equal(canServeWhileSoftRefetching(soft, 1_040_000), false);
+    const afterExpiry = softAt(1_050_000);
+    assert.equal(canServeWhileSoftRefetching(afterExpiry, 1_079_999), true);
+    assert.equal(canServeWhileSoftRefetching(afterExpiry, 1_080_000), false);
+  });
+
+  test('a soft-invalidated entry is dead only past its soft window as well as its stale windows', () => {
+    const bare = recordTimes(1_000_000, { ...policy, staleWhileRevalidateMs: 0, staleIfErrorMs: 0 });
+    const soft = softAt(1_004_000, bare);
+    assert.equal(isDead(soft, 1_039_999), false, 'its refetch may still be running');
+    assert.equal(isDead(soft, 1_040_000), true);
   });
 
   test('prefetch runs ahead of expiry by a tenth of the ttl, bounded by the timeout and at least a second', () => {

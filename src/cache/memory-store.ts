@@ -43,7 +43,7 @@ export class MemoryStore implements SyncStore {
   /** get() for a caller that already read the clock (the hit path reads it once). */
   lookup(key: string, now: number): StoredResponse | undefined {
     const entry = this.lru.get(key);
-    if (entry === undefined || now < entry.deadAt) return entry;
+    if (entry === undefined || now < entry.deadAt || !isDead(entry, now)) return entry;
     this.lru.delete(key);
     return undefined;
   }

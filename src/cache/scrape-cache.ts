@@ -15,9 +15,10 @@ import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
 import type { CacheEvent, EventBus } from './event-bus.js';
 import type { FillLease } from './fill-lease.js';
 import type { Filler, FillOutcome, ScrapeTarget } from './filler.js';
-import { canServeOnError, canServeWhileRevalidating, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
+import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
 import { cacheKey } from './key.js';
 import type { MemoryStore } from './memory-store.js';
+import { formatAccept } from './pinned-format.js';
 import { selects, type EntryIdentity, type EntrySelection, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
 import { StoredResponse } from './stored-response.js';
@@ -62,6 +63,13 @@ interface FailureState {
   retryAt: number;
   fwdStatus: number | string;
   fetchedAt: number | undefined;
+}
+
+export interface RouteUsage {
+  entries: number;
+  bytes: number;
+  /** Undefined when no entry of the route can be served. */
+  oldestAgeSeconds: number | undefined;
 }
 
 export interface ScrapeCacheParts {
@@ -128,7 +136,7 @@ export class ScrapeCache {
     if (!this.prefetches) return;
     for (const route of routes) {
       if (!route.prefetch || route.path === undefined) continue;
-      const target: ScrapeTarget = { route, path: route.path, query: '', representation: PREFETCH_REPRESENTATION, accept: PROMETHEUS_ACCEPT };
+      const target = startupTarget(route, route.path);
       const key = keyOf(target);
       if (!this.prefetchTimers.has(key) && !this.inflight.has(key)) {
         const entry = this.memory.peek(key);
@@ -185,7 +193,9 @@ export class ScrapeCache {
         return { cache: 'hit', entry, stored: true };
       }
       const failure = this.failureOf(key, entry);
-      if (canServeWhileRevalidating(entry, now)) {
+      // A soft-invalidated entry is served while its refetch runs; once that failed, only the
+      // stale windows (stale_if_error) keep it.
+      if (canServeWhileRevalidating(entry, now) || (!failure && canServeWhileSoftRefetching(entry, now))) {
         if (!failure || now >= failure.retryAt) this.background(target, entry);
         entry.hits++;
         return failure
@@ -253,15 +263,57 @@ export class ScrapeCache {
     if (refresh) {
       const fills: Promise<unknown>[] = [];
       for (const old of dropped) {
-        const route = this.routesByName.get(old.route);
-        if (!route || old.query !== '') continue;
-        const target: ScrapeTarget = { route, path: old.path, query: '', representation: old.representation, accept: old.accept };
+        const target = this.refetchTarget(old);
         // A new fetch even when one is in flight: that one started before the data changed.
-        fills.push(this.fill(keyOf(target), target, undefined).then((r) => r.stored && refreshed++, () => undefined));
+        if (target) fills.push(this.fill(old.key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
       }
       await Promise.all(fills);
     }
     return { invalidated, refreshed };
+  }
+
+  /**
+   * Soft invalidation (SPEC 4 `soft`): the selected entries turn stale now but stay servable
+   * while one refetch per key runs; query-less keys are refetched at once, keys with a query on
+   * their next scrape. The others caches mark theirs the same way (their next scrape joins this
+   * refetch). With wait, resolves once those refetches are done.
+   */
+  async softInvalidate(selection: EntrySelection, wait = false): Promise<{ invalidated: number; refetching: number; refreshed: number }> {
+    const { marked, dropped } = this.markStale(selection);
+    await this.bus?.publish({ type: 'invalidated', selection, soft: true });
+    const invalidated = marked.length + dropped;
+    this.metrics?.invalidations.inc(invalidated);
+    const refetches: Promise<boolean>[] = [];
+    for (const entry of marked) {
+      const target = this.refetchTarget(entry);
+      if (target) refetches.push(this.fill(entry.key, target, entry).then((r) => r.stored, () => false));
+    }
+    const refreshed = wait ? (await Promise.all(refetches)).filter(Boolean).length : 0;
+    return { invalidated, refetching: refetches.length, refreshed };
+  }
+
+  /**
+   * Marks the selected entries stale without refetching. Entries past every window are
+   * dropped, not revived; fills in flight for selected keys are superseded, as by drop().
+   */
+  private markStale(selection: EntrySelection): { marked: StoredResponse[]; dropped: number } {
+    const now = this.now();
+    this.supersedeFills(selection);
+    const dropped = this.memory.deleteWhere((entry) => selects(selection, entry) && isDead(entry, now));
+    const marked = [...this.memory.entries()].filter((entry) => selects(selection, entry));
+    for (const entry of marked) {
+      entry.markStale(now, this.routesByName.get(entry.route)?.timeoutMs ?? 0);
+      // One refetch now, not after a back-off from failures before the data changed.
+      this.failures.delete(entry.key);
+    }
+    return { marked, dropped };
+  }
+
+  /** The target that fetches an entry again; undefined for keys with a query (fetched on their next scrape) or a route gone. */
+  private refetchTarget(entry: StoredResponse): ScrapeTarget | undefined {
+    const route = this.routesByName.get(entry.route);
+    if (!route || entry.query !== '') return undefined;
+    return { route, path: entry.path, query: '', representation: entry.representation, accept: entry.accept };
   }
 
   /** Drops every entry of the named routes (their upstream or headers changed on reload). */
@@ -280,6 +332,17 @@ export class ScrapeCache {
    * new requests do not join them.
    */
   private drop(selection: EntrySelection, each?: (entry: StoredResponse) => void): number {
+    this.supersedeFills(selection);
+    return this.memory.deleteWhere((entry) => {
+      if (!selects(selection, entry)) return false;
+      each?.(entry);
+      this.failures.delete(entry.key);
+      return true;
+    });
+  }
+
+  /** Fills in flight for selected keys answer their waiters but store nothing; new requests do not join them. */
+  private supersedeFills(selection: EntrySelection): void {
     for (const [key, fill] of this.inflight) {
       const { route, path, query } = fill.target;
       if (selects(selection, { route: route.name, path, query })) {
@@ -288,12 +351,6 @@ export class ScrapeCache {
         if (fill.token !== undefined) void this.lease?.release(key, fill.token);
       }
     }
-    return this.memory.deleteWhere((entry) => {
-      if (!selects(selection, entry)) return false;
-      each?.(entry);
-      this.failures.delete(entry.key);
-      return true;
-    });
   }
 
   /** Every entry in memory, for listings (GET /cache) and hit counts. */
@@ -311,13 +368,20 @@ export class ScrapeCache {
     this.memory.resize(entry);
   }
 
-  usageByRoute(): Map<string, { entries: number; bytes: number }> {
-    const usage = new Map<string, { entries: number; bytes: number }>();
+  /** Per route: entries, bytes, and the age of the oldest entry that may still be served. */
+  usageByRoute(): Map<string, RouteUsage> {
+    const usage = new Map<string, RouteUsage>();
+    const now = this.now();
     for (const entry of this.memory.entries()) {
-      const u = usage.get(entry.route) ?? { entries: 0, bytes: 0 };
+      let u = usage.get(entry.route);
+      if (!u) usage.set(entry.route, (u = { entries: 0, bytes: 0, oldestAgeSeconds: undefined }));
       u.entries++;
       u.bytes += entry.bytes;
-      usage.set(entry.route, u);
+      // An entry past every window waits for the sweep; it answers nobody, so it is not "served".
+      if (!isDead(entry, now)) {
+        const age = Math.max(0, (now - entry.fetchedAt) / 1000);
+        if (u.oldestAgeSeconds === undefined || age > u.oldestAgeSeconds) u.oldestAgeSeconds = age;
+      }
     }
     return usage;
   }
@@ -386,7 +450,9 @@ export class ScrapeCache {
         break;
       }
       case 'invalidated':
-        this.drop(event.selection);
+        // Soft: keep serving the copy; the next scrape's fill joins the publisher's refetch.
+        if (event.soft) this.markStale(event.selection);
+        else this.drop(event.selection);
         break;
     }
     if (event.type !== 'invalidated') {
@@ -607,7 +673,7 @@ export class ScrapeCache {
         const held = this.memory.peek(key);
         // Keep refreshing what is held, and the start-up representation; an evicted other one
         // is fetched again only when a scraper asks for it.
-        if (!held && target.representation !== PREFETCH_REPRESENTATION) {
+        if (!held && target.representation !== startupTarget(route, target.path).representation) {
           this.prefetchFailureCount.delete(key);
           return;
         }
@@ -621,8 +687,15 @@ export class ScrapeCache {
   }
 }
 
-/** What prefetch fetches at start-up: Prometheus's Accept, which resolves to OpenMetrics. */
-const PREFETCH_REPRESENTATION = 'openmetrics';
+/**
+ * What prefetch fetches at start-up: the route's pinned format, else Prometheus's Accept, which
+ * resolves to OpenMetrics.
+ */
+function startupTarget(route: Route, path: string): ScrapeTarget {
+  return route.format === undefined
+    ? { route, path, query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT }
+    : { route, path, query: '', representation: route.format, accept: formatAccept(route.format) };
+}
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const NO_LEASE = '';
 /** Beyond the route's timeout, so that a lease outlives the fetch it guards. */

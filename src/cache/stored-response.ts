@@ -5,6 +5,7 @@
  */
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
+import { softTimes } from './freshness.js';
 import { admits, type Coding, type Representation } from './representation.js';
 import { RECORD_VERSION, type StoredRecord } from './stored-record.js';
 
@@ -87,6 +88,9 @@ export class StoredResponse implements StoredRecord {
   readonly revalidateUntil: number;
   readonly errorUntil: number;
   readonly deadAt: number;
+  /** Set by a soft invalidation in this process (SPEC 4 `soft`): see softTimes in freshness.ts. */
+  staleFrom: number | undefined;
+  softUntil: number | undefined;
   hits = 0;
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
@@ -135,6 +139,13 @@ export class StoredResponse implements StoredRecord {
     const head = [...this.headers, 'Content-Length', String(body.length), 'Vary', 'Accept, Accept-Encoding'];
     if (coding === 'gzip') head.push('Content-Encoding', 'gzip');
     return { body, head };
+  }
+
+  /** Soft invalidation at `at`: stale from then (or from an earlier one), servable while refetched. */
+  markStale(at: number, timeoutMs: number): void {
+    const soft = softTimes(this, at, timeoutMs);
+    this.staleFrom = soft.staleFrom;
+    this.softUntil = soft.softUntil;
   }
 
   /** Bytes held for this entry: every body made so far, headers and key. */
