@@ -16,6 +16,7 @@ import type { Representation } from './cache/representation.js';
 import { StoredResponse, type WireResponse } from './cache/stored-response.js';
 import type { Config } from './config/types.js';
 import { ProxyError, type ProxyErrorCode } from './errors.js';
+import { LastFetchRecorder, type LastFetch } from './last-fetch.js';
 import { selector, type Selection } from './server/admin-listener.js';
 
 interface WireTarget {
@@ -37,7 +38,7 @@ type ToWorker =
   | { t: 'failed'; id: number; code: ProxyErrorCode; message: string }
   | { t: 'invalidate'; selection: Selection }
   | { t: 'reload' }
-  | { t: 'ask'; id: number; what: 'metrics' | 'hits' }
+  | { t: 'ask'; id: number; what: 'metrics' | 'hits' | 'fetches' }
   | { t: 'shutdown' };
 
 export interface RunOptions {
@@ -68,7 +69,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
   };
 
   /** Asks every live worker; one that does not answer within 2 s counts as `none`. */
-  function askWorkers<T>(what: 'metrics' | 'hits', none: T): Promise<T[]> {
+  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T): Promise<T[]> {
     const asked = [...workers].filter((w) => w.isConnected()).map(
       (w) =>
         new Promise<T>((resolve) => {
@@ -88,10 +89,22 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     return Promise.all(asked);
   }
 
-  async function metricsText(): Promise<{ contentType: string; text: string }> {
+  async function aggregated() {
     const own = await app.metrics.registry.getMetricsAsJSON();
-    const registry = AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', []))]);
+    return AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', []))]);
+  }
+
+  async function metricsText(): Promise<{ contentType: string; text: string }> {
+    const registry = await aggregated();
     return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
+  /** The primary makes every fill; the workers make the pass-through fetches. */
+  async function lastFetches(): Promise<Map<string, LastFetch>> {
+    const merged = new LastFetchRecorder();
+    merged.merge(app.metrics.lastFetch.entries());
+    for (const fetches of await askWorkers<Array<[string, LastFetch]>>('fetches', [])) merged.merge(fetches);
+    return new Map(merged.entries());
   }
 
   /** Hits per key, summed over the workers: the primary itself serves none. */
@@ -110,7 +123,13 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     logLevelOverride,
     listeners: { scrape: false, admin: true },
     cacheOptions: { onStored: (entry) => broadcast({ t: 'stored', entry: entry.toWire() }) },
-    admin: { afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }), metricsText, cacheHits },
+    admin: {
+      afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }),
+      metricsText,
+      cacheHits,
+      metricsJson: async () => (await aggregated()).getMetricsAsJSON(),
+      lastFetches,
+    },
     afterReload: () => broadcast({ t: 'reload' }),
   });
 
@@ -246,6 +265,8 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
       case 'ask':
         if (message.what === 'metrics') {
           void app.metrics.registry.getMetricsAsJSON().then((value) => send({ t: 'answer', id: message.id, value }));
+        } else if (message.what === 'fetches') {
+          send({ t: 'answer', id: message.id, value: app.metrics.lastFetch.entries() });
         } else {
           send({ t: 'answer', id: message.id, value: [...app.cache.store.entries()].map((e) => [e.key, e.hits]) });
         }

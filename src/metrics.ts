@@ -4,6 +4,7 @@
  * Hot-path counters are bound per route once, so a hit does no label lookup.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { LastFetchRecorder } from './last-fetch.js';
 
 export type CacheOutcome = 'hit' | 'miss' | 'collapsed' | 'stale' | 'bypass';
 
@@ -29,6 +30,8 @@ export class Metrics {
   readonly invalidations: Counter;
   readonly reloadSuccessful: Gauge;
   readonly reloadTimestamp: Gauge;
+  /** The last fetch of each route, for the status page. */
+  readonly lastFetch = new LastFetchRecorder();
   private readonly byRoute = new Map<string, RouteCounters>();
   private routeNames: string[] = [];
 
@@ -133,9 +136,11 @@ export class Metrics {
     return counters;
   }
 
-  upstream(route: string, code: string, seconds: number): void {
+  /** One upstream fetch ended; error is our message or the upstream's non-200 body text. */
+  upstream(route: string, code: string, seconds: number, error?: string): void {
     this.upstreamRequests.labels(route, code).inc();
     this.upstreamDuration.labels(route).observe(seconds);
+    this.lastFetch.record(route, code, seconds, error);
   }
 
   reloaded(ok: boolean, now = Date.now()): void {

@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
+import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { Dispatchers, fetchUpstream, PROMETHEUS_ACCEPT, upstreamTarget, type UpstreamResponse } from '../upstream/fetch-upstream.js';
 import { canServeOnError, canServeWhileRevalidating, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
@@ -323,12 +324,13 @@ export class ScrapeCache {
       res = await fetchUpstream(route, this.dispatchers.for(route), url, target.accept);
     } catch (e) {
       const err = e as ProxyError;
-      this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000);
+      this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000, err.message);
       this.log.warn({ ...logFields, err: { code: err.code, message: err.message, cause: causeOf(err) } }, 'upstream fetch failed');
       this.recordFailure(target, previous, err.status);
       throw err;
     }
-    this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000);
+    const errorText = res.status === 200 ? undefined : upstreamErrorText(res.body, res.headers['content-encoding']);
+    this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000, errorText);
     const coding = codingOf(res.headers['content-encoding']);
     const storable = res.status === 200 && res.headers['set-cookie'] === undefined && coding !== undefined;
     const entry = new StoredResponse({
