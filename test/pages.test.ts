@@ -98,7 +98,7 @@ test('the status page shows a query, an Accept header and an upstream error with
   assert.ok(page.includes('&lt;img src=x onerror=alert(1)&gt; collector failed'), 'the upstream error shows as text');
   assert.ok(page.includes('value="&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;"'), 'the filter shows as text in its field');
   // The only script is the page's own file.
-  assert.deepEqual(page.match(/<script[^>]*>/g), ['<script src="/static/status-page.js" defer>']);
+  assert.deepEqual(page.match(/<script[^>]*>/g), ['<script type="module" src="/static/status-page.js">']);
 });
 
 test('the status page lists each route with its upstream, windows, last fetch, outcomes, hit ratio and fetches saved', () => {
@@ -193,8 +193,9 @@ test('the landing page loads nothing: its only style is inline and allowed by it
   const style = /<style>([\s\S]*?)<\/style>/.exec(page)![1]!;
   assert.equal(style, STYLESHEET);
   const hash = createHash('sha256').update(style).digest('base64');
-  assert.equal(LANDING_CSP, `default-src 'none'; style-src 'sha256-${hash}'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'`);
-  assert.ok(!/<script|<link|src=/.test(page));
+  assert.equal(LANDING_CSP, `default-src 'none'; style-src 'sha256-${hash}'; img-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'`);
+  assert.ok(!/<script|<link rel="stylesheet"|src=/.test(page));
+  assert.ok(!/(src|href)="(https?:)?\/\//.test(page), 'nothing from another host');
 });
 
 function fakeRequest(host: string | undefined, remote: string, local = '127.0.0.1'): IncomingMessage {

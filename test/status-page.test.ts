@@ -257,7 +257,7 @@ test('GET / on the scrape listener is the landing page: routes with links, and t
   const s = await setup();
   const res = await get(`${s.proxy.url}/`);
   assert.equal(res.status, 200);
-  assert.match(String(res.headers['content-security-policy']), /^default-src 'none'; style-src 'sha256-[A-Za-z0-9+/=]+'; form-action 'none'/);
+  assert.match(String(res.headers['content-security-policy']), /^default-src 'none'; style-src 'sha256-[A-Za-z0-9+/=]+'; img-src data:; form-action 'none'/);
   const page = res.body.toString();
   assert.match(page, /<a href="\/node\/metrics"><code>\/node\/metrics<\/code><\/a>/);
   assert.match(page, /<code>\/pages\/<\/code>…/);

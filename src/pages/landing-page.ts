@@ -10,7 +10,7 @@ import { VERSION } from '../version.js';
 import { cspHash, html, Html, pageHeaders } from './html.js';
 import { STYLESHEET } from './style.js';
 
-export const LANDING_CSP = `default-src 'none'; style-src ${cspHash(STYLESHEET)}; form-action 'none'; base-uri 'none'; frame-ancestors 'none'`;
+export const LANDING_CSP = `default-src 'none'; style-src ${cspHash(STYLESHEET)}; img-src data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'`;
 
 export interface LandingView {
   version: string;
@@ -30,6 +30,7 @@ export function renderLandingPage(view: LandingView): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>scrapecache</title>
+<link rel="icon" href="data:,">
 <style>${new Html(STYLESHEET)}</style>
 </head>
 <body>

@@ -9,9 +9,12 @@ import { type EntryRow, type RouteStatus, type SortKey, type StatusModel } from 
 export const STYLE_PATH = '/static/scrapecache.css';
 export const SCRIPT_PATH = '/static/status-page.js';
 
-/** Nothing but this listener's own script, stylesheet and API; no frames, no plugins, no base. */
+/**
+ * Nothing but this listener's own script, stylesheet and API; no frames, no plugins, no base.
+ * data: images only for the empty icon, which spares a /favicon.ico request.
+ */
 export const STATUS_CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 export interface Note {
   ok: boolean;
@@ -34,8 +37,9 @@ function shell(title: string, view: PageView, state: 'ok' | 'token', content: Ht
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>${title}</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="${STYLE_PATH}">
-<script src="${SCRIPT_PATH}" defer></script>
+<script type="module" src="${SCRIPT_PATH}"></script>
 </head>
 <body data-page="status" data-state="${state}" data-token-required="${view.tokenRequired ? 'yes' : 'no'}">
 <a class="skip" href="#entries">Skip to the entries</a>
@@ -186,7 +190,7 @@ function entryRow(e: EntryRow, view: PageView): Html {
   const k = `entry/${entryKey(e)}`;
   const label = `entry ${e.path}${e.query === '' ? '' : `?${readableQuery(e.query)}`} (all representations)`;
   return html`<tr data-row="${entryKey(e)}">
-<td>${e.route}</td><td><code>${e.path}</code></td><td><code>${e.query === '' ? html`<span class="muted">none</span>` : readableQuery(e.query)}</code></td><td>${e.representation}</td>
+<td>${e.route}</td><td class="path"><code>${e.path}</code></td><td class="query"><code>${e.query === '' ? html`<span class="muted">none</span>` : readableQuery(e.query)}</code></td><td>${e.representation}</td>
 <td class="num">${live(`${k}/bytes`, formatBytes(e.bytes))}</td>
 <td class="num">${live(`${k}/age`, formatAge(e.age_seconds))}</td>
 <td class="num">${live(`${k}/ttl`, e.fresh ? formatAge(e.ttl_seconds) : `stale ${formatAge(-e.ttl_seconds)}`, e.fresh ? 'good' : 'warn')}</td>

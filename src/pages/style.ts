@@ -48,7 +48,10 @@ input[type=search], input[type=password] { padding: 0.4rem 0.6rem; border: 1px s
 table { border-collapse: collapse; width: 100%; font-size: 0.95rem; }
 th, td { text-align: left; padding: 0.4rem 0.6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--card); white-space: nowrap; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.path code { overflow-wrap: normal; white-space: nowrap; }
+td.query { min-width: 14rem; }
+td form.actions { flex-wrap: nowrap; margin: 0; }
 tbody tr:last-child td { border-bottom: 0; }
 ul.routes { padding-left: 1.2rem; }
 ul.routes li { margin: 0.4rem 0; }

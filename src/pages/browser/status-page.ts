@@ -4,7 +4,7 @@
  * The status page's script, served as /static/status-page.js. The page works without it; with
  * it, the numbers refresh in place, buttons answer without leaving the page, and the admin
  * token lives in sessionStorage and travels in an Authorization header, never in a URL.
- * A classic script (no import/export): everything stays inside this block.
+ * Loaded as a module script (the compiled file ends in `export {}`); it imports nothing.
  */
 {
   const TOKEN_KEY = 'scrapecache.adminToken';
