@@ -38,7 +38,7 @@ dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .stats .label { color: var(--muted); font-size: 0.85rem; }
 form.actions { display: flex; flex-wrap: wrap; gap: 0.5rem; margin: 0.5rem 0 0; }
 button, input[type=search], input[type=password] { font: inherit; min-height: 2.75rem; border-radius: 6px; }
-button { padding: 0.4rem 0.9rem; border: 1px solid var(--line); background: var(--bg); color: var(--fg); cursor: pointer; }
+button { white-space: nowrap; padding: 0.4rem 0.9rem; border: 1px solid var(--line); background: var(--bg); color: var(--fg); cursor: pointer; }
 button:hover { border-color: var(--accent); }
 button.danger { color: var(--bad); }
 table button { min-height: 2.25rem; padding: 0.2rem 0.6rem; font-size: 0.9rem; }
