@@ -2,10 +2,10 @@
 /** Command line (SPEC 1): flags, start, signals; nothing else. */
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
+import { buildInfo } from './build-info.js';
 import { isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { createLogger, type LogLevel } from './log.js';
-import { VERSION } from './version.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
@@ -51,7 +51,8 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (values.version) {
-    process.stdout.write(`scrapecache ${VERSION} (node ${process.version})\n`);
+    const build = buildInfo();
+    process.stdout.write(`scrapecache ${build.version} (revision ${build.revision}, node ${build.nodejsVersion})\n`);
     return;
   }
   const file = values['config.file'] ?? values.config ?? 'proxy.yaml';

@@ -106,7 +106,7 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 const entryRow = (page: Page, key: string) => page.locator(`tr[data-row="${key}"]`);
 const NODE_ENTRY = 'node /node/metrics? openmetrics';
 
-test('the status page shows routes and entries; refresh makes the exporter fetch again, invalidate removes the entry, in place', { skip }, async () => {
+test('the status page shows routes and entries; refresh and soft invalidate make the exporter fetch again, invalidate removes the entry, in place', { skip }, async () => {
   const s = await setup();
   await s.scrape('/node/metrics');
   await s.scrape('/node/metrics');
@@ -127,6 +127,11 @@ test('the status page shows routes and entries; refresh makes the exporter fetch
   await until('the refresh to reach the exporter', () => s.exporter.count === fetched + 1);
   await page.locator('#note', { hasText: 'Refresh every entry of route node: invalidated 1, refreshed 1.' }).waitFor();
   assert.equal(page.url(), url, 'the script answered in place, without navigating');
+
+  const beforeSoft = s.exporter.count;
+  await page.getByRole('button', { name: 'Soft invalidate every entry of route node: serve the old copy while one refetch runs' }).click();
+  await page.locator('#note', { hasText: 'Soft invalidate every entry of route node: invalidated 1, refetching 1.' }).waitFor();
+  await until('the soft invalidation\'s refetch to reach the exporter', () => s.exporter.count === beforeSoft + 1);
 
   await entryRow(page, NODE_ENTRY).getByRole('button', { name: 'Invalidate entry /node/metrics (all representations)', exact: true }).click();
   await entryRow(page, NODE_ENTRY).waitFor({ state: 'detached' });

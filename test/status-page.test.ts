@@ -128,6 +128,22 @@ test('a refresh form fetches the entry again at once, and the exporter sees one 
   assert.match(String((await s.scrape('/node/metrics')).headers['cache-status']), /^scrapecache; hit/);
 });
 
+test('a soft invalidate form keeps the old copy served while one refetch runs, and the page says so', async () => {
+  const s = await setup();
+  await s.scrape('/node/metrics');
+  const fetched = s.exporter.count;
+  const release = s.exporter.hold();
+  try {
+    const note = await noteAfter(s, await submit(s.proxy, '/invalidate?soft=true', { route: 'node' }));
+    assert.equal(note, 'Soft invalidate every entry of route node: invalidated 1, refetching 1.');
+    const during = await s.scrape('/node/metrics');
+    assert.match(String(during.headers['cache-status']), /^scrapecache; hit; fwd=stale/, 'the old copy, at once, while the exporter is held');
+    assert.equal(s.exporter.count, fetched + 1, 'one refetch');
+  } finally {
+    release();
+  }
+});
+
 test('a form naming an unknown route shows the API\'s 404 message on the page, not a crash', async () => {
   const s = await setup();
   await s.scrape('/node/metrics');

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Route } from '../config/types.js';
-import { VERSION } from '../version.js';
+import { buildInfo } from '../build-info.js';
 import { cspHash, html, Html, pageHeaders } from './html.js';
 import { STYLESHEET } from './style.js';
 
@@ -87,7 +87,7 @@ export function statusUrlFor(req: IncomingMessage, admin: AdminWhere | undefined
 }
 
 export function serveLandingPage(req: IncomingMessage, res: ServerResponse, routes: readonly Route[], admin: AdminWhere | undefined): void {
-  const body = renderLandingPage({ version: VERSION, routes, statusUrl: statusUrlFor(req, admin) });
+  const body = renderLandingPage({ version: buildInfo().version, routes, statusUrl: statusUrlFor(req, admin) });
   res.writeHead(200, pageHeaders(body, LANDING_CSP));
   res.end(req.method === 'HEAD' ? undefined : body);
 }

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Route } from '../config/types.js';
 import type { LastFetch } from '../last-fetch.js';
-import { VERSION } from '../version.js';
+import { buildInfo } from '../build-info.js';
 import { pageHeaders } from './html.js';
 import type { ResultNotes } from './result-notes.js';
 import { buildStatusModel, parseEntryView, type EntryRow, type MetricSample } from './status-model.js';
@@ -60,12 +60,12 @@ export async function serveStatusPage(req: IncomingMessage, res: ServerResponse,
   let body: string;
   if (!auth.ok) {
     status = 401;
-    body = renderTokenPage(VERSION, view, auth.refused);
+    body = renderTokenPage(buildInfo().version, view, auth.refused);
   } else {
     if (auth.formToken !== undefined) view.formToken = auth.formToken;
     const [entries, samples, fetches] = await Promise.all([source.entries(), source.samples(), source.lastFetches()]);
     const model = buildStatusModel({
-      version: VERSION,
+      version: buildInfo().version,
       configFile: source.configFile(),
       now: Date.now(),
       routes: source.routes(),

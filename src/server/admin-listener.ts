@@ -101,13 +101,16 @@ export interface Selection {
   path?: string;
   query?: string;
   refresh: boolean;
+  /** Mark stale and refetch instead of dropping (SPEC 4 `soft`). */
+  soft: boolean;
 }
 
-const SELECTION_KEYS = new Set(['route', 'path', 'query', 'refresh']);
+const SELECTION_KEYS = new Set(['route', 'path', 'query', 'refresh', 'soft']);
+const FLAGS = new Set(['refresh', 'soft']);
 
 function readSelection(input: PostInput, params: URLSearchParams): Selection {
   const fields: Record<string, unknown> = {};
-  for (const [k, v] of input.form ? [...params, ...input.form] : params) fields[k] = k === 'refresh' ? v === 'true' || v === '1' : v;
+  for (const [k, v] of input.form ? [...params, ...input.form] : params) fields[k] = FLAGS.has(k) ? v === 'true' || v === '1' : v;
   const body = input.body;
   if (body !== '' && !input.form) {
     let parsed: unknown;
@@ -122,14 +125,16 @@ function readSelection(input: PostInput, params: URLSearchParams): Selection {
     Object.assign(fields, parsed);
   }
   for (const key of Object.keys(fields)) {
-    if (!SELECTION_KEYS.has(key)) throw new HttpError(400, `unknown field "${key}" (expected route, path, query, refresh)`);
+    if (!SELECTION_KEYS.has(key)) throw new HttpError(400, `unknown field "${key}" (expected route, path, query, refresh, soft)`);
   }
   for (const key of ['route', 'path', 'query'] as const) {
     if (fields[key] !== undefined && typeof fields[key] !== 'string') throw new HttpError(400, `${key} must be a string`);
   }
-  if (fields['refresh'] !== undefined && typeof fields['refresh'] !== 'boolean') throw new HttpError(400, 'refresh must be true or false');
+  for (const flag of FLAGS) {
+    if (fields[flag] !== undefined && typeof fields[flag] !== 'boolean') throw new HttpError(400, `${flag} must be true or false`);
+  }
   if (fields['query'] !== undefined && fields['path'] === undefined) throw new HttpError(400, 'query needs a path');
-  const selection: Selection = { refresh: fields['refresh'] === true };
+  const selection: Selection = { refresh: fields['refresh'] === true, soft: fields['soft'] === true };
   if (fields['route'] !== undefined) selection.route = fields['route'] as string;
   if (fields['path'] !== undefined) selection.path = fields['path'] as string;
   if (fields['query'] !== undefined) selection.query = (fields['query'] as string).replace(/^\?/, '');
@@ -156,16 +161,10 @@ export function selector(selection: Selection, table: RouteTable): (entry: Entry
 }
 
 /** What a button did, in words, for the page it sends the browser back to. */
-function describeSelection(selection: Selection, soft: boolean): string {
-  const verb = soft ? 'Soft invalidate' : selection.refresh ? 'Refresh' : 'Invalidate';
+function describeSelection(selection: Selection): string {
+  const verb = selection.soft ? 'Soft invalidate' : selection.refresh ? 'Refresh' : 'Invalidate';
   if (selection.path !== undefined) return `${verb} entry ${selection.path}${selection.query ? `?${selection.query}` : ''}`;
   return selection.route !== undefined ? `${verb} every entry of route ${selection.route}` : `${verb} every entry`;
-}
-
-/** Issue 12's soft invalidation, from the action's query or the form. */
-function isSoft(input: PostInput, url: URL): boolean {
-  const soft = url.searchParams.get('soft') ?? input.form?.get('soft');
-  return soft === 'true' || soft === '1';
 }
 
 function describeAnswer(answer: Record<string, number>): string {
@@ -274,10 +273,18 @@ export function createAdminHandler(deps: AdminDeps) {
         const select = selector(selection, deps.table());
         // Workers drop their copies first, so a refresh the primary then stores reaches them after.
         deps.afterInvalidate?.(selection);
+        if (selection.soft) {
+          // Answers at once unless refresh asks to wait for the refetches.
+          const { invalidated, refetching, refreshed } = await cache.softInvalidate(select, selection.refresh);
+          log.info({ ...selection, invalidated, refetching, refreshed }, 'invalidated');
+          const answer: Record<string, number> = selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching };
+          if (input.fromPage) return backToPage(res, true, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
+          return json(res, 200, answer);
+        }
         const { invalidated, refreshed } = await cache.invalidate(select, selection.refresh);
         log.info({ ...selection, invalidated, refreshed }, 'invalidated');
         const answer: Record<string, number> = selection.refresh ? { invalidated, refreshed } : { invalidated };
-        if (input.fromPage) return backToPage(res, true, `${describeSelection(selection, isSoft(input, url))}: ${describeAnswer(answer)}.`);
+        if (input.fromPage) return backToPage(res, true, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
         return json(res, 200, answer);
       }
       case '/cache': {
