@@ -192,6 +192,13 @@ test('admin POSTs from another site are refused with 403 and change nothing; cur
   const same = await get(`${s.proxy.adminUrl}/invalidate`, { 'content-type': 'application/json', origin: `http://${host}` }, { method: 'POST', body: '{"route":"node"}' });
   assert.equal(same.status, 200);
   assert.equal((await post(`${s.proxy.adminUrl}/invalidate`, { route: 'probe' })).status, 200);
+  // The page script's own header, which no other origin can send without a preflight this
+  // listener never grants: behind a proxy that rewrites Host, Origin no longer matches.
+  await s.scrape('/node/metrics');
+  const fromScript = await get(`${s.proxy.adminUrl}/invalidate`, { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://admin.example', 'x-scrapecache-page': '1' }, { method: 'POST', body: 'route=node' });
+  assert.equal(fromScript.status, 200);
+  const preflight = await get(`${s.proxy.adminUrl}/invalidate`, { origin: 'http://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-scrapecache-page' }, { method: 'OPTIONS' });
+  assert.ok(!Object.keys(preflight.headers).some((h) => h.startsWith('access-control-')), 'no CORS preflight is ever granted');
 });
 
 test('curl -d with a JSON body (sent as a form content type) and plain form bodies from scripts still get JSON', async () => {

@@ -13,6 +13,9 @@ import type { IncomingMessage } from 'node:http';
 export const PAGE_HEADER = 'x-scrapecache-page';
 
 export function isCrossSite(req: IncomingMessage): boolean {
+  // Only this origin's script can have sent it (a reverse proxy that rewrites Host breaks the
+  // Origin comparison below, not this).
+  if (req.headers[PAGE_HEADER] !== undefined) return false;
   const site = req.headers['sec-fetch-site'];
   // same-site is not enough: another port of this host (the scrape listener's pass-through
   // routes serve exporters' own pages) is another origin.
