@@ -40,7 +40,7 @@ function runDemo(env: Record<string, string>): Promise<{ child: ChildProcess; ou
 
 test('npm run demo builds the product, then runs the demo program with the shipped flags', () => {
   const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { scripts: Record<string, string> };
-  assert.equal(pkg.scripts['demo'], 'tsc -p tsconfig.src.json && node --max-semi-space-size=4 dist/src/demo/demo.js');
+  assert.equal(pkg.scripts['demo'], 'tsc -p tsconfig.src.json && node scripts/write-build-info.mjs && node --max-semi-space-size=4 dist/src/demo/demo.js');
   assert.match(readFileSync(new URL('demo/proxy.yaml', root), 'utf8'), /upstream: http:\/\/\$\{SCRAPECACHE_DEMO_EXPORTER\}\/metrics/);
 });
 
