@@ -90,7 +90,7 @@ function actionForm(fields: Record<string, string>, label: string, view: PageVie
 ${Object.entries(fields).map(([k, v]) => hidden(k, v))}${view.formToken !== undefined ? hidden('token', view.formToken) : ''}
 <button type="submit" class="danger" aria-label="${`Invalidate ${label}`}">Invalidate</button>
 <button type="submit" formaction="/invalidate?soft=true" aria-label="${`Soft invalidate ${label}: serve the old copy while one refetch runs`}">Soft invalidate</button>
-${canRefresh ? html`<button type="submit" formaction="/invalidate?refresh=true" aria-label="${`Refresh ${label}: fetch again now`}">Refresh</button>` : ''}
+${canRefresh ? html`<button type="submit" formaction="/invalidate?refresh=true" aria-label="${`Refresh ${label}: fetch again now${fields['path'] === undefined ? ' (entries with a query on their next scrape)' : ''}`}">Refresh</button>` : ''}
 </form>`;
 }
 
