@@ -14,7 +14,7 @@ import { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { serveLandingPage, type AdminWhere } from '../pages/landing-page.js';
 import type { PassThrough } from '../upstream/pass-through.js';
-import { writeText, writeVariant } from './respond.js';
+import { writeHit, writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
@@ -100,7 +100,8 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       if (lookup.stored) cache.resized(entry);
     }
     const now = Date.now();
-    writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
+    if (lookup.cache === 'hit') writeHit(res, entry.status, variant, ageSeconds(entry, now), ttlSeconds(entry, now), req.method === 'HEAD');
+    else writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, route: Route, err: unknown): void {
