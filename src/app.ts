@@ -40,7 +40,7 @@ export interface AppOptions {
     secondLevel?: boolean;
   };
   /** Cluster hooks for the admin listener: reach the workers too. */
-  admin?: Pick<AdminDeps, 'metricsText' | 'cacheHits'>;
+  admin?: Pick<AdminDeps, 'metricsText' | 'cacheHits' | 'metricsJson' | 'lastFetches'>;
   /** Called after a successful reload (the primary tells its workers). */
   afterReload?: () => void;
   /** Client timeouts; tests shorten them. */
@@ -182,11 +182,14 @@ export async function startApp(options: AppOptions): Promise<App> {
   await preparePassThrough(config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
 
+  /** The last reload's error while it stands, for the status page. */
+  let reloadError: string | undefined;
   async function reload(): Promise<string | undefined> {
     let next: Config;
     try {
       next = loadConfig(configFile);
     } catch (err) {
+      reloadError = (err as Error).message;
       metrics.reloaded(false);
       log.error({ file: configFile, error: (err as Error).message }, 'config reload failed; the running config stays');
       return (err as Error).message;
@@ -223,6 +226,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     metrics.setRoutes(config.routes.map((r) => r.name));
     if (!options.logLevelOverride) log.level = config.log.level;
     metrics.reloaded(true);
+    reloadError = undefined;
     log.info({ routes: config.routes.map((r) => r.name), changedRoutes: [...changed], droppedEntries: dropped }, 'config reloaded');
     options.afterReload?.();
     return undefined;
@@ -232,7 +236,15 @@ export async function startApp(options: AppOptions): Promise<App> {
   // Node enforces the timeouts on this interval (default 30 s): check often enough that they hold.
   const serverOptions = { connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs / 2) };
   const scrapeServer = hardened(
-    createServer(serverOptions, guard(createScrapeHandler({ table: () => table, cache, passThrough: () => passThrough, metrics, log }), log)),
+    createServer(serverOptions, guard(createScrapeHandler({
+          table: () => table,
+          cache,
+          passThrough: () => passThrough,
+          metrics,
+          log,
+          // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
+          adminAddress: () => (adminAddress ? { host: config.admin.listen.host, port: adminAddress.port } : config.admin.listen),
+        }), log)),
     log,
     'scrape',
     limits,
@@ -248,6 +260,8 @@ export async function startApp(options: AppOptions): Promise<App> {
           cache,
           metrics,
           log,
+          configFile: () => configFile,
+          reloadError: () => reloadError,
           ...options.admin,
         }),
         log,

@@ -11,12 +11,13 @@ import { AggregatorRegistry } from 'prom-client';
 import { startApp, type App } from './app.js';
 import { encodeRecord } from './cache/stored-record.js';
 import { PrimaryLink } from './cluster/primary-link.js';
-import { hitsAnswer, metricsAnswer, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from './cluster/messages.js';
+import { fetchesAnswer, hitsAnswer, metricsAnswer, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from './cluster/messages.js';
 import { WorkersBus } from './cluster/workers-bus.js';
 import type { Config } from './config/types.js';
 import type { ProxyError } from './errors.js';
 
 type MetricsJson = object[];
+import { LastFetchRecorder, type LastFetch } from './last-fetch.js';
 
 export interface RunOptions {
   config: Config;
@@ -46,7 +47,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
   };
 
   /** Asks every live worker; one that does not answer within 2 s, or answers nonsense, counts as `none`. */
-  function askWorkers<T>(what: 'metrics' | 'hits', none: T, check: { safeParse(v: unknown): { success: boolean; data?: unknown } }): Promise<T[]> {
+  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T, check: { safeParse(v: unknown): { success: boolean; data?: unknown } }): Promise<T[]> {
     const asked = [...workers].filter((w) => w.isConnected()).map(
       (w) =>
         new Promise<T>((resolve) => {
@@ -68,10 +69,22 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     return Promise.all(asked);
   }
 
-  async function metricsText(): Promise<{ contentType: string; text: string }> {
+  async function aggregated() {
     const own = await app.metrics.registry.getMetricsAsJSON();
-    const registry = AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', [], metricsAnswer))]);
+    return AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', [], metricsAnswer))]);
+  }
+
+  async function metricsText(): Promise<{ contentType: string; text: string }> {
+    const registry = await aggregated();
     return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
+  /** The primary makes every fill; the workers make the pass-through fetches. */
+  async function lastFetches(): Promise<Map<string, LastFetch>> {
+    const merged = new LastFetchRecorder();
+    merged.merge(app.metrics.lastFetch.entries());
+    for (const fetches of await askWorkers<Array<[string, LastFetch]>>('fetches', [], fetchesAnswer)) merged.merge(fetches);
+    return new Map(merged.entries());
   }
 
   /** Hits per key, summed over the workers: the primary itself serves none. */
@@ -90,7 +103,12 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     logLevelOverride,
     listeners: { scrape: false, admin: true },
     cacheParts: { bus: new WorkersBus(() => workers) },
-    admin: { metricsText, cacheHits },
+    admin: {
+      metricsText,
+      cacheHits,
+      metricsJson: async () => (await aggregated()).getMetricsAsJSON(),
+      lastFetches,
+    },
     afterReload: () => broadcast({ t: 'reload' }),
   });
 
@@ -222,6 +240,8 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
       case 'ask':
         if (message.what === 'metrics') {
           void app.metrics.registry.getMetricsAsJSON().then((value) => send({ t: 'answer', id: message.id, value }));
+        } else if (message.what === 'fetches') {
+          send({ t: 'answer', id: message.id, value: app.metrics.lastFetch.entries() });
         } else {
           send({ t: 'answer', id: message.id, value: [...app.cache.entries()].map((e) => [e.key, e.hits]) });
         }

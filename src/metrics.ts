@@ -5,6 +5,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { buildInfo } from './build-info.js';
+import { LastFetchRecorder } from './last-fetch.js';
 
 export type CacheOutcome = 'hit' | 'miss' | 'collapsed' | 'stale' | 'bypass';
 
@@ -34,6 +35,8 @@ export class Metrics {
   readonly storeUp: Gauge<'store'>;
   /** Second-level operations by result: ok, or the error kind (enospc, erofs, corrupt, ...). */
   readonly storeOperations: Counter<'store' | 'operation' | 'result'>;
+  /** The last fetch of each route, for the status page. */
+  readonly lastFetch = new LastFetchRecorder();
   private readonly byRoute = new Map<string, RouteCounters>();
   private routeNames: string[] = [];
 
@@ -172,9 +175,11 @@ export class Metrics {
     return counters;
   }
 
-  upstream(route: string, code: string, seconds: number): void {
+  /** One upstream fetch ended; error is our message or the upstream's non-200 body text. */
+  upstream(route: string, code: string, seconds: number, error?: string): void {
     this.upstreamRequests.labels(route, code).inc();
     this.upstreamDuration.labels(route).observe(seconds);
+    this.lastFetch.record(route, code, seconds, error);
   }
 
   reloaded(ok: boolean, now = Date.now()): void {

@@ -106,6 +106,24 @@ test('GET /cache counts the hits the workers served', async () => {
   assert.equal(hits(after) - hits(before), 10);
 });
 
+test('the status page on the primary shows the scrapes and hits the workers served, as /metrics and /cache count them', async () => {
+  await burst(5);
+  const metrics = (await get(`${adminUrl}/metrics`)).body.toString();
+  const scrapes = [...metrics.matchAll(/^scrapecache_requests_total\{route="node",cache="\w+"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  const cached = JSON.parse((await get(`${adminUrl}/cache`)).body.toString()) as Array<{ route: string; hits: number }>;
+  const page = (await get(`${adminUrl}/`)).body.toString();
+  assert.match(page, new RegExp(`data-live="route/node/total" class="big">${scrapes}<`));
+  assert.ok(scrapes > 100);
+  const hits = cached.find((e) => e.route === 'node')!.hits;
+  assert.ok(hits > 0);
+  assert.match(page, new RegExp(`data-live="entry/node /node/metrics\\? openmetrics/hits">${hits}<`));
+  assert.match(page, /data-live="route\/node\/fetch"><span class="badge good">HTTP 200<\/span>/, 'the primary made the fetches');
+  // The landing page comes from the workers.
+  const landing = await get(`${scrapeUrl}/`);
+  assert.equal(landing.status, 200);
+  assert.match(landing.body.toString(), /<a href="\/node\/metrics">/);
+});
+
 test('a soft invalidation reaches every worker: all serve the old copy while the primary refetches once, then the new copy', async () => {
   const versionOf = (r: { body: Buffer }) => Number(/fake_version\{[^}]*\} (\d+)/.exec(gunzipSync(r.body).toString())?.[1]);
   const [old] = await burst(1);

@@ -10,6 +10,7 @@
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
+import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
 import type { CacheEvent, EventBus } from './event-bus.js';

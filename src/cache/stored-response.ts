@@ -55,6 +55,8 @@ export interface Variant {
   body: Buffer;
   /** Flat header list for writeHead, less Age and Cache-Status which change per request. */
   head: string[];
+  /** The whole header block of a hit, kept while Age and ttl stay (they change once a second). */
+  hit?: { age: number; ttl: number; head: string[] };
 }
 
 /**

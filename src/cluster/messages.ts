@@ -60,7 +60,7 @@ const toWorker = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('filled'), id, stored: z.boolean(), via: z.enum(['joined', 'held']).optional(), record: bytes.optional() }),
   z.strictObject({ t: z.literal('failed'), id, code: z.enum(ERROR_CODES), message: z.string() }),
   z.strictObject({ t: z.literal('reload') }),
-  z.strictObject({ t: z.literal('ask'), id, what: z.enum(['metrics', 'hits']) }),
+  z.strictObject({ t: z.literal('ask'), id, what: z.enum(['metrics', 'hits', 'fetches']) }),
   z.strictObject({ t: z.literal('shutdown') }),
 ]);
 export type ToWorker = z.infer<typeof toWorker>;
@@ -78,6 +78,10 @@ export function parseToWorker(message: unknown): ToWorker | string {
 
 /** A hits answer: [key, hits] pairs. */
 export const hitsAnswer = z.array(z.tuple([z.string(), z.number().int().nonnegative()]));
+/** A last-fetches answer: [route, LastFetch] pairs (see last-fetch.ts). */
+export const fetchesAnswer = z.array(
+  z.tuple([z.string(), z.strictObject({ code: z.string(), seconds: z.number(), at: z.number(), error: z.string().optional() })]),
+);
 /** A metrics answer: prom-client's getMetricsAsJSON(). */
 export const metricsAnswer = z.array(z.looseObject({ name: z.string(), type: z.string(), values: z.array(z.unknown()) }));
 

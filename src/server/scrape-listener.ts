@@ -12,8 +12,9 @@ import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '..
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import { serveLandingPage, type AdminWhere } from '../pages/landing-page.js';
 import type { PassThrough } from '../upstream/pass-through.js';
-import { writeText, writeVariant } from './respond.js';
+import { writeHit, writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
@@ -26,6 +27,8 @@ export interface ScrapeListenerDeps {
   passThrough(): PassThrough | undefined;
   metrics: Metrics;
   log: Logger;
+  /** Where the admin listener is, for the landing page's link to the status page. */
+  adminAddress?: () => AdminWhere | undefined;
 }
 
 /** Time kept back from the client's scrape timeout so that our 504 arrives before it gives up. */
@@ -97,7 +100,8 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       if (lookup.stored) cache.resized(entry);
     }
     const now = Date.now();
-    writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
+    if (lookup.cache === 'hit') writeHit(res, entry.status, variant, ageSeconds(entry, now), ttlSeconds(entry, now), req.method === 'HEAD');
+    else writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, route: Route, err: unknown): void {
@@ -147,6 +151,8 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     const route = deps.table().match(path);
     if (route === undefined) {
+      // The landing page: `/` exactly (a route may still claim it above), GET or HEAD.
+      if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return serveLandingPage(req, res, deps.table().routes, deps.adminAddress?.());
       writeText(res, 404, 'no route for this path');
       return;
     }

@@ -9,6 +9,7 @@ import { storableHeaders } from '../cache/stored-response.js';
 import { RECORD_VERSION, recordTimes } from '../cache/stored-record.js';
 import type { Route } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
+import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { Dispatchers, fetchUpstream, upstreamTarget, type UpstreamResponse } from './fetch-upstream.js';
 
@@ -31,11 +32,12 @@ export class UpstreamFiller implements Filler {
       res = await fetchUpstream(route, this.dispatchers.for(route), url, target.accept);
     } catch (e) {
       const err = e as ProxyError;
-      this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000);
+      this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000, err.message);
       this.log.warn({ ...logFields, err: { code: err.code, message: err.message, cause: causeOf(err) } }, 'upstream fetch failed');
       throw err;
     }
-    this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000);
+    const errorText = res.status === 200 ? undefined : upstreamErrorText(res.body, res.headers['content-encoding']);
+    this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000, errorText);
     const coding = codingOf(res.headers['content-encoding']);
     const storable = res.status === 200 && res.headers['set-cookie'] === undefined && coding !== undefined;
     if (res.status === 200 && !storable) {
