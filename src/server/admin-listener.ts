@@ -141,7 +141,9 @@ export function createAdminHandler(deps: AdminDeps) {
         only('GET', 'HEAD');
         return deps.ready() ? writeText(res, 200, 'OK', {}, method === 'HEAD') : writeText(res, 503, 'not ready', {}, method === 'HEAD');
     }
-    if (!authorized(req.headers.authorization, deps.token())) {
+    // With basic auth on this listener (--web.config.file) Authorization carries that; the token comes in its own header.
+    const tokenHeader = req.headers['x-scrapecache-token'];
+    if (!authorized(typeof tokenHeader === 'string' ? `Bearer ${tokenHeader}` : req.headers.authorization, deps.token())) {
       res.writeHead(401, { 'WWW-Authenticate': 'Bearer', 'Content-Length': 0 });
       res.end();
       return;
