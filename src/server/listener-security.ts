@@ -26,7 +26,6 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 interface Valid {
   kind: 'valid';
   config: WebConfig;
-  limiter: RateLimiter | undefined;
   auth: BasicAuth | undefined;
 }
 type State = Valid | { kind: 'invalid'; reason: string };
@@ -75,7 +74,7 @@ export class ListenerSecurity {
     private bcrypt: Awaited<ReturnType<typeof loadBcrypt>> | undefined,
   ) {
     this.last = config;
-    this.state = this.valid(config, undefined);
+    this.state = this.valid(config);
     this.stamp = stampOf(config.files);
     this.watchFiles(config.files);
     this.poll = setInterval(() => this.refresh(this.state.kind === 'invalid'), options.pollMs ?? 2000).unref();
@@ -173,29 +172,35 @@ export class ListenerSecurity {
     if (next.tls) {
       for (const server of this.servers) setTls(server, next.tls);
     }
-    const previous = this.state.kind === 'valid' ? this.state : undefined;
     this.last = next;
     this.stamp = stampOf(next.files);
-    this.state = this.valid(next, previous);
+    this.state = this.valid(next);
     this.watchFiles(next.files);
     this.log.info({ file: next.file, tls: next.tls !== undefined, basicAuth: next.users.size > 0 }, 'web config reloaded');
   }
 
-  private valid(config: WebConfig, previous: Valid | undefined): Valid {
-    const r = config.rateLimit;
-    const old = previous?.config.rateLimit;
-    const limiter =
-      r === undefined ? undefined : previous?.limiter && old?.intervalMs === r.intervalMs && old.burst === r.burst ? previous.limiter : new RateLimiter(r.intervalMs, r.burst);
+  private valid(config: WebConfig): Valid {
     const auth = config.users.size > 0 ? new BasicAuth(this.bcrypt!, config.users, this.options.auth) : undefined;
-    return { kind: 'valid', config, limiter, auth };
+    return { kind: 'valid', config, auth };
   }
 
   private protect(handler: Handler, exempt: ((req: IncomingMessage) => boolean) | undefined): Handler {
+    // One bucket per listener: a flood of scrapes does not lock the operator out of the admin calls.
+    let limiter: RateLimiter | undefined;
+    let limiterFor: WebConfig['rateLimit'];
     return (req, res) => {
       const s = this.state;
       if (s.kind === 'invalid') return writeText(res, 500, 'Internal Server Error: the web config is invalid (see the log)');
       const free = exempt !== undefined && exempt(req);
-      if (s.limiter && !free && !s.limiter.allow()) return writeText(res, 429, 'Too Many Requests', { 'Retry-After': '1' });
+      const rate = s.config.rateLimit;
+      if (rate !== undefined && !free) {
+        if (rate !== limiterFor) {
+          const same = limiterFor?.intervalMs === rate.intervalMs && limiterFor.burst === rate.burst;
+          limiterFor = rate;
+          if (!same || !limiter) limiter = new RateLimiter(rate.intervalMs, rate.burst);
+        }
+        if (!limiter!.allow()) return writeText(res, 429, 'Too Many Requests', { 'Retry-After': '1' });
+      }
       const headers = s.config.headers;
       for (let i = 0; i < headers.length; i++) res.setHeader(headers[i]![0], headers[i]![1]);
       if (s.auth === undefined || free) return handler(req, res);
@@ -315,9 +320,12 @@ export function warnExposedCredentials(config: Config, web: WebConfig | undefine
   if (isLoopback(config.listen.host)) return;
   if (web && (web.tls !== undefined || web.users.size > 0)) return;
   for (const route of config.routes) {
+    // `headers:` may spell it Authorization: any case is the same header.
+    const authorization = Object.entries(route.headers).find(([name]) => name.toLowerCase() === 'authorization')?.[1] ?? '';
     const sends = [
-      route.headers['authorization']?.startsWith('Basic ') ? 'basic_auth' : undefined,
-      route.headers['authorization']?.startsWith('Bearer ') ? 'bearer_token_file' : undefined,
+      /^basic /i.test(authorization) ? 'basic_auth' : undefined,
+      /^bearer /i.test(authorization) ? 'bearer_token_file' : undefined,
+      authorization !== '' && !/^(basic|bearer) /i.test(authorization) ? 'authorization header' : undefined,
       route.tls?.cert ? 'tls client certificate' : undefined,
     ].filter((s) => s !== undefined);
     if (sends.length === 0) continue;
