@@ -7,9 +7,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
-import type { SecureVersion, TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { hash as bcryptHash } from '@node-rs/bcrypt';
 import pino from 'pino';
@@ -18,71 +16,16 @@ import { BasicAuth } from '../src/server/basic-auth.js';
 import { warnExposedCredentials } from '../src/server/listener-security.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { htpasswdHash, makePki, missingTools, type Pki } from './helpers/pki.js';
+import { askTls, refused, type Ask } from './helpers/tls-client.js';
 import { get, startProxy, type TestProxy } from './helpers/proxy.js';
 
 const skip = missingTools.length > 0 ? `needs ${missingTools.join(', ')}` : false;
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-  /** CN of the certificate the server presented. */
-  server: string;
-}
-
-interface Ask {
-  auth?: [string, string];
-  headers?: Record<string, string>;
-  client?: 'client' | 'client-intruder' | 'client-foreign';
-  maxVersion?: SecureVersion;
-}
 
 let pki: Pki;
 let exporter: FakeExporter;
 const proxies: TestProxy[] = [];
 let webCount = 0;
-
-/** One HTTPS request on a new connection, trusting the test CA. */
-function ask(port: number, path: string, options: Ask = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.auth) headers['authorization'] = `Basic ${Buffer.from(options.auth.join(':')).toString('base64')}`;
-    let server = '';
-    const req = httpsRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        headers,
-        agent: false,
-        ca: pki.read('ca.pem'),
-        ...(options.client ? { cert: pki.read(`${options.client}.pem`), key: pki.read(`${options.client}.key`) } : {}),
-        ...(options.maxVersion ? { maxVersion: options.maxVersion } : {}),
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, server }));
-        res.on('error', reject);
-      },
-    );
-    req.on('socket', (socket: TLSSocket) => socket.once('secureConnect', () => (server = String(socket.getPeerCertificate().subject?.CN))));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** Resolves to the error a refused request ends with. */
-async function refused(answer: Promise<Answer>): Promise<Error> {
-  try {
-    const a = await answer;
-    throw new assert.AssertionError({ message: `expected the connection to be refused, got ${a.status} ${a.body}` });
-  } catch (err) {
-    if (err instanceof assert.AssertionError) throw err;
-    return err as Error;
-  }
-}
+const ask = (port: number, path: string, options: Ask = {}) => askTls(pki, port, path, options);
 
 function writeWeb(text: string): string {
   const file = pki.path(`web-${++webCount}.yml`);
