@@ -6,7 +6,6 @@
  * and at most `concurrency` at once: a flood of wrong passwords waits its turn (or is told
  * 429 when too many wait) while hits keep flowing.
  */
-import { createHmac, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { LRUCache } from 'lru-cache';
 import { bcryptCost } from '../config/web-config.js';
@@ -49,8 +48,12 @@ const MAX_PASSWORD_BYTES = 72;
 export class BasicAuth {
   private readonly users: ReadonlyMap<string, string>;
   private readonly dummy: string;
-  /** HMAC of user and password under a key that never leaves this process: no password is kept. */
-  private readonly key = randomBytes(32);
+  /**
+   * Authorization headers, exactly as sent, that passed bcrypt in the last `cacheTtlMs`: a hit
+   * costs one Map lookup, no decoding or hashing. Like exporter-toolkit's cache, this keeps what
+   * the client sent (base64 of user:password) in memory for a while; a leaked heap dump of a
+   * process that receives passwords over the wire gives them away in any case.
+   */
   private readonly successes: LRUCache<string, true>;
   private readonly concurrency: number;
   private readonly maxWaiting: number;
@@ -77,6 +80,7 @@ export class BasicAuth {
     if (header === undefined) return 'denied';
     if (header.length > MAX_HEADER) return 'too_large';
     // RFC 9110 11.1: the scheme name is case-insensitive.
+    if (this.successes.has(header)) return 'ok';
     if (header.length < 6 || header.slice(0, 6).toLowerCase() !== 'basic ') return 'denied';
     const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
@@ -84,14 +88,12 @@ export class BasicAuth {
     const user = decoded.slice(0, colon);
     const password = decoded.slice(colon + 1);
     const hash = this.users.get(user);
-    const id = createHmac('sha256', this.key).update(user).update('\0').update(password).digest('base64');
-    if (hash !== undefined && this.successes.has(id)) return 'ok';
     if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return 'denied';
     return this.verify(password, hash ?? this.dummy).then(
       (ok): AuthResult => {
         if (ok === 'busy') return 'busy';
         if (!ok || hash === undefined) return 'denied';
-        this.successes.set(id, true);
+        this.successes.set(header, true);
         return 'ok';
       },
       () => 'denied',
