@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { measurePeers } from '../lib/measure.mjs';
+import { measureProfile } from './compare.mjs';
 import { logPoint } from '../lib/log.mjs';
 import { startReference } from '../peers/reference.mjs';
 import { startScrapecache } from '../peers/scrapecache.mjs';
@@ -45,17 +45,7 @@ export async function runSecurity(ctx, routes) {
         tmpDir: ctx.tmpDir, label: `scrapecache-${setup.id}`, routes, cpus: ctx.options.serverCpus,
         webConfig: setup.web, headers: setup.basicAuth ? { authorization } : {},
       }));
-      const points = await measurePeers(peers, {
-        path: ctx.fixture.path(profile.fixture),
-        gzip: profile.gzip,
-        expected: ctx.expected.get(profile.fixture),
-        connections: ctx.options.connections,
-        durationSec: ctx.options.duration,
-        warmupSec: ctx.options.warmup,
-        rounds: ctx.options.rounds,
-        loadTool: ctx.loadTool,
-        options: ctx.options,
-      });
+      const points = await measureProfile(ctx, peers, profile);
       for (const point of points) logPoint(setup.id, point);
       results.push({ profile: { id: setup.id, label: setup.label, goal: true }, points });
     } finally {
