@@ -1,8 +1,8 @@
 #!/usr/bin/env -S node --max-semi-space-size=4
 /** Command line (SPEC 1): flags, start, signals; nothing else. */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
+import { buildInfo } from './build-info.js';
 import { isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { loadWebConfig } from './config/web-config.js';
@@ -25,11 +25,6 @@ A caching reverse proxy for Prometheus exporters.
 
 Signals: SIGHUP reloads the config; SIGTERM and SIGINT shut down gracefully.
 `;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 function die(message: string): never {
   process.stderr.write(`scrapecache: ${message}\n`);
@@ -61,7 +56,8 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (values.version) {
-    process.stdout.write(`scrapecache ${version()} (node ${process.version})\n`);
+    const build = buildInfo();
+    process.stdout.write(`scrapecache ${build.version} (revision ${build.revision}, node ${build.nodejsVersion})\n`);
     return;
   }
   const file = values['config.file'] ?? values.config ?? 'proxy.yaml';

@@ -239,7 +239,10 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
       }
       case 'invalidate':
         try {
-          app.cache.drop(selector(message.selection, app.table()));
+          const select = selector(message.selection, app.table());
+          // Soft: keep serving the copy; the next scrape's fill joins the primary's refetch.
+          if (message.selection.soft) app.cache.markStale(select);
+          else app.cache.drop(select);
         } catch {
           // The primary already answered the caller; a selection this worker cannot match drops nothing.
         }

@@ -4,6 +4,7 @@
  * Hot-path counters are bound per route once, so a hit does no label lookup.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { buildInfo } from './build-info.js';
 
 export type CacheOutcome = 'hit' | 'miss' | 'collapsed' | 'stale' | 'bypass';
 
@@ -17,7 +18,7 @@ const OUTCOMES: readonly CacheOutcome[] = ['hit', 'miss', 'collapsed', 'stale', 
 
 export interface StoreView {
   /** Entries and bytes per route name. */
-  usageByRoute(): Map<string, { entries: number; bytes: number }>;
+  usageByRoute(): Map<string, { entries: number; bytes: number; oldestAgeSeconds: number | undefined }>;
 }
 
 export class Metrics {
@@ -107,6 +108,28 @@ export class Metrics {
         for (const name of routeNames()) this.set({ route: name }, usage.get(name)?.bytes ?? 0);
       },
     });
+    new Gauge({
+      name: 'scrapecache_cache_oldest_age_seconds',
+      help: 'Age of the oldest answer a route may still serve, by route; absent while it holds none. Well above the ttl: stale answers are covering for a failing upstream.',
+      labelNames: ['route'],
+      registers: gaugeRegisters,
+      collect() {
+        this.reset();
+        const usage = store.usageByRoute();
+        for (const name of routeNames()) {
+          const age = usage.get(name)?.oldestAgeSeconds;
+          if (age !== undefined) this.set({ route: name }, age);
+        }
+      },
+    });
+    const build = buildInfo();
+    new Gauge({
+      name: 'scrapecache_build_info',
+      help: 'Always 1; the labels say which build runs: version, git revision, Node.js version.',
+      labelNames: ['version', 'revision', 'nodejs_version'],
+      // Once per group: a cluster sums its processes' gauges.
+      registers: gaugeRegisters,
+    }).set({ version: build.version, revision: build.revision, nodejs_version: build.nodejsVersion }, 1);
     if (options.defaultMetrics !== false) {
       collectDefaultMetrics({ register: this.registry });
       // prom-client exports these totals as gauges, which promtool rejects ("non-counter metrics

@@ -403,6 +403,8 @@ describe('bad-config fixtures', () => {
     'bad-yaml-syntax': 'reports a YAML syntax error with its position',
     'bad-empty': 'rejects an empty file',
     'bad-prefetch-without-cache': 'rejects prefetch on a route with cache: false',
+    'bad-format': 'rejects a format other than text, openmetrics or protobuf, in defaults and in a route',
+    'bad-format-without-cache': 'rejects format on a route with cache: false, but lets such routes ignore defaults.format',
     'bad-basic-auth-password-and-file': 'rejects basic_auth with both password and password_file',
     'bad-password-file-missing': 'rejects a password_file that cannot be read, naming it',
     'bad-env-unset': 'names every unset environment variable at the column of its ${',

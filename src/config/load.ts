@@ -221,6 +221,7 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
     if (r.basic_auth && (r.basic_auth.password === undefined) === (r.basic_auth.password_file === undefined)) {
       report(at('basic_auth'), 'basic_auth needs exactly one of password and password_file');
     }
+    if (r.format !== undefined && !cache) report(at('format'), 'format needs a cached route (cache: false streams whatever the upstream sends)');
     if (r.query_keys && r.query_keys.length === 0) report(at('query_keys'), 'query_keys is empty: leave it out to admit any query');
 
     routes.push(buildRoute(r, raw, baseDir, (path, message) => report(at(...path), message)));
@@ -275,6 +276,8 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     if (r.tls.key_file) tls.key = readFile(['tls', 'key_file'], r.tls.key_file);
     if (r.tls.server_name) tls.serverName = r.tls.server_name;
   }
+  // A pass-through route streams what the upstream sends: a format from defaults does not apply.
+  const format = (r.cache ?? true) ? (r.format ?? raw.defaults.format) : undefined;
   const fingerprint = createHash('sha256')
     .update(
       JSON.stringify([
@@ -284,6 +287,7 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
         r.path ?? null,
         r.path_prefix ?? null,
         r.cache ?? true,
+        format ?? null,
       ]),
     )
     .digest('base64url');
@@ -305,6 +309,7 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
   if (r.path !== undefined) route.path = r.path;
   if (r.path_prefix !== undefined) route.pathPrefix = r.path_prefix;
   if (tls) route.tls = tls;
+  if (format !== undefined) route.format = format;
   if (route.timeoutMs <= 0) report(r.timeout !== undefined ? ['timeout'] : [], 'timeout must be more than 0');
   // Node's timers cannot wait longer (setTimeout would fire at once).
   if (route.timeoutMs > 2 ** 31 - 1) report(r.timeout !== undefined ? ['timeout'] : [], 'timeout must be at most 24d');

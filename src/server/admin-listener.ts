@@ -71,13 +71,16 @@ export interface Selection {
   path?: string;
   query?: string;
   refresh: boolean;
+  /** Mark stale and refetch instead of dropping (SPEC 4 `soft`). */
+  soft: boolean;
 }
 
-const SELECTION_KEYS = new Set(['route', 'path', 'query', 'refresh']);
+const SELECTION_KEYS = new Set(['route', 'path', 'query', 'refresh', 'soft']);
+const FLAGS = new Set(['refresh', 'soft']);
 
 async function readSelection(req: IncomingMessage, params: URLSearchParams): Promise<Selection> {
   const fields: Record<string, unknown> = {};
-  for (const [k, v] of params) fields[k] = k === 'refresh' ? v === 'true' || v === '1' : v;
+  for (const [k, v] of params) fields[k] = FLAGS.has(k) ? v === 'true' || v === '1' : v;
   const body = (await readBody(req)).trim();
   if (body !== '') {
     let parsed: unknown;
@@ -92,14 +95,16 @@ async function readSelection(req: IncomingMessage, params: URLSearchParams): Pro
     Object.assign(fields, parsed);
   }
   for (const key of Object.keys(fields)) {
-    if (!SELECTION_KEYS.has(key)) throw new HttpError(400, `unknown field "${key}" (expected route, path, query, refresh)`);
+    if (!SELECTION_KEYS.has(key)) throw new HttpError(400, `unknown field "${key}" (expected route, path, query, refresh, soft)`);
   }
   for (const key of ['route', 'path', 'query'] as const) {
     if (fields[key] !== undefined && typeof fields[key] !== 'string') throw new HttpError(400, `${key} must be a string`);
   }
-  if (fields['refresh'] !== undefined && typeof fields['refresh'] !== 'boolean') throw new HttpError(400, 'refresh must be true or false');
+  for (const flag of FLAGS) {
+    if (fields[flag] !== undefined && typeof fields[flag] !== 'boolean') throw new HttpError(400, `${flag} must be true or false`);
+  }
   if (fields['query'] !== undefined && fields['path'] === undefined) throw new HttpError(400, 'query needs a path');
-  const selection: Selection = { refresh: fields['refresh'] === true };
+  const selection: Selection = { refresh: fields['refresh'] === true, soft: fields['soft'] === true };
   if (fields['route'] !== undefined) selection.route = fields['route'] as string;
   if (fields['path'] !== undefined) selection.path = fields['path'] as string;
   if (fields['query'] !== undefined) selection.query = (fields['query'] as string).replace(/^\?/, '');
@@ -160,6 +165,12 @@ export function createAdminHandler(deps: AdminDeps) {
         const select = selector(selection, deps.table());
         // Workers drop their copies first, so a refresh the primary then stores reaches them after.
         deps.afterInvalidate?.(selection);
+        if (selection.soft) {
+          // Answers at once unless refresh asks to wait for the refetches.
+          const { invalidated, refetching, refreshed } = await cache.softInvalidate(select, selection.refresh);
+          log.info({ ...selection, invalidated, refetching, refreshed }, 'invalidated');
+          return json(res, 200, selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching });
+        }
         const { invalidated, refreshed } = await cache.invalidate(select, selection.refresh);
         log.info({ ...selection, invalidated, refreshed }, 'invalidated');
         return json(res, 200, selection.refresh ? { invalidated, refreshed } : { invalidated });

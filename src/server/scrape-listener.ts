@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import { chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
+import { admitsFormat, formatAccept } from '../cache/pinned-format.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -16,6 +17,7 @@ import { writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
+const VARY = { Vary: 'Accept' };
 
 export interface ScrapeListenerDeps {
   table(): RouteTable;
@@ -174,14 +176,32 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     const accept = req.headers.accept;
-    const target: ScrapeTarget = { route, path, query, representation: classifyAccept(accept), accept };
+    const format = route.format;
+    if (format !== undefined && !admitsFormat(accept, format)) {
+      writeText(res, 406, `route ${route.name} serves ${format} only (format: ${format}), which this client's Accept does not admit`, VARY, req.method === 'HEAD');
+      return;
+    }
+    const target: ScrapeTarget =
+      format === undefined
+        ? { route, path, query, representation: classifyAccept(accept), accept }
+        : { route, path, query, representation: format, accept: formatAccept(format) };
     try {
       let found = cache.lookup(target);
       if (found instanceof Promise) found = await waitForFill(req, found, target);
       // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
-      // `Accept: text/plain`): fetch for this exact Accept instead.
-      // (Not for error answers passed through: those are the upstream's answer to this request too.)
-      if (found.entry.status === 200 && found.cache !== 'miss' && !target.representation.startsWith('accept:') && !found.entry.admits(accept)) {
+      // `Accept: text/plain`): fetch for this exact Accept instead; on a pinned route, whose
+      // fills never used the client's Accept, refuse. (Not for error answers passed through:
+      // those are the upstream's answer to this request too.)
+      if (
+        found.entry.status === 200 &&
+        (format !== undefined || (found.cache !== 'miss' && !target.representation.startsWith('accept:'))) &&
+        !found.entry.admits(accept)
+      ) {
+        if (format !== undefined) {
+          const message = `route ${route.name}: the upstream answered ${found.entry.contentType} for format: ${format}, which this client's Accept does not admit`;
+          writeText(res, 406, message, VARY, req.method === 'HEAD');
+          return;
+        }
         const exactTarget = { ...target, representation: exactRepresentation(accept) };
         const exact = cache.lookup(exactTarget);
         found = exact instanceof Promise ? await waitForFill(req, exact, exactTarget) : exact;

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { startFakeExporter, type FakeExporter } from '../helpers/fake-exporter.js';
 import { htpasswdHash, makePki, missingTools, type Pki } from '../helpers/pki.js';
 import { askTls } from '../helpers/tls-client.js';
-import { canRead, Child, freePort, isExecutable, waitFor } from './children.js';
+import { canRead, Child, freePort, isExecutable, waitFor } from '../helpers/processes.js';
 
 const prometheus = process.env.SCRAPECACHE_E2E_PROMETHEUS ?? '/usr/bin/prometheus';
 const cliPath = process.env.SCRAPECACHE_E2E_CLI ?? fileURLToPath(new URL('../../src/cli.js', import.meta.url));

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { canRead, Child, freePort, isExecutable, waitFor } from './children.js';
+import { answers200, canRead, Child, freePort, get, isExecutable, sumSamples, waitFor } from '../helpers/processes.js';
 
 const binaries = {
   prometheus: process.env.SCRAPECACHE_E2E_PROMETHEUS ?? '/usr/bin/prometheus',
@@ -42,31 +42,6 @@ function startChild(name: string, command: string, args: string[], env?: NodeJS.
   const child = new Child(name, command, args, env);
   children.push(child);
   return child;
-}
-
-async function get(url: string, init: RequestInit = {}): Promise<{ status: number; body: string }> {
-  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
-  return { status: res.status, body: await res.text() };
-}
-
-async function answers200(url: string): Promise<true | undefined> {
-  return (await get(url)).status === 200 ? true : undefined;
-}
-
-/** Sum of every sample of `name` in a text exposition whose labels include all of `labels`. */
-function sumSamples(exposition: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  let seen = false;
-  for (const line of exposition.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const labelText = match[2] ?? '';
-    if (!Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) continue;
-    sum += Number(match[3]);
-    seen = true;
-  }
-  return seen ? sum : Number.NaN;
 }
 
 interface Target {

@@ -1,4 +1,8 @@
-/** Real processes for the end-to-end tests: started, watched, waited for, stopped. */
+/**
+ * Helpers for end-to-end tests that run real programs (Prometheus, vmagent, exporters, the
+ * built CLI): child processes whose output is kept for failure messages, free loopback ports,
+ * bounded polling, and small HTTP and exposition readers.
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
@@ -85,7 +89,6 @@ export class Child {
   }
 }
 
-
 export async function freePort(): Promise<number> {
   const server = createNetServer();
   await new Promise<void>((resolve, reject) => {
@@ -127,3 +130,27 @@ export async function waitFor<T>(
   }
 }
 
+export async function get(url: string, init: RequestInit = {}): Promise<{ status: number; body: string }> {
+  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
+  return { status: res.status, body: await res.text() };
+}
+
+export async function answers200(url: string): Promise<true | undefined> {
+  return (await get(url)).status === 200 ? true : undefined;
+}
+
+/** Sum of every sample of `name` in a text exposition whose labels include all of `labels`. */
+export function sumSamples(exposition: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  let seen = false;
+  for (const line of exposition.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const labelText = match[2] ?? '';
+    if (!Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`))) continue;
+    sum += Number(match[3]);
+    seen = true;
+  }
+  return seen ? sum : Number.NaN;
+}
