@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, renameSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { hash as bcryptHash } from '@node-rs/bcrypt';
 import pino from 'pino';
@@ -77,6 +78,25 @@ describe('listener security', { skip }, () => {
     assert.equal((await ask(p.admin, '/cache')).status, 200);
     const old = await refused(ask(p.scrape, '/metrics', { maxVersion: 'TLSv1.1' }));
     assert.match(old.message, /version|protocol|alert/i);
+  });
+
+  test('cipher_suites, curve_preferences and max_version decide the handshake a client gets', async () => {
+    const p = await start(`${TLS}  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n  curve_preferences: [CurveP384]\n`);
+    const handshake = () =>
+      new Promise<{ cipher: string; curve: string | undefined; version: string | null }>((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: p.scrape, ca: pki.read('ca.pem') }, () => {
+          resolve({ cipher: socket.getCipher().name, curve: (socket.getEphemeralKeyInfo() as { name?: string } | null)?.name, version: socket.getProtocol() });
+          socket.end();
+        });
+        socket.on('error', reject);
+      });
+    assert.deepEqual(await handshake(), { cipher: 'ECDHE-ECDSA-AES256-GCM-SHA384', curve: 'secp384r1', version: 'TLSv1.2' });
+  });
+
+  test('RequestClientCert asks for a certificate but admits clients with any or none', async () => {
+    const p = await start(`${TLS}  client_auth_type: RequestClientCert\n`);
+    assert.equal((await ask(p.scrape, '/metrics')).status, 200);
+    assert.equal((await ask(p.scrape, '/metrics', { client: 'client-foreign' })).status, 200);
   });
 
   test('plain HTTP to a TLS port gets 400 in plain HTTP, as Go servers answer', async () => {

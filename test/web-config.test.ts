@@ -70,6 +70,11 @@ describe('web config', { skip }, () => {
       write('web.yml', `tls_server_config:\n  cert: |\n${indent(pki.read('server.pem'))}\n  key: |\n${indent(pki.read('server.key'))}\n`),
     );
     assert.equal(config.tls!.options.cert!.toString().trim(), pki.read('server.pem').trim());
+    const withCa = loadWebConfig(
+      write('web.yml', `${TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca: |\n${indent(pki.read('ca.pem'))}\n`),
+    );
+    assert.equal(withCa.tls!.options.ca!.toString().trim(), pki.read('ca.pem').trim());
+    assert.deepEqual(problems(`${TLS}  cert: x\n`), ['2:14: set cert or cert_file, not both']);
   });
 
   test('every Go cipher suite name maps to one OpenSSL accepts; TLS 1.3 suites stay as Go keeps them', () => {
