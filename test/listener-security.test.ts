@@ -14,7 +14,7 @@ import { hash as bcryptHash } from '@node-rs/bcrypt';
 import pino from 'pino';
 import { parseConfig } from '../src/config/load.js';
 import { BasicAuth } from '../src/server/basic-auth.js';
-import { warnExposedCredentials } from '../src/server/listener-security.js';
+import { warnExposedCredentials } from '../src/server/exposed-credentials.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { htpasswdHash, makePki, missingTools, type Pki } from './helpers/pki.js';
 import { askTls, refused, type Ask } from './helpers/tls-client.js';
