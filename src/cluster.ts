@@ -46,6 +46,8 @@ export interface RunOptions {
   file: string;
   log: Logger;
   logLevelOverride: boolean;
+  /** --web.config.file: every process that listens reads and watches it. */
+  webConfigFile?: string;
 }
 
 export interface Running {
@@ -55,7 +57,7 @@ export interface Running {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+export async function runPrimary({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -121,6 +123,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     log,
     configFile: file,
     logLevelOverride,
+    ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: false, admin: true },
     cacheOptions: { onStored: (entry) => broadcast({ t: 'stored', entry: entry.toWire() }) },
     admin: {
@@ -209,7 +212,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
 }
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
-export async function runWorker({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+export async function runWorker({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
   let nextId = 0;
   const pending = new Map<number, { resolve: (r: FillResult) => void; reject: (e: ProxyError) => void }>();
   const send = (m: ToPrimary) => process.send?.(m);
@@ -231,6 +234,7 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
     log,
     configFile: file,
     logLevelOverride,
+    ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: true, admin: false },
     cacheOptions: { remoteFill },
   });
