@@ -15,6 +15,8 @@ import { loadConfig } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
 import { Metrics } from './metrics.js';
 import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
+import { warnExposedCredentials } from './server/exposed-credentials.js';
+import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from './server/listener-security.js';
 import { RouteTable } from './server/route-table.js';
 import { createScrapeHandler } from './server/scrape-listener.js';
 import type { PassThrough } from './upstream/pass-through.js';
@@ -44,6 +46,9 @@ export interface AppOptions {
   afterReload?: () => void;
   /** Client timeouts; tests shorten them. */
   limits?: ClientLimits;
+  /** --web.config.file: TLS, basic auth, headers and rate limit for both listeners (SPEC 3.6). */
+  webConfigFile?: string;
+  webSecurity?: ListenerSecurityOptions;
 }
 
 export interface App {
@@ -121,6 +126,8 @@ function guard(handler: (req: IncomingMessage, res: ServerResponse) => Promise<v
 
 export async function startApp(options: AppOptions): Promise<App> {
   const { log } = options;
+  // First: a web config error stops the start before anything else is running.
+  const security = options.webConfigFile ? await ListenerSecurity.open(options.webConfigFile, log, options.webSecurity) : undefined;
   let config = options.config;
   let table = new RouteTable(config.routes);
   let ready = false;
@@ -222,8 +229,10 @@ export async function startApp(options: AppOptions): Promise<App> {
   const limits = options.limits ?? CLIENT_LIMITS;
   // Node enforces the timeouts on this interval (default 30 s): check often enough that they hold.
   const serverOptions = { connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs / 2) };
+  const serve = (handler: (req: IncomingMessage, res: ServerResponse) => void, exempt?: (req: IncomingMessage) => boolean): Server =>
+    security ? security.createServer(serverOptions, handler, { handshakeTimeoutMs: limits.headersTimeoutMs, ...(exempt ? { exempt } : {}) }) : createServer(serverOptions, handler);
   const scrapeServer = hardened(
-    createServer(serverOptions, guard(createScrapeHandler({
+    serve(guard(createScrapeHandler({
           table: () => table,
           cache,
           passThrough: () => passThrough,
@@ -237,7 +246,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     limits,
   );
   const adminServer = hardened(
-    createServer(serverOptions, 
+    serve(
       guard(
         createAdminHandler({
           token: () => config.admin.token,
@@ -253,6 +262,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         }),
         log,
       ),
+      isHealthCheck,
     ),
     log,
     'admin',
@@ -268,6 +278,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   } catch (err) {
     scrapeServer.close();
     adminServer.close();
+    security?.close();
     passThrough?.close();
     await cache.close();
     throw err;
@@ -275,6 +286,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   cache.setRoutes(config.routes);
   metrics.reloaded(true);
   ready = true;
+  if (run.admin) warnExposedCredentials(config, security?.config(), log);
   const where = (a: AddressInfo | undefined) => (a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : undefined);
   log.info(
     {
@@ -305,6 +317,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       await Promise.race([Promise.all([closed, cache.drain()]), grace]);
       scrapeServer.closeAllConnections();
       adminServer.closeAllConnections();
+      security?.close();
       passThrough?.close();
       await cache.close();
     },

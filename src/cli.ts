@@ -5,16 +5,20 @@ import { startApp } from './app.js';
 import { buildInfo } from './build-info.js';
 import { isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
+import { loadWebConfig } from './config/web-config.js';
 import { createLogger, type LogLevel } from './log.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
-const HELP = `Usage: scrapecache [--config.file FILE] [--check-config] [--log.level LEVEL]
+const HELP = `Usage: scrapecache [--config.file FILE] [--web.config.file FILE] [--check-config] [--log.level LEVEL]
 
 A caching reverse proxy for Prometheus exporters.
 
   --config.file FILE   config file (default ./proxy.yaml); aliases --config, -c
-  --check-config       validate the config, print every problem, exit 0 or 1
+  --web.config.file FILE
+                       TLS, basic auth, headers and rate limit for both listeners
+                       (exporter-toolkit's web configuration format)
+  --check-config       validate the config (and the web config), print every problem, exit 0 or 1
   --log.level LEVEL    trace | debug | info | warn | error (overrides log.level)
   --version            print the version
   --help               print this help
@@ -36,6 +40,7 @@ async function main(argv: string[]): Promise<void> {
         'config.file': { type: 'string' },
         config: { type: 'string', short: 'c' },
         'check-config': { type: 'boolean' },
+        'web.config.file': { type: 'string' },
         'log.level': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -59,9 +64,11 @@ async function main(argv: string[]): Promise<void> {
   const levelFlag = values['log.level'];
   if (levelFlag !== undefined && !LEVELS.includes(levelFlag)) die(`--log.level must be one of ${LEVELS.join(', ')}`);
 
+  const webFile = values['web.config.file'];
   let config;
   try {
     config = loadConfig(file);
+    if (webFile !== undefined) loadWebConfig(webFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     if (values['check-config']) {
@@ -74,14 +81,15 @@ async function main(argv: string[]): Promise<void> {
   }
   if (values['check-config']) {
     process.stdout.write(`${file}: OK (${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`);
+    if (webFile !== undefined) process.stdout.write(`${webFile}: OK\n`);
     return;
   }
 
   const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
-  const options: RunOptions = { config, file, log, logLevelOverride: levelFlag !== undefined };
+  const options: RunOptions = { config, file, log, logLevelOverride: levelFlag !== undefined, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) };
   let running: Running;
   try {
-    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride });
+    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) });
     else running = isWorker ? await runWorker(options) : await runPrimary(options);
   } catch (err) {
     die((err as Error).message);

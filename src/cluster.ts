@@ -24,6 +24,8 @@ export interface RunOptions {
   file: string;
   log: Logger;
   logLevelOverride: boolean;
+  /** --web.config.file: every process that listens reads and watches it. */
+  webConfigFile?: string;
 }
 
 export interface Running {
@@ -33,7 +35,7 @@ export interface Running {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+export async function runPrimary({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -101,6 +103,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     log,
     configFile: file,
     logLevelOverride,
+    ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: false, admin: true },
     cacheParts: { bus: new WorkersBus(() => workers) },
     admin: {
@@ -203,7 +206,7 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
 }
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
-export async function runWorker({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+export async function runWorker({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
   const send = (m: ToPrimary) => process.send?.(m);
   const link = new PrimaryLink(send, () => process.connected);
 
@@ -212,6 +215,7 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
     log,
     configFile: file,
     logLevelOverride,
+    ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: true, admin: false },
     // The primary fetches, prefetches and keeps the disk level for the group.
     cacheParts: { filler: link, bus: link, prefetch: false, secondLevel: false },

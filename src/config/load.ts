@@ -100,7 +100,7 @@ export function parseConfig(source: string, file: string, env: NodeJS.ProcessEnv
   return config;
 }
 
-function describeIssue(issue: z.core.$ZodIssue, data: unknown, locator: Locator): ConfigProblem[] {
+export function describeIssue(issue: z.core.$ZodIssue, data: unknown, locator: Locator): ConfigProblem[] {
   const path = issue.path.filter((k): k is PathKey => typeof k !== 'symbol');
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => locator.atKey([...path, key], `unknown key "${key}" in ${describePath(path) || 'the top level'}`));
@@ -133,7 +133,7 @@ function valueAt(data: unknown, path: readonly PathKey[]): unknown {
 }
 
 /** Maps a path in the parsed data to line:column in the file as the operator wrote it. */
-class Locator {
+export class Locator {
   constructor(
     private readonly file: string,
     private readonly doc: Document,
@@ -227,11 +227,23 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
     routes.push(buildRoute(r, raw, baseDir, (path, message) => report(at(...path), message)));
   });
 
+  let token = raw.admin.token;
+  if (raw.admin.token_file !== undefined) {
+    if (token !== '') report(['admin', 'token_file'], 'set admin.token or admin.token_file, not both');
+    const name = resolve(baseDir, raw.admin.token_file);
+    try {
+      token = readFileSync(name, 'utf8').trim();
+      if (token === '') report(['admin', 'token_file'], `${name} is empty: leave admin.token_file out for no token`);
+    } catch (err) {
+      report(['admin', 'token_file'], `cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+
   return {
     file,
     listen: raw.listen,
     workers: raw.workers,
-    admin: raw.admin,
+    admin: { listen: raw.admin.listen, token },
     log: raw.log,
     cache: {
       maxBytes: raw.cache.max_bytes,

@@ -140,6 +140,8 @@ export const configSchema = z.strictObject({
         .nullable()
         .default('')
         .transform((t) => t ?? ''),
+      // The token in a file of its own (a Docker or Kubernetes secret), not in proxy.yaml.
+      token_file: z.string().min(1).optional(),
     })
     .default({ listen: { host: '127.0.0.1', port: 9181 }, token: '' }),
   log: z

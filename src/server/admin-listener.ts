@@ -220,6 +220,9 @@ export function createAdminHandler(deps: AdminDeps) {
   function pageAuth(req: IncomingMessage, input: PostInput): PageAuth {
     const token = deps.token();
     if (token === '') return { ok: true };
+    // With basic auth on this listener (--web.config.file) Authorization carries that; the token comes in its own header.
+    const tokenHeader = req.headers['x-scrapecache-token'];
+    if (typeof tokenHeader === 'string') return authorized(`Bearer ${tokenHeader}`, token) ? { ok: true } : { ok: false, refused: true };
     if (req.headers.authorization !== undefined) return authorized(req.headers.authorization, token) ? { ok: true } : { ok: false, refused: true };
     const presented = input.form?.get('token');
     if (presented === null || presented === undefined) return { ok: false, refused: false };
