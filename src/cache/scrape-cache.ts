@@ -723,7 +723,3 @@ function isPrefetched(target: ScrapeTarget | undefined): boolean {
 export function keyOf(target: ScrapeTarget): string {
   return cacheKey(target.route.name, target.path, target.query, target.representation);
 }
-
-export function identityOf(entry: EntryIdentity): EntryIdentity {
-  return { route: entry.route, path: entry.path, query: entry.query };
-}
