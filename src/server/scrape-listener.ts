@@ -51,6 +51,19 @@ function hasDotSegment(path: string): boolean {
   return /(^|\/)\.{1,2}(\/|$)/.test(decoded) || decoded.includes('\\') || decoded.includes('\0');
 }
 
+/** SPEC 3.1: a GET or HEAD with a body is refused, so nothing after the headers reaches an upstream. */
+function hasBody(req: IncomingMessage): boolean {
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined) return true;
+  const length = h['content-length'];
+  return length !== undefined && Number(length) !== 0;
+}
+
+/** The unread body makes the connection's framing untrustworthy: answer, then close it. */
+function refuseBody(res: ServerResponse, route: string): void {
+  writeText(res, 400, `route ${route}: a GET or HEAD request must not carry a body`, { Connection: 'close' });
+}
+
 export function createScrapeHandler(deps: ScrapeListenerDeps) {
   const { cache, metrics, log } = deps;
 
@@ -150,6 +163,10 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       writeText(res, 405, `route ${route.name} answers GET and HEAD only`, ALLOW);
+      return;
+    }
+    if (hasBody(req)) {
+      refuseBody(res, route.name);
       return;
     }
     if (!route.cache) {

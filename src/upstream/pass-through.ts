@@ -13,14 +13,20 @@ import type { Metrics } from '../metrics.js';
 import { writeText } from '../server/respond.js';
 import { upstreamTarget } from './fetch-upstream.js';
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
+
+/**
+ * Framing is decided by the parser, never by a Connection header: `Connection: content-length`
+ * must not strip the length from a message whose body is still forwarded (request smuggling).
+ */
+const NEVER_LISTED = new Set(['content-length', 'transfer-encoding']);
 
 /** The fixed hop-by-hop headers and those a Connection header names, lower-cased. */
 function hopByHop(connection: string | string[] | undefined): Set<string> {
   const names = new Set(HOP_BY_HOP);
   for (const token of String(connection ?? '').split(',')) {
     const name = token.trim().toLowerCase();
-    if (name) names.add(name);
+    if (name && !NEVER_LISTED.has(name)) names.add(name);
   }
   return names;
 }
@@ -88,6 +94,9 @@ export class PassThrough {
     const hooks = req as PassThroughRequest;
     hooks.onProxyReq = (proxyReq) => {
       upstreamRequest = proxyReq;
+      // http-proxy joins the target path with url.resolve rules and collapses `//`, also in the
+      // query (`?x=http://a//b`); the request line goes out byte for byte instead.
+      proxyReq.path = targetPath;
       // RFC 9110 7.6.1: the client's hop-by-hop headers end here (http-proxy copies them all).
       for (const name of hopByHop(req.headers['connection'])) proxyReq.removeHeader(name);
     };
