@@ -8,8 +8,10 @@ import type { Logger } from 'pino';
 import { ScrapeCache, type ScrapeCacheOptions } from './cache/scrape-cache.js';
 import { loadConfig } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
+import { configWarnings } from './config/warnings.js';
 import { Metrics } from './metrics.js';
 import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
+import { writeText } from './server/respond.js';
 import { RouteTable } from './server/route-table.js';
 import { createScrapeHandler } from './server/scrape-listener.js';
 import type { PassThrough } from './upstream/pass-through.js';
@@ -107,6 +109,20 @@ function guard(handler: (req: IncomingMessage, res: ServerResponse) => Promise<v
   };
 }
 
+/**
+ * Clients still waiting when the grace period ends get a 503 before their sockets close, not an
+ * empty reply; the writes are given a moment to reach them.
+ */
+async function answerWaiting(waiting: Set<ServerResponse>): Promise<void> {
+  const flushed: Promise<unknown>[] = [];
+  for (const res of waiting) {
+    if (res.headersSent || res.destroyed) continue;
+    flushed.push(new Promise((r) => res.once('close', r)));
+    writeText(res, 503, 'scrapecache is shutting down; the upstream did not answer in time', { Connection: 'close' }, res.req.method === 'HEAD');
+  }
+  if (flushed.length > 0) await Promise.race([Promise.all(flushed), new Promise((r) => setTimeout(r, 1000).unref())]);
+}
+
 export async function startApp(options: AppOptions): Promise<App> {
   const { log } = options;
   let config = options.config;
@@ -178,8 +194,9 @@ export async function startApp(options: AppOptions): Promise<App> {
   const limits = options.limits ?? CLIENT_LIMITS;
   // Node enforces the timeouts on this interval (default 30 s): check often enough that they hold.
   const serverOptions = { connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs / 2) };
+  const waiting = new Set<ServerResponse>();
   const scrapeServer = hardened(
-    createServer(serverOptions, guard(createScrapeHandler({ table: () => table, cache, passThrough: () => passThrough, metrics, log }), log)),
+    createServer(serverOptions, guard(createScrapeHandler({ table: () => table, cache, passThrough: () => passThrough, metrics, log, waiting }), log)),
     log,
     'scrape',
     limits,
@@ -220,6 +237,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   }
   cache.setRoutes(config.routes);
   metrics.reloaded(true);
+  if (run.admin) for (const warning of configWarnings(config)) log.warn(warning);
   ready = true;
   const where = (a: AddressInfo | undefined) => (a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : undefined);
   log.info(
@@ -249,6 +267,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       adminServer.closeIdleConnections();
       const grace = new Promise((r) => setTimeout(r, graceMs).unref());
       await Promise.race([Promise.all([closed, cache.drain()]), grace]);
+      await answerWaiting(waiting);
       scrapeServer.closeAllConnections();
       adminServer.closeAllConnections();
       passThrough?.close();

@@ -3,9 +3,13 @@
  * broke, against raw-socket origins and clients on loopback.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { okResponse, rawRequest, startRawOrigin, type RawOrigin } from './helpers/raw-origin.js';
-import { get, SCRAPE_HEADERS, startProxy, type TestProxy } from './helpers/proxy.js';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { get, post, startProxy, type TestProxy } from './helpers/proxy.js';
 
 let origin: RawOrigin;
 let proxy: TestProxy;
@@ -75,6 +79,187 @@ describe('pass-through request target (defect 3)', () => {
       const res = await get(`${proxy.url}/pages/echo?${query}`);
       assert.equal(res.status, 200, query);
       assert.equal(origin.requests.at(-1)?.line, `GET /base/echo?${query} HTTP/1.1`);
+    }
+  });
+});
+
+describe('content codings (defect 6)', () => {
+  test('Content-Encoding: GZIP is gzip: stored, and an identity client gets the decoded body', async () => {
+    const text = 'upper_case_coding 1\n';
+    origin.answer = () => {
+      const body = gzipSync(text);
+      return Buffer.concat([
+        Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Encoding: GZIP\r\nContent-Length: ${body.length}\r\n\r\n`),
+        body,
+      ]);
+    };
+    const identity = await get(`${proxy.url}/metrics`, { accept: 'text/plain' });
+    assert.equal(identity.status, 200);
+    assert.equal(identity.headers['content-encoding'], undefined);
+    assert.equal(identity.body.toString(), text);
+    const gzip = await get(`${proxy.url}/metrics`, { accept: 'text/plain', 'accept-encoding': 'gzip' });
+    assert.equal(gzip.headers['content-encoding'], 'gzip');
+    assert.equal(gunzipSync(gzip.body).toString(), text);
+    assert.match(String(gzip.headers['cache-status']), /hit/);
+    assert.equal(origin.requests.length, 1);
+  });
+
+  test('a br body never reaches a client that accepts only identity or gzip; a br client gets it as sent', async () => {
+    const brBody = Buffer.from([0x8b, 0x02, 0x80, 0x68, 0x69, 0x03]);
+    origin.answer = () =>
+      Buffer.concat([
+        Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Encoding: br\r\nContent-Length: ${brBody.length}\r\n\r\n`),
+        brBody,
+      ]);
+    for (const acceptEncoding of [undefined, 'identity', 'gzip', 'gzip, deflate', 'br;q=0, gzip']) {
+      const res = await get(`${proxy.url}/metrics`, acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding });
+      assert.equal(res.status, 502, `Accept-Encoding ${acceptEncoding}`);
+      assert.equal(res.headers['content-encoding'], undefined);
+      assert.match(res.body.toString(), /^route cached: upstream sent a content coding \(br\)/);
+    }
+    const br = await get(`${proxy.url}/metrics`, { 'accept-encoding': 'gzip, BR' });
+    assert.equal(br.status, 200);
+    assert.equal(br.headers['content-encoding'], 'br');
+    assert.deepEqual(br.body, brBody);
+  });
+});
+
+describe('upstream framing (defect 11)', () => {
+  const bigHeaders = () => `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Big: ${'a'.repeat(70 * 1024)}\r\nContent-Length: 2\r\n\r\nok`;
+
+  test('upstream headers over the limit are a bad_response, not unreachable, on cached and pass-through routes', async () => {
+    origin.answer = bigHeaders;
+    const cached = await get(`${proxy.url}/metrics`);
+    assert.equal(cached.status, 502);
+    assert.match(cached.body.toString(), /^route cached: upstream sent response headers over the size limit/);
+    const passed = await get(`${proxy.url}/pages/x`);
+    assert.equal(passed.status, 502);
+    const metrics = (await get(`${proxy.adminUrl}/metrics`)).body.toString();
+    assert.match(metrics, /scrapecache_upstream_requests_total\{route="cached",code="bad_response"\} 1/);
+    assert.match(metrics, /scrapecache_upstream_requests_total\{route="pages",code="bad_response"\} 1/);
+    assert.doesNotMatch(metrics, /code="unreachable"/);
+  });
+
+  for (const status of [204, 304]) {
+    test(`a ${status} from the upstream is passed on without Content-Length`, async () => {
+      origin.answer = () => `HTTP/1.1 ${status} X\r\n${status === 204 ? 'Content-Length: 0\r\n' : ''}X-Origin: yes\r\n\r\n`;
+      for (const path of ['/metrics', '/pages/x']) {
+        const reply = await rawRequest(proxy.url, `GET ${path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n`);
+        assert.match(reply, new RegExp(`^HTTP/1\\.1 ${status} `), reply);
+        assert.doesNotMatch(reply, /content-length/i, `${path}:\n${reply}`);
+        assert.doesNotMatch(reply, /transfer-encoding/i, `${path}:\n${reply}`);
+      }
+    });
+  }
+});
+
+describe('security (defect 10)', () => {
+  test('pass-through does not forward Proxy-Authorization upstream', async () => {
+    const res = await get(`${proxy.url}/pages/x`, { 'proxy-authorization': 'Basic c2VjcmV0OnNlY3JldA==', 'x-kept': '1' });
+    assert.equal(res.status, 200);
+    const headers = origin.requests.at(-1)!.headers.map((h) => h.toLowerCase());
+    assert.ok(headers.some((h) => h.startsWith('x-kept:')));
+    assert.ok(!headers.some((h) => h.startsWith('proxy-authorization:')), headers.join('\n'));
+  });
+
+  for (const [how, send] of [
+    ['query', (url: string) => post(`${url}/invalidate?__proto__=x`)],
+    ['JSON body', (url: string) => post(`${url}/invalidate`, JSON.parse('{"__proto__": {"route": "cached"}}'))],
+    ['JSON constructor', (url: string) => post(`${url}/invalidate`, { constructor: 'x' })],
+  ] as const) {
+    test(`POST /invalidate with __proto__ (${how}) is 400 as an unknown field and drops nothing`, async () => {
+      await get(`${proxy.url}/metrics`);
+      const res = await send(proxy.adminUrl);
+      assert.equal(res.status, 400, res.body.toString());
+      assert.match(res.body.toString(), /^unknown field "(__proto__|constructor)"/);
+      assert.equal(proxy.app.cache.store.count, 1);
+    });
+  }
+});
+
+describe('shutdown and reload (defects 7 and 8)', () => {
+  test('shutdown answers 503 to every client still waiting on an upstream when the grace period ends', async () => {
+    const silent = await startRawOrigin(() => undefined);
+    const p = await startProxy(`
+routes:
+  - name: slow
+    path: /slow
+    upstream: ${silent.url}/metrics
+    timeout: 30s
+  - name: slow-pages
+    path_prefix: /slow-pages/
+    upstream: ${silent.url}/
+    cache: false
+    timeout: 30s
+`);
+    try {
+      const answers = ['/slow', '/slow', '/slow-pages/x', '/slow?x=1'].map((path) =>
+        rawRequest(p.url, `${path.startsWith('/slow?') ? 'HEAD' : 'GET'} ${path} HTTP/1.1\r\nHost: proxy\r\n\r\n`, 15_000),
+      );
+      while (silent.requests.length < 3) await new Promise((r) => setTimeout(r, 10));
+      await p.app.close(100);
+      for (const reply of await Promise.all(answers)) {
+        assert.match(reply, /^HTTP\/1\.1 503 /, `got: ${JSON.stringify(reply)}`);
+      }
+    } finally {
+      await p.close();
+      await silent.close();
+    }
+  });
+
+  test('a reload that changes a pass-through route does not cut a download in flight', async () => {
+    const SIZE = 8 * 1024 * 1024;
+    const big = createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': SIZE });
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      let sent = 0;
+      const more = () => {
+        while (sent < SIZE) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+    });
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
+    const upstream = `http://127.0.0.1:${(big.address() as AddressInfo).port}/`;
+    const yaml = (header: string) => `
+routes:
+  - name: files
+    path_prefix: /files/
+    upstream: ${upstream}
+    cache: false
+    headers: { X-Generation: "${header}" }
+`;
+    const p = await startProxy(yaml('one'));
+    try {
+      const received = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest(`${p.url}/files/big`, { agent: false }, (res) => {
+          let n = 0;
+          let reloaded = false;
+          res.on('data', (c: Buffer) => {
+            n += c.length;
+            if (!reloaded && n > 1024 * 1024) {
+              reloaded = true;
+              res.pause();
+              writeFileSync(p.file, `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n${yaml('two')}`);
+              p.app.reload().then((error) => {
+                assert.equal(error, undefined);
+                res.resume();
+              }, reject);
+            }
+          });
+          res.on('end', () => resolve(n));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(received, SIZE);
+    } finally {
+      await p.close();
+      await new Promise((r) => big.close(r));
     }
   });
 });

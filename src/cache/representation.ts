@@ -169,14 +169,7 @@ function computeCodings(header: string): EncodingChoice {
     const [rawName, ...params] = member.split(';');
     const name = rawName!.trim().toLowerCase();
     if (!name) continue;
-    let q = 1;
-    for (const p of params) {
-      const [k, v] = p.split('=');
-      if (k?.trim().toLowerCase() === 'q' && v !== undefined) {
-        const n = Number(v.trim());
-        q = Number.isFinite(n) ? n : 1;
-      }
-    }
+    const q = qualityOf(params);
     if (name === 'gzip' || name === 'x-gzip') gzip = q;
     else if (name === 'identity') identity = q;
     else if (name === '*') star = q;
@@ -186,6 +179,36 @@ function computeCodings(header: string): EncodingChoice {
     // identity is acceptable unless refused explicitly or by `*;q=0`.
     identity: (identity ?? star ?? 1) > 0,
   };
+}
+
+/**
+ * Whether Accept-Encoding admits one named coding the proxy cannot convert (br, zstd, a list):
+ * such a body is passed on only to a client that asked for exactly that.
+ */
+export function acceptsCoding(header: string | undefined, coding: string): boolean {
+  const wanted = coding.trim().toLowerCase();
+  if (header === undefined || wanted.includes(',')) return false;
+  let named: number | undefined;
+  let star: number | undefined;
+  for (const member of header.split(',')) {
+    const [rawName, ...params] = member.split(';');
+    const name = rawName!.trim().toLowerCase();
+    const q = qualityOf(params);
+    if (name === wanted || (wanted === 'gzip' && name === 'x-gzip')) named = q;
+    else if (name === '*') star = q;
+  }
+  return (named ?? star ?? 0) > 0;
+}
+
+function qualityOf(params: string[]): number {
+  for (const p of params) {
+    const [k, v] = p.split('=');
+    if (k?.trim().toLowerCase() === 'q' && v !== undefined) {
+      const n = Number(v.trim());
+      return Number.isFinite(n) ? n : 1;
+    }
+  }
+  return 1;
 }
 
 /** The coding to serve: the stored one when acceptable, else the other; null when neither is. */

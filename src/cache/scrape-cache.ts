@@ -425,9 +425,15 @@ export function keyOf(target: ScrapeTarget): string {
   return cacheKey(target.route.name, target.path, target.query, target.representation);
 }
 
+/** RFC 9110 8.4.1: codings are case-insensitive; `identity` members change nothing. */
 function codingOf(header: string | string[] | undefined): 'gzip' | 'identity' | undefined {
-  if (header === undefined || header === '' || header === 'identity') return 'identity';
-  if (header === 'gzip' || header === 'x-gzip') return 'gzip';
+  if (header === undefined) return 'identity';
+  const codings = String(header)
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  if (codings.length === 0) return 'identity';
+  if (codings.length === 1 && (codings[0] === 'gzip' || codings[0] === 'x-gzip')) return 'gzip';
   return undefined;
 }
 

@@ -76,7 +76,8 @@ export interface Selection {
 const SELECTION_KEYS = new Set(['route', 'path', 'query', 'refresh']);
 
 async function readSelection(req: IncomingMessage, params: URLSearchParams): Promise<Selection> {
-  const fields: Record<string, unknown> = {};
+  // No prototype: `__proto__` (from the query or a JSON body) is then a field like any other, and unknown.
+  const fields: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const [k, v] of params) fields[k] = k === 'refresh' ? v === 'true' || v === '1' : v;
   const body = (await readBody(req)).trim();
   if (body !== '') {

@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
-import { chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
+import { acceptsCoding, chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
+import type { StoredResponse } from '../cache/stored-response.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -24,6 +25,8 @@ export interface ScrapeListenerDeps {
   passThrough(): PassThrough | undefined;
   metrics: Metrics;
   log: Logger;
+  /** Responses still waiting for an upstream (fills, pass-through): shutdown answers them 503. */
+  waiting?: Set<ServerResponse>;
 }
 
 /** Time kept back from the client's scrape timeout so that our 504 arrives before it gives up. */
@@ -64,6 +67,18 @@ function refuseBody(res: ServerResponse, route: string): void {
   writeText(res, 400, `route ${route}: a GET or HEAD request must not carry a body`, { Connection: 'close' });
 }
 
+/** The Content-Encoding an unstored answer carries as the upstream sent it (br, zstd), if any. */
+function passedCoding(entry: StoredResponse): string | undefined {
+  const head = entry.variant(entry.coding)!.head;
+  for (let i = 0; i < head.length; i += 2) if (head[i]!.toLowerCase() === 'content-encoding') return head[i + 1];
+  return undefined;
+}
+
+function refusesPassedCoding(req: IncomingMessage, entry: StoredResponse): boolean {
+  const coding = passedCoding(entry);
+  return coding !== undefined && !acceptsCoding(req.headers['accept-encoding'], coding);
+}
+
 export function createScrapeHandler(deps: ScrapeListenerDeps) {
   const { cache, metrics, log } = deps;
 
@@ -87,6 +102,10 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const entry = lookup.entry;
     const coding = chooseCoding(req.headers['accept-encoding'], entry.coding);
     metrics.route(route.name)[lookup.cache]++;
+    if (!lookup.stored && refusesPassedCoding(req, entry)) {
+      writeText(res, 502, `route ${route.name}: upstream sent a content coding (${passedCoding(entry)}) this client does not accept`);
+      return;
+    }
     if (coding === null) {
       writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`);
       return;
@@ -144,6 +163,14 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     });
   }
 
+  /** Only responses that wait are tracked: a hit never pays for it. */
+  function track(res: ServerResponse): void {
+    const waiting = deps.waiting;
+    if (!waiting) return;
+    waiting.add(res);
+    res.once('close', () => waiting.delete(res));
+  }
+
   return async function handleScrape(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '';
     if (url.charCodeAt(0) !== 47 /* / */) {
@@ -171,6 +198,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     if (!route.cache) {
       metrics.route(route.name).bypass++;
+      track(res);
       deps.passThrough()!.forward(req, res, route, path, q === -1 ? '' : url.slice(q + 1));
       return;
     }
@@ -194,7 +222,10 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const target: ScrapeTarget = { route, path, query, representation: classifyAccept(accept), accept };
     try {
       let found = cache.lookup(target);
-      if (found instanceof Promise) found = await waitForFill(req, found, target);
+      if (found instanceof Promise) {
+        track(res);
+        found = await waitForFill(req, found, target);
+      }
       // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
       // `Accept: text/plain`): fetch for this exact Accept instead.
       // (Not for error answers passed through: those are the upstream's answer to this request too.)

@@ -31,6 +31,15 @@ function hopByHop(connection: string | string[] | undefined): Set<string> {
   return names;
 }
 
+/**
+ * An agent no route uses any more: its idle sockets close now, its busy ones when their response
+ * is done, so that a reload never cuts a download in flight (it finishes on the route it started with).
+ */
+function retire(agent: HttpAgent): void {
+  agent.keepSocketAlive = () => false;
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+}
+
 /** http-proxy reports per-request events on the proxy; these hooks carry them to their request. */
 type PassThroughRequest = IncomingMessage & {
   onProxyReq?: (proxyReq: ClientRequest) => void;
@@ -118,12 +127,14 @@ export class PassThrough {
       }
       const headers: string[] = [];
       const dropped = hopByHop(upstream.headers['connection']);
+      // RFC 9110 8.6: a 204 has no Content-Length.
+      if (upstream.statusCode === 204) dropped.add('content-length');
       for (let i = 0; i < upstream.rawHeaders.length; i += 2) {
         const name = upstream.rawHeaders[i]!;
         if (!dropped.has(name.toLowerCase())) headers.push(name, upstream.rawHeaders[i + 1]!);
       }
       headers.push('Cache-Status', 'scrapecache; fwd=bypass');
-      if (res.destroyed) return upstream.destroy();
+      if (res.destroyed || res.headersSent) return upstream.destroy();
       res.writeHead(upstream.statusCode ?? 502, headers);
       let length = 0;
       upstream.on('data', (chunk: Buffer) => {
@@ -176,7 +187,7 @@ export class PassThrough {
     for (const [fingerprint, agent] of this.agents) {
       if (!keep.has(fingerprint)) {
         this.agents.delete(fingerprint);
-        agent.destroy();
+        retire(agent);
       }
     }
   }
