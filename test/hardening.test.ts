@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { okResponse, rawRequest, startRawOrigin, type RawOrigin } from './helpers/raw-origin.js';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { get, post, startProxy, type TestProxy } from './helpers/proxy.js';
+import { get, post, SCRAPE_HEADERS, startProxy, type TestProxy } from './helpers/proxy.js';
 
 let origin: RawOrigin;
 let proxy: TestProxy;
@@ -21,6 +21,10 @@ routes:
   - name: cached
     path: /metrics
     upstream: ${origin.url}/metrics
+  - name: small
+    path: /small
+    upstream: ${origin.url}/metrics
+    max_body_bytes: 1MiB
   - name: pages
     path_prefix: /pages/
     upstream: ${origin.url}/base/
@@ -261,5 +265,47 @@ routes:
       await p.close();
       await new Promise((r) => big.close(r));
     }
+  });
+});
+
+describe('gzip bombs (defect 4)', () => {
+  const gzipAnswer = (body: Buffer) => () =>
+    Buffer.concat([
+      Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Encoding: gzip\r\nContent-Length: ${body.length}\r\n\r\n`),
+      body,
+    ]);
+
+  test('a gzip body that decodes past max_body_bytes is refused at fill time (502) for gzip clients too, and never stored', async () => {
+    const bomb = gzipSync(Buffer.alloc(16 * 1024 * 1024));
+    assert.ok(bomb.length < 1024 * 1024);
+    origin.answer = gzipAnswer(bomb);
+    for (const headers of [SCRAPE_HEADERS, SCRAPE_HEADERS, {}]) {
+      const res = await get(`${proxy.url}/small`, headers);
+      assert.equal(res.status, 502);
+      assert.equal(res.body.toString(), `route small: upstream gzip body decodes to more than max_body_bytes (${1024 * 1024})\n`);
+    }
+    assert.equal(origin.requests.length, 3);
+    assert.equal(proxy.app.cache.store.count, 0);
+    const metrics = (await get(`${proxy.adminUrl}/metrics`)).body.toString();
+    assert.match(metrics, /scrapecache_upstream_requests_total\{route="small",code="too_large"\} 3/);
+  });
+
+  test('a corrupt gzip body is refused at fill time for every client and never stored', async () => {
+    const corrupt = gzipSync('valid_start 1\n'.repeat(100));
+    corrupt.fill(0x55, 20, 40);
+    origin.answer = gzipAnswer(corrupt);
+    const res = await get(`${proxy.url}/small`, SCRAPE_HEADERS);
+    assert.equal(res.status, 502);
+    assert.equal(res.body.toString(), 'route small: upstream sent a corrupt gzip body\n');
+    assert.equal(proxy.app.cache.store.count, 0);
+  });
+
+  test('a gzip body that decodes within max_body_bytes is stored as before', async () => {
+    origin.answer = gzipAnswer(gzipSync(Buffer.alloc(1024 * 1024 - 64, 'a')));
+    assert.equal((await get(`${proxy.url}/small`, SCRAPE_HEADERS)).status, 200);
+    const identity = await get(`${proxy.url}/small`, { accept: SCRAPE_HEADERS.accept });
+    assert.equal(identity.status, 200);
+    assert.equal(identity.body.length, 1024 * 1024 - 64);
+    assert.equal(origin.requests.length, 1);
   });
 });

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import { contentCodingOf } from '../upstream/content-coding.js';
 import { Dispatchers, fetchUpstream, PROMETHEUS_ACCEPT, upstreamTarget, type UpstreamResponse } from '../upstream/fetch-upstream.js';
 import { canServeOnError, canServeWhileRevalidating, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
 import { cacheKey } from './key.js';
@@ -329,7 +330,7 @@ export class ScrapeCache {
       throw err;
     }
     this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000);
-    const coding = codingOf(res.headers['content-encoding']);
+    const coding = contentCodingOf(res.headers['content-encoding']);
     const storable = res.status === 200 && res.headers['set-cookie'] === undefined && coding !== undefined;
     const entry = new StoredResponse({
       key,
@@ -423,18 +424,6 @@ function isPrefetched(target: ScrapeTarget): boolean {
 
 export function keyOf(target: ScrapeTarget): string {
   return cacheKey(target.route.name, target.path, target.query, target.representation);
-}
-
-/** RFC 9110 8.4.1: codings are case-insensitive; `identity` members change nothing. */
-function codingOf(header: string | string[] | undefined): 'gzip' | 'identity' | undefined {
-  if (header === undefined) return 'identity';
-  const codings = String(header)
-    .split(',')
-    .map((c) => c.trim().toLowerCase())
-    .filter((c) => c !== '' && c !== 'identity');
-  if (codings.length === 0) return 'identity';
-  if (codings.length === 1 && (codings[0] === 'gzip' || codings[0] === 'x-gzip')) return 'gzip';
-  return undefined;
 }
 
 function causeOf(err: Error): string | undefined {

@@ -18,6 +18,7 @@ const request = require('undici/lib/api/api-request.js') as (
 ) => Promise<Dispatcher.ResponseData>;
 import type { Route } from '../config/types.js';
 import { classifyUpstreamError, ProxyError } from '../errors.js';
+import { checkGzipBody, contentCodingOf } from './content-coding.js';
 
 export interface UpstreamResponse {
   status: number;
@@ -138,10 +139,12 @@ export async function fetchUpstream(
       }
       body.append(chunk);
     }
+    const whole = body.finish();
+    if (contentCodingOf(res.headers['content-encoding']) === 'gzip') await checkGzipBody(route, whole);
     return {
       status: res.statusCode,
       headers: res.headers,
-      body: body.finish(),
+      body: whole,
       durationMs: performance.now() - started,
     };
   } catch (err) {
