@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { okResponse, rawRequest, startRawOrigin, type RawOrigin } from './helpers/raw-origin.js';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { get, post, SCRAPE_HEADERS, startProxy, type TestProxy } from './helpers/proxy.js';
@@ -307,5 +308,56 @@ describe('gzip bombs (defect 4)', () => {
     assert.equal(identity.status, 200);
     assert.equal(identity.body.length, 1024 * 1024 - 64);
     assert.equal(origin.requests.length, 1);
+  });
+});
+
+/** Entries keyed by an exact Accept, per cache key (MAX_EXACT_ACCEPTS_PER_KEY). */
+const MAX_EXACT_ACCEPTS_PER_KEY = 8;
+
+describe('random Accept headers (defect 5)', () => {
+  let exporter: FakeExporter;
+  let p: TestProxy;
+  before(async () => {
+    exporter = await startFakeExporter();
+    p = await startProxy(`
+routes:
+  - name: probe
+    path: /probe
+    upstream: ${exporter.url}/probe
+    query_keys: [target]
+`);
+  });
+  after(async () => {
+    await p.close();
+    await exporter.close();
+  });
+
+  test('random Accept headers on one target cost at most 8 upstream fetches; the rest get 406 and are counted', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const res = await get(`${p.url}/probe?target=a`, { accept: `application/x-${i}-${Math.random().toString(36).slice(2)}` });
+      statuses.push(res.status);
+    }
+    assert.equal(exporter.count, MAX_EXACT_ACCEPTS_PER_KEY);
+    assert.equal(statuses.filter((s) => s === 406).length, 40 - MAX_EXACT_ACCEPTS_PER_KEY);
+    const metrics = (await get(`${p.adminUrl}/metrics`)).body.toString();
+    assert.match(metrics, new RegExp(`scrapecache_accept_over_cap_total\\{route="probe",answer="not_acceptable"\\} ${40 - MAX_EXACT_ACCEPTS_PER_KEY}`));
+    // Another target has its own budget, and a scraper's Accept never needs one.
+    assert.equal((await get(`${p.url}/probe?target=b`, { accept: 'application/x-other' })).status, 200);
+    assert.equal((await get(`${p.url}/probe?target=a`, SCRAPE_HEADERS)).status, 200);
+  });
+
+  test('beyond the cap, an Accept that a held metrics-format entry satisfies is served that entry without a fetch', async () => {
+    assert.equal((await get(`${p.url}/probe?target=c`, { accept: 'text/plain' })).status, 200);
+    const before = exporter.count;
+    for (let i = 0; i < 20; i++) {
+      const res = await get(`${p.url}/probe?target=c`, { accept: `application/openmetrics-text;version=9.${i}, text/plain;q=0.5` });
+      assert.equal(res.status, 200);
+      // The first fills the shared OpenMetrics entry, the next 8 get entries of their own, the rest share text.
+      if (i > MAX_EXACT_ACCEPTS_PER_KEY) assert.match(String(res.headers['content-type']), /^text\/plain/);
+    }
+    assert.equal(exporter.count - before, MAX_EXACT_ACCEPTS_PER_KEY + 1);
+    const metrics = (await get(`${p.adminUrl}/metrics`)).body.toString();
+    assert.match(metrics, /scrapecache_accept_over_cap_total\{route="probe",answer="shared"\} \d+/);
   });
 });

@@ -8,6 +8,8 @@
  * client's Accept before it is served.
  */
 
+import { LRUCache } from 'lru-cache';
+
 /** What an Accept header asks a metrics exporter for; part of the cache key. */
 export type Representation = 'text' | 'openmetrics' | 'protobuf' | `accept:${string}`;
 
@@ -110,6 +112,42 @@ function computeRepresentation(header: string): Representation {
 /** A key for one exact Accept header, used when a shared entry's type is not admitted. */
 export function exactRepresentation(header: string | undefined): Representation {
   return `accept:${(header ?? '').replace(/\s+/g, '').toLowerCase()}`;
+}
+
+/** Entries keyed by an exact Accept header, per cache key (route, path, query): see AcceptBudget. */
+export const MAX_EXACT_ACCEPTS_PER_KEY = 8;
+
+/**
+ * Bounds the entries (and so the fetches) keyed by an exact Accept header, per cache key: any
+ * client can mint Accept headers, and each would otherwise cost one upstream fetch, turning the
+ * proxy into an amplifier for an expensive exporter. An Accept keeps its slot while it is used;
+ * a slot unused for longer than its entry could live is given to the next one.
+ */
+export class AcceptBudget {
+  private readonly byKey = new LRUCache<string, Map<string, number>>({ max: 10_000 });
+
+  constructor(private readonly perKey = MAX_EXACT_ACCEPTS_PER_KEY) {}
+
+  /** Whether this representation may have an entry of its own under the key; lifetimeMs: how long such an entry may live. */
+  admit(key: string, representation: Representation, lifetimeMs: number, now: number): boolean {
+    let slots = this.byKey.get(key);
+    if (!slots) {
+      slots = new Map();
+      this.byKey.set(key, slots);
+    }
+    if (slots.has(representation) || slots.size < this.perKey) {
+      slots.set(representation, now);
+      return true;
+    }
+    for (const [held, usedAt] of slots) {
+      if (now - usedAt > lifetimeMs) {
+        slots.delete(held);
+        slots.set(representation, now);
+        return true;
+      }
+    }
+    return false;
+  }
 }
 
 const admitsMemo = new Memo<boolean>(1024);

@@ -6,9 +6,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
-import { acceptsCoding, chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
+import {
+  AcceptBudget,
+  acceptsCoding,
+  chooseCoding,
+  classifyAccept,
+  exactRepresentation,
+  MAX_EXACT_ACCEPTS_PER_KEY,
+  type Representation,
+} from '../cache/representation.js';
 import type { StoredResponse } from '../cache/stored-response.js';
-import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
+import { FillFailed, keyOf, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -17,6 +25,7 @@ import { writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
+const METRICS_FORMATS: readonly Representation[] = ['openmetrics', 'text', 'protobuf'];
 
 export interface ScrapeListenerDeps {
   table(): RouteTable;
@@ -163,6 +172,39 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     });
   }
 
+  const acceptBudget = new AcceptBudget();
+
+  function admitExact(target: ScrapeTarget): boolean {
+    const { route } = target;
+    const lifetimeMs = route.ttlMs + Math.max(route.staleWhileRevalidateMs, route.staleIfErrorMs);
+    return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, Date.now());
+  }
+
+  /**
+   * Past the cap of exact-Accept entries for a key: a metrics-format entry held for the key if
+   * this Accept admits it, else 406. Never a new fetch.
+   */
+  async function beyondAcceptCap(req: IncomingMessage, res: ServerResponse, target: ScrapeTarget): Promise<void> {
+    const { route } = target;
+    for (const representation of METRICS_FORMATS) {
+      const entry = cache.store.peek(keyOf({ ...target, representation }));
+      if (entry && entry.status === 200 && entry.admits(target.accept)) {
+        metrics.acceptOverCap.labels(route.name, 'shared').inc();
+        entry.hits++;
+        await serve(req, res, { cache: 'hit', entry, stored: true }, route);
+        return;
+      }
+    }
+    metrics.acceptOverCap.labels(route.name, 'not_acceptable').inc();
+    writeText(
+      res,
+      406,
+      `route ${route.name}: too many distinct Accept headers for this target (at most ${MAX_EXACT_ACCEPTS_PER_KEY} get an entry of their own), and this one admits no format held`,
+      {},
+      req.method === 'HEAD',
+    );
+  }
+
   /** Only responses that wait are tracked: a hit never pays for it. */
   function track(res: ServerResponse): void {
     const waiting = deps.waiting;
@@ -220,6 +262,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     const accept = req.headers.accept;
     const target: ScrapeTarget = { route, path, query, representation: classifyAccept(accept), accept };
+    if (target.representation.startsWith('accept:') && !admitExact(target)) return beyondAcceptCap(req, res, target);
     try {
       let found = cache.lookup(target);
       if (found instanceof Promise) {
@@ -231,6 +274,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       // (Not for error answers passed through: those are the upstream's answer to this request too.)
       if (found.entry.status === 200 && found.cache !== 'miss' && !target.representation.startsWith('accept:') && !found.entry.admits(accept)) {
         const exactTarget = { ...target, representation: exactRepresentation(accept) };
+        if (!admitExact(exactTarget)) return await beyondAcceptCap(req, res, exactTarget);
         const exact = cache.lookup(exactTarget);
         found = exact instanceof Promise ? await waitForFill(req, exact, exactTarget) : exact;
       }
