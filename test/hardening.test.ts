@@ -361,3 +361,35 @@ routes:
     assert.match(metrics, /scrapecache_accept_over_cap_total\{route="probe",answer="shared"\} \d+/);
   });
 });
+
+describe('valid upstream behaviour that gave 502 (defect 9)', () => {
+  test('an unsolicited 100 Continue before the 200 is skipped, on cached and pass-through routes', async () => {
+    origin.answer = () => `HTTP/1.1 100 Continue\r\n\r\n${okResponse('after_continue 1\n')}`;
+    for (let i = 0; i < 3; i++) {
+      await proxy.app.cache.invalidate(() => true);
+      const res = await get(`${proxy.url}/metrics`);
+      assert.equal(res.status, 200, res.body.toString());
+      assert.equal(res.body.toString(), 'after_continue 1\n');
+    }
+    const passed = await get(`${proxy.url}/pages/x`);
+    assert.equal(passed.status, 200, passed.body.toString());
+    assert.equal(passed.body.toString(), 'after_continue 1\n');
+  });
+
+  test('a keep-alive socket the upstream closes as the next request arrives: the GET is retried once on a fresh connection', async () => {
+    // Every connection answers its first request and closes when the second arrives.
+    origin.answer = (request, socket) => {
+      if (request.onConnection === 0) return okResponse('fresh 1\n', ['Connection: keep-alive']);
+      socket.destroy();
+      return undefined;
+    };
+    for (const path of ['/metrics', '/pages/x']) {
+      for (let i = 0; i < 6; i++) {
+        await proxy.app.cache.invalidate(() => true);
+        const res = await get(`${proxy.url}${path}`);
+        assert.equal(res.status, 200, `${path} fetch ${i}: ${res.body.toString()}`);
+        assert.equal(res.body.toString(), 'fresh 1\n');
+      }
+    }
+  });
+});

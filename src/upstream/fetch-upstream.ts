@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
+import type { Readable } from 'node:stream';
 import type { Agent as AgentType, Dispatcher } from 'undici';
 
 // undici's index loads fetch, WebSocket, the cache and mock layers too: about 9 MiB of RSS
@@ -19,6 +20,7 @@ const request = require('undici/lib/api/api-request.js') as (
 import type { Route } from '../config/types.js';
 import { classifyUpstreamError, ProxyError } from '../errors.js';
 import { checkGzipBody, contentCodingOf } from './content-coding.js';
+import { requestOnFreshConnection } from './fresh-connection.js';
 
 export interface UpstreamResponse {
   status: number;
@@ -92,6 +94,21 @@ export class Dispatchers {
   }
 }
 
+/** Upstreams seen to send an unsolicited 100 Continue: their fetches go to node:http directly. */
+const continueQuirk = new WeakSet<Dispatcher>();
+
+/** undici's answer to a 100 Continue it did not ask for (client-h1.js onHeadersComplete). */
+function isUnsolicitedContinue(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === 'UND_ERR_SOCKET' && e.message === 'bad response';
+}
+
+/** The connection failed before any response arrived: a GET is safe to send once more on a new one. */
+function mayRetry(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
+}
+
 /**
  * GETs the upstream and reads the whole body. Throws ProxyError: 504 on the route's timeout,
  * 502 when unreachable, reset, truncated, over max_body_bytes or not HTTP.
@@ -115,15 +132,26 @@ export async function fetchUpstream(
       ...(accept ? { accept } : {}),
       ...route.headers,
     };
-    const res = await request.call(dispatcher, {
-      origin: route.upstream.origin,
-      path: target,
-      method: 'GET',
-      headers,
-      signal: controller.signal,
-      headersTimeout: route.timeoutMs,
-      bodyTimeout: route.timeoutMs,
-    });
+    let res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Readable };
+    if (continueQuirk.has(dispatcher)) {
+      res = await requestOnFreshConnection(route, target, headers, controller.signal);
+    } else {
+      try {
+        res = await request.call(dispatcher, {
+          origin: route.upstream.origin,
+          path: target,
+          method: 'GET',
+          headers,
+          signal: controller.signal,
+          headersTimeout: route.timeoutMs,
+          bodyTimeout: route.timeoutMs,
+        });
+      } catch (err) {
+        if (controller.signal.aborted || !mayRetry(err)) throw err;
+        if (isUnsolicitedContinue(err)) continueQuirk.add(dispatcher);
+        res = await requestOnFreshConnection(route, target, headers, controller.signal);
+      }
+    }
     // Destroying the body below makes undici emit an error nobody else listens for.
     res.body.on('error', () => undefined);
     const declared = Number(res.headers['content-length']);

@@ -31,6 +31,20 @@ function hopByHop(connection: string | string[] | undefined): Set<string> {
   return names;
 }
 
+function newAgent(route: Route, keepAlive: boolean): HttpAgent {
+  const tls = route.tls;
+  return route.upstream.protocol === 'https:'
+    ? new HttpsAgent({
+        keepAlive,
+        ...(tls?.ca ? { ca: tls.ca } : {}),
+        ...(tls?.cert ? { cert: tls.cert } : {}),
+        ...(tls?.key ? { key: tls.key } : {}),
+        ...(tls?.serverName ? { servername: tls.serverName } : {}),
+        rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
+      })
+    : new HttpAgent({ keepAlive });
+}
+
 /**
  * An agent no route uses any more: its idle sockets close now, its busy ones when their response
  * is done, so that a reload never cuts a download in flight (it finishes on the route it started with).
@@ -58,18 +72,7 @@ export class PassThrough {
   private agentFor(route: Route): HttpAgent {
     let agent = this.agents.get(route.fingerprint);
     if (!agent) {
-      const tls = route.tls;
-      agent =
-        route.upstream.protocol === 'https:'
-          ? new HttpsAgent({
-              keepAlive: true,
-              ...(tls?.ca ? { ca: tls.ca } : {}),
-              ...(tls?.cert ? { cert: tls.cert } : {}),
-              ...(tls?.key ? { key: tls.key } : {}),
-              ...(tls?.serverName ? { servername: tls.serverName } : {}),
-              rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
-            })
-          : new HttpAgent({ keepAlive: true });
+      agent = newAgent(route, true);
       this.agents.set(route.fingerprint, agent);
     }
     return agent;
@@ -154,24 +157,37 @@ export class PassThrough {
       upstream.on('error', () => res.destroy());
       upstream.pipe(res);
     };
-    this.proxy.web(
-      req,
-      res,
-      {
-        target: {
-          protocol: upstream.protocol,
-          host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
-          port: upstream.port || (upstream.protocol === 'https:' ? 443 : 80),
-          path: targetPath,
-        } as never,
-        ignorePath: true,
-        agent: this.agentFor(route),
-        headers: route.headers,
-        proxyTimeout: route.timeoutMs,
-        selfHandleResponse: true,
-      },
-      onError,
-    );
+    const send = (agent: HttpAgent, retried: boolean) =>
+      this.proxy.web(
+        req,
+        res,
+        {
+          target: {
+            protocol: upstream.protocol,
+            host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
+            port: upstream.port || (upstream.protocol === 'https:' ? 443 : 80),
+            path: targetPath,
+          } as never,
+          ignorePath: true,
+          agent,
+          headers: route.headers,
+          proxyTimeout: route.timeoutMs,
+          selfHandleResponse: true,
+        },
+        (err: unknown) => {
+          // RFC 9112 9.3.1: a reused keep-alive socket the upstream closed as this GET arrived;
+          // nothing was received, so it goes once more, on a connection of its own.
+          const reused = (upstreamRequest as ClientRequest | undefined)?.reusedSocket === true;
+          if (!retried && reused && !timedOut && !res.headersSent && (err as { code?: string }).code === 'ECONNRESET') {
+            const fresh = newAgent(route, false);
+            res.once('close', () => fresh.destroy());
+            send(fresh, true);
+            return;
+          }
+          onError(err);
+        },
+      );
+    send(this.agentFor(route), false);
   }
 
   /** Called once per process: routes proxyRes to the request it belongs to. */
