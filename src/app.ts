@@ -6,7 +6,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ScrapeCache, type ScrapeCacheOptions } from './cache/scrape-cache.js';
-import { loadConfig } from './config/load.js';
+import { parseConfig, readConfigText } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
 import { configWarnings } from './config/warnings.js';
 import { Metrics } from './metrics.js';
@@ -30,8 +30,11 @@ export interface AppOptions {
   cacheOptions?: ScrapeCacheOptions;
   /** Cluster hooks for the admin listener: reach the workers too. */
   admin?: Pick<AdminDeps, 'afterInvalidate' | 'metricsText' | 'cacheHits'>;
-  /** Called after a successful reload (the primary tells its workers). */
-  afterReload?: () => void;
+  /**
+   * Called after a successful reload with the config text it applied (the primary hands it to
+   * its workers); resolves to an error text when that failed somewhere, which the reload reports.
+   */
+  afterReload?: (source: string) => Promise<string | undefined>;
   /** Client timeouts; tests shorten them. */
   limits?: ClientLimits;
 }
@@ -44,8 +47,11 @@ export interface App {
   readonly cache: ScrapeCache;
   readonly metrics: Metrics;
   config(): Config;
-  /** Re-reads the config file. Resolves to the error text when invalid; the running config stays. */
-  reload(): Promise<string | undefined>;
+  /**
+   * Re-reads the config file, or applies the given config text (a worker, from its primary).
+   * Resolves to the error text when invalid; the running config stays.
+   */
+  reload(source?: string): Promise<string | undefined>;
   /** Stops accepting, lets requests in flight finish (bounded), then releases everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -147,10 +153,12 @@ export async function startApp(options: AppOptions): Promise<App> {
   await preparePassThrough(config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
 
-  async function reload(): Promise<string | undefined> {
+  async function reload(given?: string): Promise<string | undefined> {
     let next: Config;
+    let source: string;
     try {
-      next = loadConfig(configFile);
+      source = given ?? readConfigText(configFile);
+      next = parseConfig(source, configFile);
     } catch (err) {
       metrics.reloaded(false);
       log.error({ file: configFile, error: (err as Error).message }, 'config reload failed; the running config stays');
@@ -185,10 +193,11 @@ export async function startApp(options: AppOptions): Promise<App> {
     passThrough?.retain(config.routes);
     metrics.setRoutes(config.routes.map((r) => r.name));
     if (!options.logLevelOverride) log.level = config.log.level;
-    metrics.reloaded(true);
     log.info({ routes: config.routes.map((r) => r.name), changedRoutes: [...changed], droppedEntries: dropped }, 'config reloaded');
-    options.afterReload?.();
-    return undefined;
+    const elsewhere = await options.afterReload?.(source);
+    metrics.reloaded(elsewhere === undefined);
+    if (elsewhere !== undefined) log.error({ file: configFile, error: elsewhere }, 'config reload failed in a worker');
+    return elsewhere;
   }
 
   const limits = options.limits ?? CLIENT_LIMITS;

@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
-import { isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
-import { ConfigError, formatProblem, loadConfig } from './config/load.js';
+import { configFromPrimary, isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
+import { ConfigError, formatProblem, parseConfig, readConfigText } from './config/load.js';
 import { configWarnings } from './config/warnings.js';
 import { createLogger, type LogLevel } from './log.js';
 
@@ -65,8 +65,10 @@ async function main(argv: string[]): Promise<void> {
   if (levelFlag !== undefined && !LEVELS.includes(levelFlag)) die(`--log.level must be one of ${LEVELS.join(', ')}`);
 
   let config;
+  let source;
   try {
-    config = loadConfig(file);
+    source = isWorker ? await configFromPrimary() : readConfigText(file);
+    config = parseConfig(source, file);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     if (values['check-config']) {
@@ -84,7 +86,7 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
-  const options: RunOptions = { config, file, log, logLevelOverride: levelFlag !== undefined };
+  const options: RunOptions = { config, source, file, log, logLevelOverride: levelFlag !== undefined };
   // Handlers first, then listen: a signal during start-up must not take the default action
   // (SIGHUP would kill the process, SIGTERM exit without draining). It waits for start-up.
   let running: Running | undefined;

@@ -29,6 +29,8 @@ interface WireTarget {
 type ToPrimary =
   | { t: 'fill'; id: number; target: WireTarget }
   | { t: 'answer'; id: number; value: unknown }
+  | { t: 'config?' }
+  | { t: 'reloaded'; id: number; error?: string }
   | { t: 'ready'; scrape: string };
 
 type ToWorker =
@@ -36,12 +38,15 @@ type ToWorker =
   | { t: 'filled'; id: number; stored: boolean; cached: boolean; entry: WireResponse }
   | { t: 'failed'; id: number; code: ProxyErrorCode; message: string }
   | { t: 'invalidate'; selection: Selection }
-  | { t: 'reload' }
+  | { t: 'config'; source: string }
+  | { t: 'reload'; id: number; source: string }
   | { t: 'ask'; id: number; what: 'metrics' | 'hits' }
   | { t: 'shutdown' };
 
 export interface RunOptions {
   config: Config;
+  /** The config text `config` was parsed from: the primary hands this same text to every worker. */
+  source: string;
   file: string;
   log: Logger;
   logLevelOverride: boolean;
@@ -54,7 +59,7 @@ export interface Running {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+export async function runPrimary({ config, source, file, log, logLevelOverride }: RunOptions): Promise<Running> {
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -111,8 +116,35 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
     listeners: { scrape: false, admin: true },
     cacheOptions: { onStored: (entry) => broadcast({ t: 'stored', entry: entry.toWire() }) },
     admin: { afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }), metricsText, cacheHits },
-    afterReload: () => broadcast({ t: 'reload' }),
+    afterReload: (text) => reloadWorkers(text),
   });
+
+  // Workers never read proxy.yaml: an editor rewriting it mid-reload cannot split the group
+  // between two configs. A worker that cannot apply the text makes the reload fail visibly.
+  let current = source;
+  let reloadId = 0;
+  const confirmations = new Map<number, (error: string | undefined) => void>();
+  async function reloadWorkers(text: string): Promise<string | undefined> {
+    current = text;
+    const asked = [...workers].filter((w) => w.isConnected()).map(
+      (w) =>
+        new Promise<string | undefined>((resolve) => {
+          const id = ++reloadId;
+          const timer = setTimeout(() => {
+            confirmations.delete(id);
+            resolve(`worker ${w.process.pid} did not confirm the reload within 5 s`);
+          }, 5000);
+          confirmations.set(id, (error) => {
+            clearTimeout(timer);
+            confirmations.delete(id);
+            resolve(error === undefined ? undefined : `worker ${w.process.pid}: ${error}`);
+          });
+          w.send({ t: 'reload', id, source: text } satisfies ToWorker);
+        }),
+    );
+    const errors = (await Promise.all(asked)).filter((e) => e !== undefined);
+    return errors.length > 0 ? errors.join('; ') : undefined;
+  }
 
   const readyScrape: string[] = [];
   let allReady: () => void;
@@ -126,6 +158,12 @@ export async function runPrimary({ config, file, log, logLevelOverride }: RunOpt
         return;
       case 'answer':
         answers.get(message.id)?.(message.value);
+        return;
+      case 'config?':
+        if (worker.isConnected()) worker.send({ t: 'config', source: current } satisfies ToWorker);
+        return;
+      case 'reloaded':
+        confirmations.get(message.id)?.(message.error);
         return;
       case 'fill': {
         const { id, target } = message;
@@ -241,7 +279,7 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
         }
         return;
       case 'reload':
-        void app.reload();
+        void app.reload(message.source).then((error) => send(error === undefined ? { t: 'reloaded', id: message.id } : { t: 'reloaded', id: message.id, error }));
         return;
       case 'ask':
         if (message.what === 'metrics') {
@@ -271,3 +309,17 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
 }
 
 export const isWorker = cluster.isWorker;
+
+/** In a worker: the config text its primary runs, asked for before anything starts. */
+export function configFromPrimary(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: ToWorker) => {
+      if (message.t !== 'config') return;
+      process.off('message', onMessage);
+      resolve(message.source);
+    };
+    process.on('message', onMessage);
+    process.once('disconnect', () => reject(new Error('the primary process is gone')));
+    process.send?.({ t: 'config?' } satisfies ToPrimary);
+  });
+}
