@@ -10,7 +10,11 @@ import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Writable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
+import { startApp } from '../src/app.js';
+import { loadConfig } from '../src/config/load.js';
+import { createLogger } from '../src/log.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, SCRAPE_HEADERS } from './helpers/proxy.js';
 
@@ -102,4 +106,32 @@ test('a reload with workers applies the text the primary read: a file rewritten 
 test('the workers stop with the primary', async () => {
   child.kill('SIGTERM');
   assert.equal(await exited, 0);
+});
+
+test('a reload a worker could not apply answers 400 with its error and sets last_reload_successful to 0', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'scrapecache-workers-reload-'));
+  const path = join(dir, 'proxy.yaml');
+  const yaml = `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: ${a.url}/x\n`;
+  writeFileSync(path, yaml);
+  const applied: string[] = [];
+  const app = await startApp({
+    config: loadConfig(path),
+    log: createLogger('error', new Writable({ write: (_c, _e, done) => done() })),
+    defaultMetrics: false,
+    listeners: { scrape: false, admin: true },
+    afterReload: async (source) => {
+      applied.push(source);
+      return 'worker 4242: cannot read /run/secrets/hw';
+    },
+  });
+  try {
+    const res = await post(`http://127.0.0.1:${app.adminAddress.port}/-/reload`);
+    assert.equal(res.status, 400);
+    assert.equal(res.body.toString(), 'worker 4242: cannot read /run/secrets/hw\n');
+    assert.deepEqual(applied, [yaml], 'the workers get the text the primary read');
+    const metrics = (await get(`http://127.0.0.1:${app.adminAddress.port}/metrics`)).body.toString();
+    assert.match(metrics, /^scrapecache_config_last_reload_successful 0$/m);
+  } finally {
+    await app.close(100);
+  }
 });
