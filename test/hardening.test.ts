@@ -158,6 +158,14 @@ describe('upstream framing (defect 11)', () => {
   }
 });
 
+describe('found by the property tests', () => {
+  test('POST /invalidate with a lone surrogate in query is 400, not 500', async () => {
+    const res = await post(`${proxy.adminUrl}/invalidate`, { path: '/metrics', query: 'x=\ud800' });
+    assert.equal(res.status, 400, res.body.toString());
+    assert.match(res.body.toString(), /not valid Unicode/);
+  });
+});
+
 describe('security (defect 10)', () => {
   test('pass-through does not forward Proxy-Authorization upstream', async () => {
     const res = await get(`${proxy.url}/pages/x`, { 'proxy-authorization': 'Basic c2VjcmV0OnNlY3JldA==', 'x-kept': '1' });

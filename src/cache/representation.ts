@@ -105,7 +105,8 @@ function computeRepresentation(header: string): Representation {
   }
   if (bestFamily) return bestFamily;
   // promhttp answers text to `*/*`, `text/*` and to no Accept at all.
-  if (ranges.some((r) => r.q > 0 && (r.type === '*' || (r.type === 'text' && r.subtype === '*')))) return 'text';
+  // Unless text/plain itself is refused: `text/*, text/plain;q=0` is no request for text.
+  if (ranges.some((r) => r.q > 0 && (r.type === '*' || (r.type === 'text' && r.subtype === '*'))) && computeAdmits(header, 'text/plain')) return 'text';
   return exactRepresentation(header);
 }
 

@@ -51,7 +51,7 @@ export function deadlineMs(header: string | string[] | undefined): number | unde
  * A path with a `.` or `..` segment, raw or percent-encoded, or a backslash (which URL parsers
  * read as `/`, turning `/\host` into another host) never reaches an upstream.
  */
-function hasDotSegment(path: string): boolean {
+export function hasDotSegment(path: string): boolean {
   if (path.includes('\\')) return true;
   if (!path.includes('.') && !path.includes('%')) return false;
   let decoded: string;
