@@ -75,9 +75,23 @@ function hardened(server: Server, log: Logger, name: string, limits: ClientLimit
   server.headersTimeout = limits.headersTimeoutMs;
   server.requestTimeout = limits.requestTimeoutMs;
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  // No interim 100 Continue: no request body is ever read before the answer (GET and HEAD bodies
+  // are refused), and node writes it ahead of the queue, inside a pipelined answer still being
+  // written (after its headers, so the client reads it as that answer's body).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
+      return;
+    }
+    // A response still being written (a pipelined request before the bad one, or our own 400 to a
+    // GET with a body) must not be preceded or followed by a second answer nobody asked for: the
+    // client would read it as the answer to the wrong request. Node keeps it on the socket.
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (pending) {
+      if (!pending.headersSent) pending.shouldKeepAlive = false;
+      pending.once('finish', () => socket.end());
+      pending.once('close', () => socket.destroySoon());
       return;
     }
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;

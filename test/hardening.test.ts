@@ -158,6 +158,23 @@ describe('upstream framing (defect 11)', () => {
   }
 });
 
+describe('found by the fuzz test', () => {
+  test('a pipelined request with Expect: 100-continue gets no interim 100 inside the answer before it', async () => {
+    await get(`${proxy.url}/metrics`);
+    const one = 'GET /metrics HTTP/1.1\r\nHost: p\r\n\r\n';
+    const reply = await rawRequest(proxy.url, `${one}${one}GET /metrics HTTP/1.1\r\nHost: p\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`);
+    assert.doesNotMatch(reply, /100 Continue/);
+    assert.equal(reply.match(/^HTTP\/1\.1 200 OK\r\n/gm)?.length, 3, reply);
+    assert.equal(reply.match(/ok_metric 1\n/g)?.length, 3, reply);
+  });
+
+  test('a GET with a body the parser then rejects gets one 400, not a second answer nobody asked for', async () => {
+    const reply = await rawRequest(proxy.url, 'GET /pages/x HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    assert.equal(reply.match(/HTTP\/1\.1 /g)?.length, 1, reply);
+    assert.match(reply, /^HTTP\/1\.1 400 /);
+  });
+});
+
 describe('found by the property tests', () => {
   test('POST /invalidate with a lone surrogate in query is 400, not 500', async () => {
     const res = await post(`${proxy.adminUrl}/invalidate`, { path: '/metrics', query: 'x=\ud800' });

@@ -13,7 +13,9 @@ import type { Metrics } from '../metrics.js';
 import { writeText } from '../server/respond.js';
 import { upstreamTarget } from './fetch-upstream.js';
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate',
+  // No request body is ever forwarded (SPEC 3.1), so there is nothing for the upstream to continue to.
+  'expect'];
 
 /**
  * Framing is decided by the parser, never by a Connection header: `Connection: content-length`
