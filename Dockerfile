@@ -7,10 +7,13 @@
 ARG NODE_IMAGE=node:24.19.0-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
+# The git revision for scrapecache_build_info: the build context has no .git, so pass it:
+#   docker build --build-arg SCRAPECACHE_REVISION=$(git rev-parse HEAD) -t scrapecache .
+ARG SCRAPECACHE_REVISION=unknown
 WORKDIR /build
 COPY package.json package-lock.json tsconfig.json ./
 COPY src/ src/
-COPY scripts/build-image-tree.sh scripts/healthcheck.mjs scripts/
+COPY scripts/build-image-tree.sh scripts/healthcheck.mjs scripts/write-build-info.mjs scripts/
 RUN --mount=type=cache,target=/root/.npm bash scripts/build-image-tree.sh /out
 
 FROM ${NODE_IMAGE}

@@ -27,6 +27,7 @@ const headers = {
   'x-prometheus-scrape-timeout-seconds': '10',
 };
 if (values.gzip !== '0') headers['accept-encoding'] = 'gzip';
+if (process.env.BENCH_AUTHORIZATION) headers['authorization'] = process.env.BENCH_AUTHORIZATION;
 
 const result = await autocannon({
   url: values.url,

@@ -11,8 +11,15 @@
 //
 // At start it fetches each upstream twice (with and without Accept-Encoding: gzip) and keeps the
 // raw bytes. The query string is ignored. Prints {"port": N} on stdout once listening.
+//
+// --tls-cert F --tls-key F serve https; --basic-auth USER:PASS also wants that Authorization
+// header (compared in constant time, nothing cached or hashed beyond that: the floor for a hit
+// behind basic auth).
 import cluster from 'node:cluster';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
@@ -22,8 +29,15 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
     sched: { type: 'string', default: 'none' },
     route: { type: 'string', multiple: true, default: [] },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'basic-auth': { type: 'string' },
   },
 });
+
+const tls = values['tls-cert'] ? { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) } : undefined;
+const digest = (text) => createHash('sha256').update(text).digest();
+const wanted = values['basic-auth'] ? digest(`Basic ${Buffer.from(values['basic-auth']).toString('base64')}`) : undefined;
 
 const workers = Math.max(1, Number(values.workers));
 
@@ -58,7 +72,12 @@ async function loadRoutes() {
 }
 
 function serve(routes, port) {
-  const server = http.createServer((req, res) => {
+  const handler = (req, res) => {
+    if (wanted && !timingSafeEqual(digest(req.headers.authorization ?? ''), wanted)) {
+      res.writeHead(401, { 'www-authenticate': 'Basic', 'content-length': 0 });
+      res.end();
+      return;
+    }
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const entry = routes.get(q === -1 ? url : url.slice(0, q));
@@ -82,7 +101,8 @@ function serve(routes, port) {
     if (representation === entry.gzip) headers['content-encoding'] = 'gzip';
     res.writeHead(200, headers);
     res.end(req.method === 'HEAD' ? undefined : representation.body);
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
   server.keepAliveTimeout = 60_000;
   server.listen(port, values.host, () => {
     if (cluster.isPrimary) process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);

@@ -20,6 +20,7 @@ import { runCompare } from './sections/compare.mjs';
 import { runSizeSweep } from './sections/size.mjs';
 import { runConcurrencySweep } from './sections/concurrency.mjs';
 import { runKeySweep, runBigEntries } from './sections/memory.mjs';
+import { runSecurity } from './sections/security.mjs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -51,6 +52,7 @@ function makePlan(options) {
 function fixtureProfiles(plan, sections) {
   const names = new Set();
   if (sections.includes('compare')) plan.compare.forEach((p) => names.add(p.fixture));
+  if (sections.includes('security')) names.add(plan.compare[0].fixture);
   if (sections.includes('size')) plan.sizes.forEach((s) => names.add(s.fixture));
   if (sections.includes('concurrency')) names.add(plan.concurrencyProfile.fixture);
   if (sections.includes('memory')) names.add(plan.keyFixture).add(plan.bigEntries.fixture);
@@ -166,6 +168,14 @@ async function main() {
         }
       } finally {
         for (const peer of passCtx.peers) await peer.stop();
+      }
+      if (sections.includes('security')) {
+        if (!options.peers.includes('reference') || !options.peers.includes('scrapecache') || !scrapecacheAvailable()) {
+          ctx.skip('security: needs the reference and scrapecache peers');
+        } else {
+          console.log(`listener security: TLS, TLS with basic auth (${options.connections} connections, ${options.duration} s per point)`);
+          result.security = await runSecurity(passCtx, routes);
+        }
       }
       if (passCtx.cpuProfDir) {
         const path = await newestProfile(passCtx.cpuProfDir);

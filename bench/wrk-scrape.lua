@@ -7,6 +7,10 @@ wrk.headers["X-Prometheus-Scrape-Timeout-Seconds"] = "10"
 if os.getenv("BENCH_GZIP") ~= "0" then
   wrk.headers["Accept-Encoding"] = "gzip"
 end
+-- BENCH_AUTHORIZATION: the whole Authorization header (the basic-auth line of the security section).
+if os.getenv("BENCH_AUTHORIZATION") then
+  wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION")
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -36,6 +36,11 @@ for dev in typescript @types; do
 done
 (cd "$tree" && npm ls --omit=dev --all >/dev/null 2>"$log") || fail "npm ls --omit=dev: $(cat "$log")"
 ok "production dependencies only"
+# basic_auth_users needs the bcrypt binding: a prebuilt N-API module from the registry, installed
+# with --ignore-scripts and no compiler, that must load from the tree as it is.
+(cd "$tree" && node -e "require('@node-rs/bcrypt').verify('x', require('@node-rs/bcrypt').hashSync('x', 4)).then((ok) => process.exit(ok ? 0 : 1))" >"$log" 2>&1) \
+  || fail "@node-rs/bcrypt does not load from the tree: $(cat "$log")"
+ok "@node-rs/bcrypt (basic_auth_users) loads without a compiler"
 
 # As in the image: a non-root user, in a working directory it cannot write.
 as_user=()

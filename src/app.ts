@@ -12,6 +12,8 @@ import { configWarnings } from './config/warnings.js';
 import { Metrics } from './metrics.js';
 import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
 import { writeText } from './server/respond.js';
+import { warnExposedCredentials } from './server/exposed-credentials.js';
+import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from './server/listener-security.js';
 import { RouteTable } from './server/route-table.js';
 import { createScrapeHandler } from './server/scrape-listener.js';
 import type { PassThrough } from './upstream/pass-through.js';
@@ -29,7 +31,7 @@ export interface AppOptions {
   listeners?: { scrape: boolean; admin: boolean };
   cacheOptions?: ScrapeCacheOptions;
   /** Cluster hooks for the admin listener: reach the workers too. */
-  admin?: Pick<AdminDeps, 'afterInvalidate' | 'metricsText' | 'cacheHits'>;
+  admin?: Pick<AdminDeps, 'afterInvalidate' | 'metricsText' | 'cacheHits' | 'metricsJson' | 'lastFetches'>;
   /**
    * Called after a successful reload with the config text it applied (the primary hands it to
    * its workers); resolves to an error text when that failed somewhere, which the reload reports.
@@ -37,6 +39,9 @@ export interface AppOptions {
   afterReload?: (source: string) => Promise<string | undefined>;
   /** Client timeouts; tests shorten them. */
   limits?: ClientLimits;
+  /** --web.config.file: TLS, basic auth, headers and rate limit for both listeners (SPEC 3.6). */
+  webConfigFile?: string;
+  webSecurity?: ListenerSecurityOptions;
 }
 
 export interface App {
@@ -145,6 +150,8 @@ async function answerWaiting(waiting: Set<ServerResponse>): Promise<void> {
 
 export async function startApp(options: AppOptions): Promise<App> {
   const { log } = options;
+  // First: a web config error stops the start before anything else is running.
+  const security = options.webConfigFile ? await ListenerSecurity.open(options.webConfigFile, log, options.webSecurity) : undefined;
   let config = options.config;
   let table = new RouteTable(config.routes);
   let ready = false;
@@ -167,6 +174,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   await preparePassThrough(config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
 
+  /** The last reload's error while it stands, for the status page. */
+  let reloadError: string | undefined;
   async function reload(given?: string): Promise<string | undefined> {
     let next: Config;
     let source: string;
@@ -174,6 +183,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       source = given ?? readConfigText(configFile);
       next = parseConfig(source, configFile);
     } catch (err) {
+      reloadError = (err as Error).message;
       metrics.reloaded(false);
       log.error({ file: configFile, error: (err as Error).message }, 'config reload failed; the running config stays');
       return (err as Error).message;
@@ -210,6 +220,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     log.info({ routes: config.routes.map((r) => r.name), changedRoutes: [...changed], droppedEntries: dropped }, 'config reloaded');
     const elsewhere = await options.afterReload?.(source);
     metrics.reloaded(elsewhere === undefined);
+    reloadError = elsewhere;
     if (elsewhere !== undefined) log.error({ file: configFile, error: elsewhere }, 'config reload failed in a worker');
     return elsewhere;
   }
@@ -218,14 +229,25 @@ export async function startApp(options: AppOptions): Promise<App> {
   // Node enforces the timeouts on this interval (default 30 s): check often enough that they hold.
   const serverOptions = { connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs / 2) };
   const waiting = new Set<ServerResponse>();
+  const serve = (handler: (req: IncomingMessage, res: ServerResponse) => void, exempt?: (req: IncomingMessage) => boolean): Server =>
+    security ? security.createServer(serverOptions, handler, { handshakeTimeoutMs: limits.headersTimeoutMs, ...(exempt ? { exempt } : {}) }) : createServer(serverOptions, handler);
   const scrapeServer = hardened(
-    createServer(serverOptions, guard(createScrapeHandler({ table: () => table, cache, passThrough: () => passThrough, metrics, log, waiting }), log)),
+    serve(guard(createScrapeHandler({
+          table: () => table,
+          cache,
+          passThrough: () => passThrough,
+          metrics,
+          log,
+          waiting,
+          // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
+          adminAddress: () => (adminAddress ? { host: config.admin.listen.host, port: adminAddress.port } : config.admin.listen),
+        }), log)),
     log,
     'scrape',
     limits,
   );
   const adminServer = hardened(
-    createServer(serverOptions, 
+    serve(
       guard(
         createAdminHandler({
           token: () => config.admin.token,
@@ -235,10 +257,13 @@ export async function startApp(options: AppOptions): Promise<App> {
           cache,
           metrics,
           log,
+          configFile: () => configFile,
+          reloadError: () => reloadError,
           ...options.admin,
         }),
         log,
       ),
+      isHealthCheck,
     ),
     log,
     'admin',
@@ -254,14 +279,16 @@ export async function startApp(options: AppOptions): Promise<App> {
   } catch (err) {
     scrapeServer.close();
     adminServer.close();
+    security?.close();
     passThrough?.close();
     await cache.close();
     throw err;
   }
   cache.setRoutes(config.routes);
   metrics.reloaded(true);
-  if (run.admin) for (const warning of configWarnings(config)) log.warn(warning);
+  if (run.admin) for (const warning of configWarnings(config, security?.config())) log.warn(warning);
   ready = true;
+  if (run.admin) warnExposedCredentials(config, security?.config(), log);
   const where = (a: AddressInfo | undefined) => (a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : undefined);
   log.info(
     {
@@ -293,6 +320,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       await answerWaiting(waiting);
       scrapeServer.closeAllConnections();
       adminServer.closeAllConnections();
+      security?.close();
       passThrough?.close();
       await cache.close();
     },

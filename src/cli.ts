@@ -1,32 +1,31 @@
 #!/usr/bin/env -S node --max-semi-space-size=4
 /** Command line (SPEC 1): flags, start, signals; nothing else. */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
+import { buildInfo } from './build-info.js';
 import { configFromPrimary, isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
 import { ConfigError, formatProblem, parseConfig, readConfigText } from './config/load.js';
 import { configWarnings } from './config/warnings.js';
+import { loadWebConfig } from './config/web-config.js';
 import { createLogger, type LogLevel } from './log.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
-const HELP = `Usage: scrapecache [--config.file FILE] [--check-config] [--log.level LEVEL]
+const HELP = `Usage: scrapecache [--config.file FILE] [--web.config.file FILE] [--check-config] [--log.level LEVEL]
 
 A caching reverse proxy for Prometheus exporters.
 
   --config.file FILE   config file (default ./proxy.yaml); aliases --config, -c
-  --check-config       validate the config, print every problem, exit 0 or 1
+  --web.config.file FILE
+                       TLS, basic auth, headers and rate limit for both listeners
+                       (exporter-toolkit's web configuration format)
+  --check-config       validate the config (and the web config), print every problem, exit 0 or 1
   --log.level LEVEL    trace | debug | info | warn | error (overrides log.level)
   --version            print the version
   --help               print this help
 
 Signals: SIGHUP reloads the config; SIGTERM and SIGINT shut down gracefully.
 `;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 function die(message: string): never {
   process.stderr.write(`scrapecache: ${message}\n`);
@@ -42,6 +41,7 @@ async function main(argv: string[]): Promise<void> {
         'config.file': { type: 'string' },
         config: { type: 'string', short: 'c' },
         'check-config': { type: 'boolean' },
+        'web.config.file': { type: 'string' },
         'log.level': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -57,18 +57,22 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (values.version) {
-    process.stdout.write(`scrapecache ${version()} (node ${process.version})\n`);
+    const build = buildInfo();
+    process.stdout.write(`scrapecache ${build.version} (revision ${build.revision}, node ${build.nodejsVersion})\n`);
     return;
   }
   const file = values['config.file'] ?? values.config ?? 'proxy.yaml';
   const levelFlag = values['log.level'];
   if (levelFlag !== undefined && !LEVELS.includes(levelFlag)) die(`--log.level must be one of ${LEVELS.join(', ')}`);
 
+  const webFile = values['web.config.file'];
   let config;
   let source;
+  let web;
   try {
     source = isWorker ? await configFromPrimary() : readConfigText(file);
     config = parseConfig(source, file);
+    if (webFile !== undefined) web = loadWebConfig(webFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     if (values['check-config']) {
@@ -80,13 +84,14 @@ async function main(argv: string[]): Promise<void> {
     die(`invalid config: ${formatProblem(err.problems.at(-1)!)}`);
   }
   if (values['check-config']) {
-    for (const warning of configWarnings(config)) process.stderr.write(`scrapecache: warning: ${warning}\n`);
+    for (const warning of configWarnings(config, web)) process.stderr.write(`scrapecache: warning: ${warning}\n`);
     process.stdout.write(`${file}: OK (${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`);
+    if (webFile !== undefined) process.stdout.write(`${webFile}: OK\n`);
     return;
   }
 
   const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
-  const options: RunOptions = { config, source, file, log, logLevelOverride: levelFlag !== undefined };
+  const options: RunOptions = { config, source, file, log, logLevelOverride: levelFlag !== undefined, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) };
   // Handlers first, then listen: a signal during start-up must not take the default action
   // (SIGHUP would kill the process, SIGTERM exit without draining). It waits for start-up.
   let running: Running | undefined;
@@ -121,7 +126,7 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', onInt);
   process.on('SIGHUP', onHup);
   try {
-    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride });
+    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) });
     else running = isWorker ? await runWorker(options) : await runPrimary(options);
   } catch (err) {
     die((err as Error).message);

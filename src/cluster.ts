@@ -16,6 +16,7 @@ import type { Representation } from './cache/representation.js';
 import { StoredResponse, type WireResponse } from './cache/stored-response.js';
 import type { Config } from './config/types.js';
 import { ProxyError, type ProxyErrorCode } from './errors.js';
+import { LastFetchRecorder, type LastFetch } from './last-fetch.js';
 import { selector, type Selection } from './server/admin-listener.js';
 
 interface WireTarget {
@@ -40,7 +41,7 @@ type ToWorker =
   | { t: 'invalidate'; selection: Selection }
   | { t: 'config'; source: string }
   | { t: 'reload'; id: number; source: string }
-  | { t: 'ask'; id: number; what: 'metrics' | 'hits' }
+  | { t: 'ask'; id: number; what: 'metrics' | 'hits' | 'fetches' }
   | { t: 'shutdown' };
 
 export interface RunOptions {
@@ -50,6 +51,8 @@ export interface RunOptions {
   file: string;
   log: Logger;
   logLevelOverride: boolean;
+  /** --web.config.file: every process that listens reads and watches it. */
+  webConfigFile?: string;
 }
 
 export interface Running {
@@ -59,7 +62,7 @@ export interface Running {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, source, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+export async function runPrimary({ config, source, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -73,7 +76,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride }
   };
 
   /** Asks every live worker; one that does not answer within 2 s counts as `none`. */
-  function askWorkers<T>(what: 'metrics' | 'hits', none: T): Promise<T[]> {
+  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T): Promise<T[]> {
     const asked = [...workers].filter((w) => w.isConnected()).map(
       (w) =>
         new Promise<T>((resolve) => {
@@ -93,10 +96,22 @@ export async function runPrimary({ config, source, file, log, logLevelOverride }
     return Promise.all(asked);
   }
 
-  async function metricsText(): Promise<{ contentType: string; text: string }> {
+  async function aggregated() {
     const own = await app.metrics.registry.getMetricsAsJSON();
-    const registry = AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', []))]);
+    return AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', []))]);
+  }
+
+  async function metricsText(): Promise<{ contentType: string; text: string }> {
+    const registry = await aggregated();
     return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
+  /** The primary makes every fill; the workers make the pass-through fetches. */
+  async function lastFetches(): Promise<Map<string, LastFetch>> {
+    const merged = new LastFetchRecorder();
+    merged.merge(app.metrics.lastFetch.entries());
+    for (const fetches of await askWorkers<Array<[string, LastFetch]>>('fetches', [])) merged.merge(fetches);
+    return new Map(merged.entries());
   }
 
   /** Hits per key, summed over the workers: the primary itself serves none. */
@@ -113,9 +128,16 @@ export async function runPrimary({ config, source, file, log, logLevelOverride }
     log,
     configFile: file,
     logLevelOverride,
+    ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: false, admin: true },
     cacheOptions: { onStored: (entry) => broadcast({ t: 'stored', entry: entry.toWire() }) },
-    admin: { afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }), metricsText, cacheHits },
+    admin: {
+      afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }),
+      metricsText,
+      cacheHits,
+      metricsJson: async () => (await aggregated()).getMetricsAsJSON(),
+      lastFetches,
+    },
     afterReload: (text) => reloadWorkers(text),
   });
 
@@ -228,7 +250,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride }
 }
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
-export async function runWorker({ config, file, log, logLevelOverride }: RunOptions): Promise<Running> {
+export async function runWorker({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
   let nextId = 0;
   const pending = new Map<number, { resolve: (r: FillResult) => void; reject: (e: ProxyError) => void }>();
   const send = (m: ToPrimary) => process.send?.(m);
@@ -250,6 +272,7 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
     log,
     configFile: file,
     logLevelOverride,
+    ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: true, admin: false },
     cacheOptions: { remoteFill },
   });
@@ -273,7 +296,10 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
       }
       case 'invalidate':
         try {
-          app.cache.drop(selector(message.selection, app.table()));
+          const select = selector(message.selection, app.table());
+          // Soft: keep serving the copy; the next scrape's fill joins the primary's refetch.
+          if (message.selection.soft) app.cache.markStale(select);
+          else app.cache.drop(select);
         } catch {
           // The primary already answered the caller; a selection this worker cannot match drops nothing.
         }
@@ -284,6 +310,8 @@ export async function runWorker({ config, file, log, logLevelOverride }: RunOpti
       case 'ask':
         if (message.what === 'metrics') {
           void app.metrics.registry.getMetricsAsJSON().then((value) => send({ t: 'answer', id: message.id, value }));
+        } else if (message.what === 'fetches') {
+          send({ t: 'answer', id: message.id, value: app.metrics.lastFetch.entries() });
         } else {
           send({ t: 'answer', id: message.id, value: [...app.cache.store.entries()].map((e) => [e.key, e.hits]) });
         }

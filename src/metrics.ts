@@ -4,6 +4,8 @@
  * Hot-path counters are bound per route once, so a hit does no label lookup.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { buildInfo } from './build-info.js';
+import { LastFetchRecorder } from './last-fetch.js';
 
 export type CacheOutcome = 'hit' | 'miss' | 'collapsed' | 'stale' | 'bypass';
 
@@ -17,7 +19,7 @@ const OUTCOMES: readonly CacheOutcome[] = ['hit', 'miss', 'collapsed', 'stale', 
 
 export interface StoreView {
   /** Entries and bytes per route name. */
-  usageByRoute(): Map<string, { entries: number; bytes: number }>;
+  usageByRoute(): Map<string, { entries: number; bytes: number; oldestAgeSeconds: number | undefined }>;
 }
 
 export class Metrics {
@@ -31,6 +33,8 @@ export class Metrics {
   readonly invalidations: Counter;
   readonly reloadSuccessful: Gauge;
   readonly reloadTimestamp: Gauge;
+  /** The last fetch of each route, for the status page. */
+  readonly lastFetch = new LastFetchRecorder();
   private readonly byRoute = new Map<string, RouteCounters>();
   private routeNames: string[] = [];
 
@@ -115,6 +119,28 @@ export class Metrics {
         for (const name of routeNames()) this.set({ route: name }, usage.get(name)?.bytes ?? 0);
       },
     });
+    new Gauge({
+      name: 'scrapecache_cache_oldest_age_seconds',
+      help: 'Age of the oldest answer a route may still serve, by route; absent while it holds none. Well above the ttl: stale answers are covering for a failing upstream.',
+      labelNames: ['route'],
+      registers: gaugeRegisters,
+      collect() {
+        this.reset();
+        const usage = store.usageByRoute();
+        for (const name of routeNames()) {
+          const age = usage.get(name)?.oldestAgeSeconds;
+          if (age !== undefined) this.set({ route: name }, age);
+        }
+      },
+    });
+    const build = buildInfo();
+    new Gauge({
+      name: 'scrapecache_build_info',
+      help: 'Always 1; the labels say which build runs: version, git revision, Node.js version.',
+      labelNames: ['version', 'revision', 'nodejs_version'],
+      // Once per group: a cluster sums its processes' gauges.
+      registers: gaugeRegisters,
+    }).set({ version: build.version, revision: build.revision, nodejs_version: build.nodejsVersion }, 1);
     if (options.defaultMetrics !== false) {
       collectDefaultMetrics({ register: this.registry });
       // prom-client exports these totals as gauges, which promtool rejects ("non-counter metrics
@@ -141,9 +167,11 @@ export class Metrics {
     return counters;
   }
 
-  upstream(route: string, code: string, seconds: number): void {
+  /** One upstream fetch ended; error is our message or the upstream's non-200 body text. */
+  upstream(route: string, code: string, seconds: number, error?: string): void {
     this.upstreamRequests.labels(route, code).inc();
     this.upstreamDuration.labels(route).observe(seconds);
+    this.lastFetch.record(route, code, seconds, error);
   }
 
   reloaded(ok: boolean, now = Date.now()): void {

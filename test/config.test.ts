@@ -244,6 +244,31 @@ describe('files a route refers to', () => {
     assert.equal(route.headers['authorization'], `Basic ${Buffer.from('prom:pa55word').toString('base64')}`);
   });
 
+  it('reads admin.token_file relative to the config file, so the admin token need not sit in proxy.yaml', () => {
+    const dir = configDir();
+    const file = join(dir, 'proxy.yaml');
+    writeFileSync(file, `admin:\n  token_file: secrets/token\n${ROUTE}`);
+    assert.equal(loadConfig(file, {}).admin.token, 'tok-123');
+  });
+
+  it('refuses admin.token_file beside admin.token, an empty one and a missing one, with line and column', () => {
+    const dir = configDir();
+    writeFileSync(join(dir, 'secrets/empty'), '\n');
+    const file = join(dir, 'proxy.yaml');
+    const refusal = (admin: string) => {
+      writeFileSync(file, `admin:\n${admin}${ROUTE}`);
+      try {
+        loadConfig(file, {});
+      } catch (err) {
+        return (err as ConfigError).problems.map((p) => `${p.line}:${p.column}: ${p.message}`);
+      }
+      return [];
+    };
+    assert.deepEqual(refusal('  token: abc\n  token_file: secrets/token\n'), ['3:15: set admin.token or admin.token_file, not both']);
+    assert.deepEqual(refusal('  token_file: secrets/empty\n'), [`2:15: ${join(dir, 'secrets/empty')} is empty: leave admin.token_file out for no token`]);
+    assert.deepEqual(refusal('  token_file: secrets/none\n'), [`2:15: cannot read ${join(dir, 'secrets/none')}: ENOENT`]);
+  });
+
   it('reads bearer_token_file relative to the config file and sends it as a Bearer token', () => {
     const dir = configDir();
     const file = join(dir, 'proxy.yaml');
@@ -378,6 +403,8 @@ describe('bad-config fixtures', () => {
     'bad-yaml-syntax': 'reports a YAML syntax error with its position',
     'bad-empty': 'rejects an empty file',
     'bad-prefetch-without-cache': 'rejects prefetch on a route with cache: false',
+    'bad-format': 'rejects a format other than text, openmetrics or protobuf, in defaults and in a route',
+    'bad-format-without-cache': 'rejects format on a route with cache: false, but lets such routes ignore defaults.format',
     'bad-basic-auth-password-and-file': 'rejects basic_auth with both password and password_file',
     'bad-password-file-missing': 'rejects a password_file that cannot be read, naming it',
     'bad-env-unset': 'names every unset environment variable at the column of its ${',

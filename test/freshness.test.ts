@@ -5,6 +5,8 @@ import {
   ageSeconds,
   canServeOnError,
   canServeWhileRevalidating,
+  canServeWhileSoftRefetching,
+  expiresAt,
   isDead,
   isFresh,
   prefetchAt,
@@ -15,7 +17,7 @@ import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js
 import { get, SCRAPE_HEADERS, sleep, startProxy, type TestProxy } from './helpers/proxy.js';
 
 describe('freshness arithmetic', () => {
-  const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000 };
+  const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000, timeoutMs: 30_000 };
   const entry = { fetchedAt: 1_000_000 };
 
   test('an entry is fresh for ttl after its fetch completed, and not a millisecond longer', () => {
@@ -41,6 +43,41 @@ describe('freshness arithmetic', () => {
     assert.equal(ageSeconds(entry, 999_000), 0);
     assert.equal(ttlSeconds(entry, policy, 1_000_500), 9);
     assert.equal(ttlSeconds(entry, policy, 1_012_500), -3);
+  });
+
+  test('a soft invalidation ends freshness at once, and the stale windows count from it', () => {
+    const soft = { fetchedAt: 1_000_000, staleFrom: 1_004_000 };
+    assert.equal(expiresAt(soft, policy), 1_004_000);
+    assert.equal(isFresh(soft, policy, 1_003_999), true);
+    assert.equal(isFresh(soft, policy, 1_004_000), false);
+    assert.equal(canServeWhileRevalidating(soft, policy, 1_008_999), true);
+    assert.equal(canServeWhileRevalidating(soft, policy, 1_009_000), false);
+    assert.equal(canServeOnError(soft, policy, 1_063_999), true);
+    assert.equal(canServeOnError(soft, policy, 1_064_000), false);
+    assert.equal(ttlSeconds(soft, policy, 1_006_500), -3);
+  });
+
+  test('a soft invalidation never extends freshness: one after expiry changes nothing', () => {
+    const late = { fetchedAt: 1_000_000, staleFrom: 1_020_000 };
+    assert.equal(expiresAt(late, policy), 1_010_000);
+    assert.equal(isFresh(late, policy, 1_015_000), false);
+  });
+
+  test('a soft-invalidated entry is servable while refetched until its ttl would end plus one timeout, or one timeout past the invalidation', () => {
+    assert.equal(canServeWhileSoftRefetching(entry, policy, 1_000_000), false, 'not without a soft invalidation');
+    const soft = { fetchedAt: 1_000_000, staleFrom: 1_004_000 };
+    assert.equal(canServeWhileSoftRefetching(soft, policy, 1_039_999), true);
+    assert.equal(canServeWhileSoftRefetching(soft, policy, 1_040_000), false);
+    const afterExpiry = { fetchedAt: 1_000_000, staleFrom: 1_050_000 };
+    assert.equal(canServeWhileSoftRefetching(afterExpiry, policy, 1_079_999), true);
+    assert.equal(canServeWhileSoftRefetching(afterExpiry, policy, 1_080_000), false);
+  });
+
+  test('a soft-invalidated entry is dead only past its soft window as well as its stale windows', () => {
+    const noWindows = { ...policy, staleWhileRevalidateMs: 0, staleIfErrorMs: 0 };
+    const soft = { fetchedAt: 1_000_000, staleFrom: 1_004_000 };
+    assert.equal(isDead(soft, noWindows, 1_039_999), false, 'its refetch may still be running');
+    assert.equal(isDead(soft, noWindows, 1_040_000), true);
   });
 
   test('prefetch runs ahead of expiry by a tenth of the ttl, bounded by the timeout and at least a second', () => {

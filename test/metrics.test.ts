@@ -4,10 +4,12 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, writeFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { startApp } from '../src/app.js';
-import { loadConfig } from '../src/config/load.js';
+import { ScrapeCache, type ScrapeTarget } from '../src/cache/scrape-cache.js';
+import { loadConfig, parseConfig } from '../src/config/load.js';
+import { Metrics } from '../src/metrics.js';
 import { createLogger } from '../src/log.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, SCRAPE_HEADERS, startProxy, type RawResponse, type TestProxy } from './helpers/proxy.js';
@@ -511,4 +513,69 @@ test('promtool check metrics finds nothing to complain about with the Node.js de
   const { status, output } = promtoolCheck(text);
   assert.equal(output, '', `promtool says:\n${output}`);
   assert.equal(status, 0);
+});
+
+test('scrapecache_cache_oldest_age_seconds is the age of the oldest entry a route may still serve, growing while stale_if_error covers a dead upstream', async () => {
+  const e = await exporter();
+  const config = parseConfig(
+    `routes:
+  - name: covered
+    path: /c
+    upstream: ${e.url}/c
+    ttl: 1m
+    stale_if_error: 1h
+  - name: empty
+    path: /e
+    upstream: ${e.url}/e
+`,
+    'age.yaml',
+  );
+  let now = 1_700_000_000_000;
+  let cache: ScrapeCache | undefined;
+  const metrics = new Metrics({ usageByRoute: () => cache!.usageByRoute() }, { defaultMetrics: false });
+  cache = new ScrapeCache(1 << 20, metrics, createLogger('silent'), {}, () => now);
+  closers.push(() => cache!.close());
+  cache.setRoutes(config.routes);
+  metrics.setRoutes(config.routes.map((r) => r.name));
+  const route = config.routes[0]!;
+  const target = (query: string): ScrapeTarget => ({ route, path: '/c', query, representation: 'text', accept: undefined });
+  const age = async () => {
+    const text = await metrics.registry.metrics();
+    return new Exposition(text, parseExposition(text));
+  };
+
+  await cache.lookup(target('x=a'));
+  now += 20_000;
+  await cache.lookup(target('x=b'));
+  now += 10_000;
+  let m = await age();
+  assert.equal(m.value('scrapecache_cache_oldest_age_seconds', { route: 'covered' }), 30, 'the oldest of the two entries');
+  assert.equal(m.value('scrapecache_cache_oldest_age_seconds', { route: 'empty' }), undefined, 'no series for a route that holds nothing');
+
+  e.fault = 'status-500';
+  now += 40 * 60_000;
+  const served = await cache.lookup(target('x=a'));
+  assert.equal(served.cache, 'stale', 'stale_if_error covers the failing upstream');
+  m = await age();
+  assert.equal(m.value('scrapecache_cache_oldest_age_seconds', { route: 'covered' }), 2430);
+
+  now += 30 * 60_000;
+  m = await age();
+  assert.equal(m.value('scrapecache_cache_oldest_age_seconds', { route: 'covered' }), undefined, 'past every window nothing is served, so no age');
+});
+
+test('scrapecache_build_info says the version, the revision written at build time and the Node.js version', async () => {
+  const a = await exporter();
+  const proxy = await proxyFor(`routes:\n  - name: a\n    path: /a\n    upstream: ${a.url}/a\n`);
+  const m = await scrapeMetrics(proxy);
+  const [info, ...more] = m.named('scrapecache_build_info');
+  assert.equal(more.length, 0);
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  let revision = 'unknown';
+  try {
+    revision = (JSON.parse(readFileSync(new URL('../src/build-info.json', import.meta.url), 'utf8')) as { revision: string }).revision;
+  } catch {
+    // built with tsc alone: no revision was written
+  }
+  assert.deepEqual(info, { name: 'scrapecache_build_info', labels: { version: pkg.version, revision, nodejs_version: process.version }, value: 1 });
 });

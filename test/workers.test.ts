@@ -92,6 +92,10 @@ test('the admin /metrics adds up the workers', async () => {
   assert.equal(value('hit') + value('miss') + value('collapsed'), 120);
   assert.match(text, /^scrapecache_upstream_requests_total\{route="node",code="200"\} 2$/m);
   assert.match(text, /^scrapecache_cache_entries\{route="node"\} 1$/m);
+  // Reported once for the group, not summed over its processes.
+  assert.equal(text.match(/^scrapecache_build_info\{.*\} (\d+)$/gm)?.length, 1);
+  assert.match(text, /^scrapecache_build_info\{.*\} 1$/m);
+  assert.match(text, /^scrapecache_cache_oldest_age_seconds\{route="node"\} [\d.]+$/m);
 });
 
 test('GET /cache counts the hits the workers served', async () => {
@@ -100,6 +104,52 @@ test('GET /cache counts the hits the workers served', async () => {
   const after = JSON.parse((await get(`${adminUrl}/cache`)).body.toString()) as Array<{ route: string; hits: number }>;
   const hits = (list: typeof before) => list.filter((e) => e.route === 'node').reduce((n, e) => n + e.hits, 0);
   assert.equal(hits(after) - hits(before), 10);
+});
+
+test('the status page on the primary shows the scrapes and hits the workers served, as /metrics and /cache count them', async () => {
+  await burst(5);
+  const metrics = (await get(`${adminUrl}/metrics`)).body.toString();
+  const scrapes = [...metrics.matchAll(/^scrapecache_requests_total\{route="node",cache="\w+"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  const cached = JSON.parse((await get(`${adminUrl}/cache`)).body.toString()) as Array<{ route: string; hits: number }>;
+  const page = (await get(`${adminUrl}/`)).body.toString();
+  assert.match(page, new RegExp(`data-live="route/node/total" class="big">${scrapes}<`));
+  assert.ok(scrapes > 100);
+  const hits = cached.find((e) => e.route === 'node')!.hits;
+  assert.ok(hits > 0);
+  assert.match(page, new RegExp(`data-live="entry/node /node/metrics\\? openmetrics/hits">${hits}<`));
+  assert.match(page, /data-live="route\/node\/fetch"><span class="badge good">HTTP 200<\/span>/, 'the primary made the fetches');
+  // The landing page comes from the workers.
+  const landing = await get(`${scrapeUrl}/`);
+  assert.equal(landing.status, 200);
+  assert.match(landing.body.toString(), /<a href="\/node\/metrics">/);
+});
+
+test('a soft invalidation reaches every worker: all serve the old copy while the primary refetches once, then the new copy', async () => {
+  const versionOf = (r: { body: Buffer }) => Number(/fake_version\{[^}]*\} (\d+)/.exec(gunzipSync(r.body).toString())?.[1]);
+  const [old] = await burst(1);
+  const fetched = exporter.count;
+  const release = exporter.hold();
+  try {
+    const res = await post(`${adminUrl}/invalidate`, { route: 'node', soft: true });
+    assert.deepEqual(JSON.parse(res.body.toString()), { invalidated: 1, refetching: 1 });
+    for (let i = 0; i < 100 && exporter.count === fetched; i++) await sleep(20);
+    // The exporter is held: a scrape that waited for it would not answer until release.
+    const during = await burst(30);
+    for (const r of during) {
+      assert.match(String(r.headers['cache-status']), /^scrapecache; hit; fwd=stale/);
+      assert.equal(versionOf(r), versionOf(old!));
+    }
+    assert.equal(exporter.count, fetched + 1, 'one refetch for the whole group');
+  } finally {
+    release();
+  }
+  let after = await burst(20);
+  for (let i = 0; i < 100 && !after.every((r) => /^scrapecache; hit; ttl=/.test(String(r.headers['cache-status']))); i++) {
+    await sleep(50);
+    after = await burst(20);
+  }
+  for (const r of after) assert.equal(versionOf(r), versionOf(old!) + 1, 'every worker serves the new copy');
+  assert.equal(exporter.count, fetched + 1);
 });
 
 test('a reload reaches every worker', async () => {

@@ -1,5 +1,6 @@
 // A tiny HTTP/1.1 client for warming, filling and checking (not for load: that is wrk's job).
 import http from 'node:http';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Prometheus 2.42's scrape request headers. */
@@ -13,11 +14,14 @@ export function scrapeHeaders({ gzip }) {
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+// The bench's https peers use a certificate made for the run: what is measured is the cost of TLS, not trust.
+const tlsAgent = new https.Agent({ keepAlive: true, maxSockets: 256, rejectUnauthorized: false });
 
 /** GET (or another method) returning status, headers and the raw (still encoded) body. */
 export function request(url, { method = 'GET', headers = {}, body, timeoutMs = 60_000 } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent, timeout: timeoutMs }, (res) => {
+    const secure = url.startsWith('https:');
+    const req = (secure ? https : http).request(url, { method, headers, agent: secure ? tlsAgent : agent, timeout: timeoutMs }, (res) => {
       const chunks = [];
       res.on('data', (chunk) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -69,4 +73,5 @@ export async function forEachConcurrent(from, to, concurrency, task) {
 
 export function closeClient() {
   agent.destroy();
+  tlsAgent.destroy();
 }

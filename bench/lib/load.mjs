@@ -23,8 +23,8 @@ export async function pickLoadTool(preferred) {
  * One load run. Returns req/s, latency percentiles (ms), errors, and the server's CPU seconds
  * per 10 000 responses (from /proc of `serverPid` and its descendants).
  */
-export async function runLoad(loadTool, { url, connections, durationSec, gzip, cpus, serverPid }) {
-  const env = { BENCH_GZIP: gzip ? '1' : '0' };
+export async function runLoad(loadTool, { url, connections, durationSec, gzip, cpus, serverPid, authorization }) {
+  const env = { BENCH_GZIP: gzip ? '1' : '0', ...(authorization ? { BENCH_AUTHORIZATION: authorization } : {}) };
   const handle = loadTool.tool === 'wrk'
     ? startChild('wrk', loadTool.binary, ['-t1', `-c${connections}`, `-d${Math.max(1, Math.round(durationSec))}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url], { cpus, env })
     : startChild('autocannon', process.execPath, [AUTOCANNON_SCRIPT, '--url', url, '--connections', String(connections), '--duration', String(Math.max(1, Math.round(durationSec))), '--gzip', gzip ? '1' : '0'], { cpus, env });

@@ -9,7 +9,7 @@ import { checkWorkersServe } from './workers-check.mjs';
 
 /** One scrape; compares the decoded body with the exporter's text. */
 export async function checkScrape(peer, { path, gzip, expected }) {
-  const response = await request(peer.baseUrl + path, { headers: scrapeHeaders({ gzip }) });
+  const response = await request(peer.baseUrl + path, { headers: { ...scrapeHeaders({ gzip }), ...peer.headers } });
   const encoding = response.headers['content-encoding'] ?? 'identity';
   const result = {
     status: response.status,
@@ -81,7 +81,7 @@ export async function measurePeers(peers, { path, gzip, expected, connections, d
       point.workersCheck = await checkWorkersServe(peer, { path, gzip, expectWorkers: peer.servingProcesses });
       if (!point.workersCheck.ok) point.problem = [point.problem, point.workersCheck.problem].filter(Boolean).join('; ');
     }
-    entries.push({ peer, point, load: { url: peer.baseUrl + path, connections, gzip, cpus: options.loadCpus, serverPid: peer.pid }, results: [] });
+    entries.push({ peer, point, load: { url: peer.baseUrl + path, connections, gzip, cpus: options.loadCpus, serverPid: peer.pid, authorization: peer.headers?.authorization }, results: [] });
   }
   const live = entries.filter((e) => !e.point.error);
   if (warmupSec > 0) {

@@ -56,6 +56,16 @@ export function evaluateGoals({ passes, big }) {
       check('CPU per hit', have ? sc.cpuPer10k / ref.cpuPer10k : NaN, 1.2, 'lower');
     }
   }
+  // Issue 11: over TLS, and over TLS with basic auth, against the reference doing the same.
+  for (const pass of passes ?? []) {
+    for (const { profile, points } of pass.security ?? []) {
+      const sc = pointOf(points, 'scrapecache');
+      const ref = pointOf(points, 'reference');
+      const have = measured(sc) && measured(ref);
+      const ratio = have ? sc.rps / ref.rps : NaN;
+      goals.push({ ok: have ? ratio >= 0.8 : null, line: `${profile.label}: hit req/s ${have ? `${ratio.toFixed(2)}x` : 'not measured'} reference (goal >= 0.8x)` });
+    }
+  }
   if (big !== undefined) {
     const have = big && Number.isFinite(big.rss) && !big.failures;
     goals.push({
@@ -341,6 +351,11 @@ export function renderReport(run) {
   if (main?.compare?.length) out.push(...compareSection(main.compare, peerNames, extra.length || main.workers > 1 ? main : undefined));
   for (const pass of extra) {
     if (pass.compare?.length) out.push(...workersSection(pass, passes.find((p) => p.workers === 1 && p.compare), peerNames, machine.cores));
+  }
+  if (main?.security?.length) {
+    out.push('## Listener security (issue 11)', '',
+      'scrapecache with `--web.config.file` (TLS; TLS and `basic_auth_users` with a cost-10 bcrypt hash) against the reference over https (and checking the same Authorization header in constant time), same bytes, keep-alive connections as Prometheus keeps them.', '');
+    out.push(...peerTables(main.security));
   }
   if (size?.length) out.push(...sizeSection(size));
   if (concurrency?.length) out.push(...concurrencySection(concurrency, plan.concurrencyProfile.label));

@@ -68,7 +68,7 @@ export function renderProxyConfig({ port, adminPort, routes, workers, maxBytes =
  * primary's "scrapecache listening" line, printed once every worker is up, can be waited for: the
  * scrape port answers as soon as the first worker listens.
  */
-export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, workers, cpus, cpuProfDir, maxBytes }) {
+export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, workers, cpus, cpuProfDir, maxBytes, webConfig, headers = {}, name = 'scrapecache' }) {
   const found = scrapecacheAvailable();
   if (!found) return null;
   const dir = join(tmpDir, label);
@@ -79,9 +79,16 @@ export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, 
   await writeFile(configFile, renderProxyConfig({ port, adminPort, routes, workers, maxBytes, logLevel: clustered ? 'info' : 'warn' }));
   // The node flags the scrapecache command, `npm start` and the image use (test/node-flags.test.ts).
   const nodeArgs = ['--max-semi-space-size=4', ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [])];
-  const handle = startChild(label, process.execPath, [...nodeArgs, found.cli, '--config.file', configFile], { cpus, cwd: dir });
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  // `webConfig`: the text of a --web.config.file (its relative paths are read from `dir`).
+  const webArgs = [];
+  if (webConfig !== undefined) {
+    await writeFile(join(dir, 'web.yml'), webConfig);
+    webArgs.push('--web.config.file', join(dir, 'web.yml'));
+  }
+  const handle = startChild(label, process.execPath, [...nodeArgs, found.cli, '--config.file', configFile, ...webArgs], { cpus, cwd: dir });
+  const scheme = webConfig?.includes('tls_server_config') ? 'https' : 'http';
+  const baseUrl = `${scheme}://127.0.0.1:${port}`;
+  const adminUrl = `${scheme}://127.0.0.1:${adminPort}`;
   try {
     if (clustered) {
       const line = await waitForLine(handle, (l) => l.includes('"msg":"scrapecache listening"'), 60_000);
@@ -92,14 +99,15 @@ export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, 
       const children = processTree(handle.pid).length - 1;
       if (children !== workers) throw new Error(`${children} worker processes after the ready line, expected ${workers}`);
     }
-    await waitForHttp(`${baseUrl}/-/bench-probe`, { alive: () => !handle.exited, timeoutMs: 30_000 });
+    await waitForHttp(`${baseUrl}/-/bench-probe`, { alive: () => !handle.exited, timeoutMs: 30_000, headers });
   } catch (error) {
     await stopChild(handle);
     throw new Error(`scrapecache did not start (config ${configFile}): ${error.message}\n${tail(handle)}`);
   }
   return {
-    name: 'scrapecache',
+    name,
     version: found.version,
+    headers,
     pid: handle.pid,
     baseUrl,
     adminUrl,

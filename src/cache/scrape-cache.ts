@@ -7,12 +7,14 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
+import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { contentCodingOf } from '../upstream/content-coding.js';
 import { Dispatchers, fetchUpstream, PROMETHEUS_ACCEPT, upstreamTarget, type UpstreamResponse } from '../upstream/fetch-upstream.js';
-import { canServeOnError, canServeWhileRevalidating, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
+import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
 import { cacheKey } from './key.js';
 import { MemoryStore } from './memory-store.js';
+import { formatAccept } from './pinned-format.js';
 import type { Representation } from './representation.js';
 import { storableHeaders, StoredResponse } from './stored-response.js';
 
@@ -77,6 +79,13 @@ export interface ScrapeCacheOptions {
   onStored?: (entry: StoredResponse) => void;
 }
 
+export interface RouteUsage {
+  entries: number;
+  bytes: number;
+  /** Undefined when no entry of the route can be served. */
+  oldestAgeSeconds: number | undefined;
+}
+
 export class ScrapeCache {
   readonly store: MemoryStore;
   private readonly dispatchers = new Dispatchers();
@@ -118,7 +127,7 @@ export class ScrapeCache {
     if (this.options.remoteFill) return;
     for (const route of routes) {
       if (!route.prefetch || route.path === undefined) continue;
-      const target: ScrapeTarget = { route, path: route.path, query: '', representation: PREFETCH_REPRESENTATION, accept: PROMETHEUS_ACCEPT };
+      const target = startupTarget(route, route.path);
       const key = keyOf(target);
       if (!this.prefetchTimers.has(key) && !this.inflight.has(key)) {
         const entry = this.store.peek(key);
@@ -143,7 +152,9 @@ export class ScrapeCache {
         return { cache: 'hit', entry, stored: true };
       }
       const failure = this.failures.get(entry);
-      if (canServeWhileRevalidating(entry, entry.policy, now)) {
+      // A soft-invalidated entry is served while its refetch runs; once that failed, only the
+      // stale windows (stale_if_error) keep it.
+      if (canServeWhileRevalidating(entry, entry.policy, now) || (!failure && canServeWhileSoftRefetching(entry, entry.policy, now))) {
         if (!failure || now >= failure.retryAt) this.background(target, entry);
         entry.hits++;
         return failure
@@ -207,16 +218,59 @@ export class ScrapeCache {
     if (refresh) {
       const fills: Promise<unknown>[] = [];
       for (const old of dropped) {
-        const route = this.routesByName.get(old.route);
-        if (!route || old.query !== '') continue;
-        const target: ScrapeTarget = { route, path: old.path, query: '', representation: old.representation, accept: old.accept };
-        const key = keyOf(target);
+        const target = this.refetchTarget(old);
         // A new fetch even when one is in flight: that one started before the data changed.
-        fills.push(this.fill(key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
+        if (target) fills.push(this.fill(old.key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
       }
       await Promise.all(fills);
     }
     return { invalidated, refreshed };
+  }
+
+  /**
+   * Soft invalidation (SPEC 4 `soft`): the selected entries turn stale now but stay servable
+   * while one refetch per key runs; query-less keys are refetched at once, keys with a query on
+   * their next scrape. With wait, resolves once those refetches are done.
+   */
+  async softInvalidate(
+    select: (entry: EntryIdentity) => boolean,
+    wait = false,
+  ): Promise<{ invalidated: number; refetching: number; refreshed: number }> {
+    const { marked, dropped } = this.markStale(select);
+    const invalidated = marked.length + dropped;
+    this.metrics?.invalidations.inc(invalidated);
+    const refetches: Promise<boolean>[] = [];
+    for (const entry of marked) {
+      const target = this.refetchTarget(entry);
+      if (target) refetches.push(this.fill(entry.key, target, entry).then((r) => r.stored, () => false));
+    }
+    const refreshed = wait ? (await Promise.all(refetches)).filter(Boolean).length : 0;
+    return { invalidated, refetching: refetches.length, refreshed };
+  }
+
+  /**
+   * Marks the selected entries stale without refetching (a worker follows its primary this
+   * way: its next scrape joins the primary's refetch). Entries past every window are dropped,
+   * not revived; fills in flight for selected keys are superseded, as by drop().
+   */
+  markStale(select: (entry: EntryIdentity) => boolean): { marked: StoredResponse[]; dropped: number } {
+    const now = this.now();
+    this.supersedeFills(select);
+    const dropped = this.store.invalidate((entry) => select(entry) && isDead(entry, entry.policy, now));
+    const marked = [...this.store.entries()].filter(select);
+    for (const entry of marked) {
+      entry.markStale(now);
+      // One refetch now, not after a back-off from failures before the data changed.
+      this.failures.delete(entry);
+    }
+    return { marked, dropped };
+  }
+
+  /** The target that fetches an entry again; undefined for keys with a query (fetched on their next scrape) or a route gone. */
+  private refetchTarget(entry: StoredResponse): ScrapeTarget | undefined {
+    const route = this.routesByName.get(entry.route);
+    if (!route || entry.query !== '') return undefined;
+    return { route, path: entry.path, query: '', representation: entry.representation, accept: entry.accept };
   }
 
   /** Drops every entry of the named routes (their upstream or headers changed on reload). */
@@ -230,6 +284,12 @@ export class ScrapeCache {
    * requests do not join them.
    */
   drop(select: (entry: EntryIdentity) => boolean): number {
+    this.supersedeFills(select);
+    return this.store.invalidate(select);
+  }
+
+  /** Fills in flight for selected keys answer their waiters but store nothing; new requests do not join them. */
+  private supersedeFills(select: (entry: EntryIdentity) => boolean): void {
     for (const [key, fill] of this.inflight) {
       const { route, path, query } = fill.target;
       if (select({ route: route.name, path, query })) {
@@ -237,16 +297,22 @@ export class ScrapeCache {
         this.inflight.delete(key);
       }
     }
-    return this.store.invalidate(select);
   }
 
-  usageByRoute(): Map<string, { entries: number; bytes: number }> {
-    const usage = new Map<string, { entries: number; bytes: number }>();
+  /** Per route: entries, bytes, and the age of the oldest entry that may still be served. */
+  usageByRoute(): Map<string, RouteUsage> {
+    const usage = new Map<string, RouteUsage>();
+    const now = this.now();
     for (const entry of this.store.entries()) {
-      const u = usage.get(entry.route) ?? { entries: 0, bytes: 0 };
+      let u = usage.get(entry.route);
+      if (!u) usage.set(entry.route, (u = { entries: 0, bytes: 0, oldestAgeSeconds: undefined }));
       u.entries++;
       u.bytes += entry.bytes;
-      usage.set(entry.route, u);
+      // An entry past every window waits for the sweep; it answers nobody, so it is not "served".
+      if (!isDead(entry, entry.policy, now)) {
+        const age = Math.max(0, (now - entry.fetchedAt) / 1000);
+        if (u.oldestAgeSeconds === undefined || age > u.oldestAgeSeconds) u.oldestAgeSeconds = age;
+      }
     }
     return usage;
   }
@@ -324,12 +390,13 @@ export class ScrapeCache {
       res = await fetchUpstream(route, this.dispatchers.for(route), url, target.accept);
     } catch (e) {
       const err = e as ProxyError;
-      this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000);
+      this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000, err.message);
       this.log.warn({ ...logFields, err: { code: err.code, message: err.message, cause: causeOf(err) } }, 'upstream fetch failed');
       this.recordFailure(target, previous, err.status);
       throw err;
     }
-    this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000);
+    const errorText = res.status === 200 ? undefined : upstreamErrorText(res.body, res.headers['content-encoding']);
+    this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000, errorText);
     const coding = contentCodingOf(res.headers['content-encoding']);
     const storable = res.status === 200 && res.headers['set-cookie'] === undefined && coding !== undefined;
     const entry = new StoredResponse({
@@ -395,7 +462,7 @@ export class ScrapeCache {
         const held = this.store.peek(key);
         // Keep refreshing what is held, and the start-up representation; an evicted other one
         // is fetched again only when a scraper asks for it.
-        if (!held && target.representation !== PREFETCH_REPRESENTATION) {
+        if (!held && target.representation !== startupTarget(route, target.path).representation) {
           this.prefetchFailures.delete(key);
           return;
         }
@@ -409,8 +476,16 @@ export class ScrapeCache {
   }
 }
 
-/** What prefetch fetches at start-up: Prometheus's Accept, which resolves to OpenMetrics. */
-const PREFETCH_REPRESENTATION = 'openmetrics';
+/**
+ * What prefetch fetches at start-up: the route's pinned format, else Prometheus's Accept, which
+ * resolves to OpenMetrics.
+ */
+function startupTarget(route: Route, path: string): ScrapeTarget {
+  return route.format === undefined
+    ? { route, path, query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT }
+    : { route, path, query: '', representation: route.format, accept: formatAccept(route.format) };
+}
+
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**

@@ -68,6 +68,7 @@ export interface WireResponse {
   body: Uint8Array;
   headers: string[];
   fetchedAt: number;
+  staleFrom?: number;
   policy: FreshnessPolicy;
 }
 
@@ -92,6 +93,8 @@ export class StoredResponse {
   readonly fetchedAt: number;
   /** The route's policy when this was fetched: a ttl change applies from the next fill. */
   readonly policy: FreshnessPolicy;
+  /** Set by a soft invalidation: stale from then on, served while it is refetched (see freshness.ts). */
+  staleFrom: number | undefined;
   hits = 0;
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
@@ -112,6 +115,7 @@ export class StoredResponse {
     body: Buffer;
     headers: string[];
     fetchedAt: number;
+    staleFrom?: number;
     policy: FreshnessPolicy;
   }) {
     this.key = init.key;
@@ -124,6 +128,7 @@ export class StoredResponse {
     this.coding = init.coding;
     this.fetchedAt = init.fetchedAt;
     this.policy = init.policy;
+    this.staleFrom = init.staleFrom;
     this.headers = init.headers;
     let contentType = 'application/octet-stream';
     for (let i = 0; i < init.headers.length; i += 2) {
@@ -140,6 +145,11 @@ export class StoredResponse {
     head.push('Vary', 'Accept, Accept-Encoding');
     if (coding === 'gzip') head.push('Content-Encoding', 'gzip');
     return { body, head };
+  }
+
+  /** Soft invalidation: stale from `at` (or from an earlier soft invalidation), still servable. */
+  markStale(at: number): void {
+    if (this.staleFrom === undefined || at < this.staleFrom) this.staleFrom = at;
   }
 
   /** Bytes held for this entry: every body made so far, headers and key. */
@@ -171,7 +181,13 @@ export class StoredResponse {
       body: this.variants[this.coding]!.body,
       headers: this.headers,
       fetchedAt: this.fetchedAt,
-      policy: { ttlMs: this.policy.ttlMs, staleWhileRevalidateMs: this.policy.staleWhileRevalidateMs, staleIfErrorMs: this.policy.staleIfErrorMs },
+      ...(this.staleFrom === undefined ? {} : { staleFrom: this.staleFrom }),
+      policy: {
+        ttlMs: this.policy.ttlMs,
+        staleWhileRevalidateMs: this.policy.staleWhileRevalidateMs,
+        staleIfErrorMs: this.policy.staleIfErrorMs,
+        timeoutMs: this.policy.timeoutMs,
+      },
     };
   }
 

@@ -103,7 +103,7 @@ export function parseConfig(source: string, file: string, env: NodeJS.ProcessEnv
   return config;
 }
 
-function describeIssue(issue: z.core.$ZodIssue, data: unknown, locator: Locator): ConfigProblem[] {
+export function describeIssue(issue: z.core.$ZodIssue, data: unknown, locator: Locator): ConfigProblem[] {
   const path = issue.path.filter((k): k is PathKey => typeof k !== 'symbol');
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => locator.atKey([...path, key], `unknown key "${key}" in ${describePath(path) || 'the top level'}`));
@@ -136,7 +136,7 @@ function valueAt(data: unknown, path: readonly PathKey[]): unknown {
 }
 
 /** Maps a path in the parsed data to line:column in the file as the operator wrote it. */
-class Locator {
+export class Locator {
   constructor(
     private readonly file: string,
     private readonly doc: Document,
@@ -224,16 +224,29 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
     if (r.basic_auth && (r.basic_auth.password === undefined) === (r.basic_auth.password_file === undefined)) {
       report(at('basic_auth'), 'basic_auth needs exactly one of password and password_file');
     }
+    if (r.format !== undefined && !cache) report(at('format'), 'format needs a cached route (cache: false streams whatever the upstream sends)');
     if (r.query_keys && r.query_keys.length === 0) report(at('query_keys'), 'query_keys is empty: leave it out to admit any query');
 
     routes.push(buildRoute(r, raw, baseDir, (path, message) => report(at(...path), message)));
   });
 
+  let token = raw.admin.token;
+  if (raw.admin.token_file !== undefined) {
+    if (token !== '') report(['admin', 'token_file'], 'set admin.token or admin.token_file, not both');
+    const name = resolve(baseDir, raw.admin.token_file);
+    try {
+      token = readFileSync(name, 'utf8').trim();
+      if (token === '') report(['admin', 'token_file'], `${name} is empty: leave admin.token_file out for no token`);
+    } catch (err) {
+      report(['admin', 'token_file'], `cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+
   return {
     file,
     listen: raw.listen,
     workers: raw.workers,
-    admin: raw.admin,
+    admin: { listen: raw.admin.listen, token },
     log: raw.log,
     cache: { maxBytes: raw.cache.max_bytes },
     routes,
@@ -266,6 +279,8 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     if (r.tls.key_file) tls.key = readFile(['tls', 'key_file'], r.tls.key_file);
     if (r.tls.server_name) tls.serverName = r.tls.server_name;
   }
+  // A pass-through route streams what the upstream sends: a format from defaults does not apply.
+  const format = (r.cache ?? true) ? (r.format ?? raw.defaults.format) : undefined;
   const fingerprint = createHash('sha256')
     .update(
       JSON.stringify([
@@ -275,6 +290,7 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
         r.path ?? null,
         r.path_prefix ?? null,
         r.cache ?? true,
+        format ?? null,
       ]),
     )
     .digest('base64url');
@@ -296,6 +312,7 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
   if (r.path !== undefined) route.path = r.path;
   if (r.path_prefix !== undefined) route.pathPrefix = r.path_prefix;
   if (tls) route.tls = tls;
+  if (format !== undefined) route.format = format;
   if (route.timeoutMs <= 0) report(r.timeout !== undefined ? ['timeout'] : [], 'timeout must be more than 0');
   // Node's timers cannot wait longer (setTimeout would fire at once).
   if (route.timeoutMs > 2 ** 31 - 1) report(r.timeout !== undefined ? ['timeout'] : [], 'timeout must be at most 24d');

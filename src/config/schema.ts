@@ -81,6 +81,11 @@ const routeName = z
 
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/** SPEC 3.2 `format`: the one exposition format a route fetches and serves. */
+const format = z.enum(['text', 'openmetrics', 'protobuf']).meta({
+  description: 'Pin the route to one exposition format: fetched once per ttl, served to every client whose Accept admits it; others get 406',
+});
+
 const freshnessFields = {
   ttl: duration,
   timeout: duration,
@@ -120,6 +125,7 @@ export const routeSchema = z.strictObject({
   tls: tlsSchema.optional(),
   basic_auth: basicAuthSchema.optional(),
   bearer_token_file: z.string().min(1).optional(),
+  format: format.optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -134,6 +140,8 @@ export const configSchema = z.strictObject({
         .nullable()
         .default('')
         .transform((t) => t ?? ''),
+      // The token in a file of its own (a Docker or Kubernetes secret), not in proxy.yaml.
+      token_file: z.string().min(1).optional(),
     })
     .default({ listen: { host: '127.0.0.1', port: 9181 }, token: '' }),
   log: z
@@ -153,6 +161,7 @@ export const configSchema = z.strictObject({
       max_body_bytes: size.default(64 * 1024 * 1024),
       stale_while_revalidate: duration.default(0),
       stale_if_error: duration.default(0),
+      format: format.optional(),
     })
     .default({ ttl: 60_000, timeout: 30_000, max_body_bytes: 64 * 1024 * 1024, stale_while_revalidate: 0, stale_if_error: 0 }),
   routes: z.array(routeSchema, { error: 'expected a list of routes' }).min(1, 'at least one route is needed'),

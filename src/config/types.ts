@@ -13,6 +13,9 @@ export interface UpstreamTls {
   insecureSkipVerify: boolean;
 }
 
+/** An exposition format a route can be pinned to (SPEC 3.2 `format`). */
+export type Format = 'text' | 'openmetrics' | 'protobuf';
+
 export interface Route {
   name: string;
   /** Exactly one of path and pathPrefix is set. */
@@ -31,6 +34,8 @@ export interface Route {
   /** Extra request headers sent upstream, including Authorization built from basic_auth or a token file. */
   headers: Record<string, string>;
   tls?: UpstreamTls;
+  /** The one format fetched and served; undefined: negotiated per client (SPEC 3.2). */
+  format?: Format;
   /**
    * Identity of everything that decides what the upstream returns (upstream, headers, auth, TLS).
    * Entries of a route survive a reload only while this stays the same.

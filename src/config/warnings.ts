@@ -1,6 +1,7 @@
 /** Configs that are valid but probably not what the operator meant: logged at start-up, printed by --check-config. */
 import { isIP } from 'node:net';
 import type { Config, ListenAddress } from './types.js';
+import type { WebConfig } from './web-config.js';
 
 /** Whether a listen host is reachable only from this machine. */
 export function isLoopback(host: string): boolean {
@@ -12,9 +13,10 @@ export function isLoopback(host: string): boolean {
 
 const where = (a: ListenAddress) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
 
-export function configWarnings(config: Config): string[] {
+/** Basic auth from --web.config.file protects the admin listener as a token does. */
+export function configWarnings(config: Config, web?: WebConfig): string[] {
   const warnings: string[] = [];
-  if (config.admin.token === '' && !isLoopback(config.admin.listen.host)) {
+  if (config.admin.token === '' && !isLoopback(config.admin.listen.host) && !(web && web.users.size > 0)) {
     warnings.push(
       `admin.listen ${where(config.admin.listen)} is reachable beyond loopback and admin.token is empty: anyone who reaches it can reload, invalidate and read the cache`,
     );

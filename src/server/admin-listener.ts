@@ -5,7 +5,12 @@ import type { Logger } from 'pino';
 import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { EntryIdentity, ScrapeCache } from '../cache/scrape-cache.js';
+import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
+import { ResultNotes } from '../pages/result-notes.js';
+import { isPageAsset, servePageAsset, serveStatusPage, type PageAuth, type StatusSource } from '../pages/status-handler.js';
+import type { EntryRow, MetricSample } from '../pages/status-model.js';
+import { isCrossSite } from './csrf.js';
 import { writeText } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
@@ -26,6 +31,13 @@ export interface AdminDeps {
   metricsText?: () => Promise<{ contentType: string; text: string }>;
   /** Cluster primary: hits per cache key, counted where they happen, in the workers. */
   cacheHits?: () => Promise<Map<string, number>>;
+  /** Cluster primary: metric samples gathered from every process (for the status page). */
+  metricsJson?: () => Promise<MetricSample[]>;
+  /** Cluster primary: the last fetch per route, its own and the workers' (pass-through). */
+  lastFetches?: () => Promise<Map<string, LastFetch>>;
+  /** The config file and the error of the last reload, while it failed (for the status page). */
+  configFile?: () => string;
+  reloadError?: () => string | undefined;
 }
 
 class HttpError extends Error {
@@ -66,21 +78,42 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** A POST's body, read once: a form (the status page without JS) or text (JSON). */
+interface PostInput {
+  body: string;
+  form: URLSearchParams | undefined;
+  /** A form the status page posted from a browser: the answer is a 303 back to the page. */
+  fromPage: boolean;
+}
+
+const NO_INPUT: PostInput = { body: '', form: undefined, fromPage: false };
+
+async function readPost(req: IncomingMessage): Promise<PostInput> {
+  const body = (await readBody(req)).trim();
+  // curl -d sends JSON as application/x-www-form-urlencoded: a body that is a JSON object stays JSON.
+  const isForm = /^application\/x-www-form-urlencoded\b/i.test(req.headers['content-type'] ?? '') && !body.startsWith('{');
+  const form = isForm ? new URLSearchParams(body) : undefined;
+  return { body, form, fromPage: form !== undefined && /\btext\/html\b/.test(req.headers.accept ?? '') };
+}
+
 export interface Selection {
   route?: string;
   path?: string;
   query?: string;
   refresh: boolean;
+  /** Mark stale and refetch instead of dropping (SPEC 4 `soft`). */
+  soft: boolean;
 }
 
-const SELECTION_KEYS = new Set(['route', 'path', 'query', 'refresh']);
+const SELECTION_KEYS = new Set(['route', 'path', 'query', 'refresh', 'soft']);
+const FLAGS = new Set(['refresh', 'soft']);
 
-async function readSelection(req: IncomingMessage, params: URLSearchParams): Promise<Selection> {
+function readSelection(input: PostInput, params: URLSearchParams): Selection {
   // No prototype: `__proto__` (from the query or a JSON body) is then a field like any other, and unknown.
   const fields: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-  for (const [k, v] of params) fields[k] = k === 'refresh' ? v === 'true' || v === '1' : v;
-  const body = (await readBody(req)).trim();
-  if (body !== '') {
+  for (const [k, v] of input.form ? [...params, ...input.form] : params) fields[k] = FLAGS.has(k) ? v === 'true' || v === '1' : v;
+  const body = input.body;
+  if (body !== '' && !input.form) {
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);
@@ -93,14 +126,16 @@ async function readSelection(req: IncomingMessage, params: URLSearchParams): Pro
     Object.assign(fields, parsed);
   }
   for (const key of Object.keys(fields)) {
-    if (!SELECTION_KEYS.has(key)) throw new HttpError(400, `unknown field "${key}" (expected route, path, query, refresh)`);
+    if (!SELECTION_KEYS.has(key)) throw new HttpError(400, `unknown field "${key}" (expected route, path, query, refresh, soft)`);
   }
   for (const key of ['route', 'path', 'query'] as const) {
     if (fields[key] !== undefined && typeof fields[key] !== 'string') throw new HttpError(400, `${key} must be a string`);
   }
-  if (fields['refresh'] !== undefined && typeof fields['refresh'] !== 'boolean') throw new HttpError(400, 'refresh must be true or false');
+  for (const flag of FLAGS) {
+    if (fields[flag] !== undefined && typeof fields[flag] !== 'boolean') throw new HttpError(400, `${flag} must be true or false`);
+  }
   if (fields['query'] !== undefined && fields['path'] === undefined) throw new HttpError(400, 'query needs a path');
-  const selection: Selection = { refresh: fields['refresh'] === true };
+  const selection: Selection = { refresh: fields['refresh'] === true, soft: fields['soft'] === true };
   if (fields['route'] !== undefined) selection.route = fields['route'] as string;
   if (fields['path'] !== undefined) selection.path = fields['path'] as string;
   if (fields['query'] !== undefined) selection.query = (fields['query'] as string).replace(/^\?/, '');
@@ -126,10 +161,77 @@ export function selector(selection: Selection, table: RouteTable): (entry: Entry
   return (e) => e.route === routeName && e.path === path && e.query === query;
 }
 
+/** What a button did, in words, for the page it sends the browser back to. */
+function describeSelection(selection: Selection): string {
+  const verb = selection.soft ? 'Soft invalidate' : selection.refresh ? 'Refresh' : 'Invalidate';
+  if (selection.path !== undefined) return `${verb} entry ${selection.path}${selection.query ? `?${selection.query}` : ''}`;
+  return selection.route !== undefined ? `${verb} every entry of route ${selection.route}` : `${verb} every entry`;
+}
+
+function describeAnswer(answer: Record<string, number>): string {
+  return Object.entries(answer)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+}
+
 export function createAdminHandler(deps: AdminDeps) {
   const { cache, metrics, log } = deps;
+  const notes = new ResultNotes();
 
-  async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  /** The entries as GET /cache lists them. */
+  async function cacheRows(route: string | null): Promise<EntryRow[]> {
+    const now = Date.now();
+    const hits = deps.cacheHits ? await deps.cacheHits() : undefined;
+    const list = [];
+    for (const e of cache.store.entries()) {
+      if (route !== null && e.route !== route) continue;
+      list.push({
+        route: e.route,
+        path: e.path,
+        query: e.query,
+        representation: e.representation,
+        content_type: e.contentType,
+        content_encoding: e.coding,
+        bytes: e.bytes,
+        age_seconds: ageSeconds(e, now),
+        ttl_seconds: ttlSeconds(e, e.policy, now),
+        fresh: isFresh(e, e.policy, now),
+        hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
+      });
+    }
+    return list;
+  }
+
+  const statusSource: StatusSource = {
+    tokenRequired: () => deps.token() !== '',
+    configFile: () => deps.configFile?.() ?? '',
+    routes: () => deps.table().routes,
+    entries: () => cacheRows(null),
+    samples: async () => (deps.metricsJson ? deps.metricsJson() : ((await metrics.registry.getMetricsAsJSON()) as MetricSample[])),
+    lastFetches: async () => (deps.lastFetches ? deps.lastFetches() : new Map(metrics.lastFetch.entries())),
+    reloadError: () => deps.reloadError?.(),
+    notes,
+  };
+
+  /** 303 back to the status page, which shows what happened. */
+  function backToPage(res: ServerResponse, ok: boolean, text: string): void {
+    res.writeHead(303, { Location: `/?result=${notes.add({ ok, text })}`, 'Content-Length': 0, 'Cache-Control': 'no-store' });
+    res.end();
+  }
+
+  function pageAuth(req: IncomingMessage, input: PostInput): PageAuth {
+    const token = deps.token();
+    if (token === '') return { ok: true };
+    // With basic auth on this listener (--web.config.file) Authorization carries that; the token comes in its own header.
+    const tokenHeader = req.headers['x-scrapecache-token'];
+    if (typeof tokenHeader === 'string') return authorized(`Bearer ${tokenHeader}`, token) ? { ok: true } : { ok: false, refused: true };
+    if (req.headers.authorization !== undefined) return authorized(req.headers.authorization, token) ? { ok: true } : { ok: false, refused: true };
+    const presented = input.form?.get('token');
+    if (presented === null || presented === undefined) return { ok: false, refused: false };
+    return authorized(`Bearer ${presented}`, token) ? { ok: true, formToken: presented } : { ok: false, refused: true };
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, url: URL, input: PostInput): Promise<void> {
     const method = req.method ?? 'GET';
     const only = (...allowed: string[]) => {
       if (!allowed.includes(method)) throw Object.assign(new HttpError(405, `${url.pathname} answers ${allowed.join(', ')}`), { allow: allowed });
@@ -142,50 +244,56 @@ export function createAdminHandler(deps: AdminDeps) {
         only('GET', 'HEAD');
         return deps.ready() ? writeText(res, 200, 'OK', {}, method === 'HEAD') : writeText(res, 503, 'not ready', {}, method === 'HEAD');
     }
-    if (!authorized(req.headers.authorization, deps.token())) {
+    if (method === 'POST' || method === 'PUT') {
+      if (isCrossSite(req)) throw new HttpError(403, 'cross-site request refused');
+    }
+    if (isPageAsset(url.pathname)) {
+      only('GET', 'HEAD');
+      return servePageAsset(res, url.pathname, method === 'HEAD');
+    }
+    if (url.pathname === '/') {
+      // POST: the token form of a browser without JavaScript.
+      only('GET', 'HEAD', 'POST');
+      return serveStatusPage(req, res, url, pageAuth(req, input), statusSource);
+    }
+    const auth = pageAuth(req, input);
+    if (!auth.ok) {
+      if (input.fromPage) return backToPage(res, false, 'The admin token was refused: enter it again.');
       res.writeHead(401, { 'WWW-Authenticate': 'Bearer', 'Content-Length': 0 });
       res.end();
       return;
     }
+    input.form?.delete('token');
     switch (url.pathname) {
       case '/-/reload': {
         only('POST', 'PUT');
         const error = await deps.reload();
+        if (input.fromPage) return backToPage(res, error === undefined, error === undefined ? 'Config reloaded.' : `Reload refused, the running config stays: ${error}`);
         return error === undefined ? writeText(res, 200, 'config reloaded') : writeText(res, 400, error);
       }
       case '/invalidate': {
         only('POST');
-        const selection = await readSelection(req, url.searchParams);
+        const selection = readSelection(input, url.searchParams);
         const select = selector(selection, deps.table());
         // Workers drop their copies first, so a refresh the primary then stores reaches them after.
         deps.afterInvalidate?.(selection);
+        if (selection.soft) {
+          // Answers at once unless refresh asks to wait for the refetches.
+          const { invalidated, refetching, refreshed } = await cache.softInvalidate(select, selection.refresh);
+          log.info({ ...selection, invalidated, refetching, refreshed }, 'invalidated');
+          const answer: Record<string, number> = selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching };
+          if (input.fromPage) return backToPage(res, true, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
+          return json(res, 200, answer);
+        }
         const { invalidated, refreshed } = await cache.invalidate(select, selection.refresh);
         log.info({ ...selection, invalidated, refreshed }, 'invalidated');
-        return json(res, 200, selection.refresh ? { invalidated, refreshed } : { invalidated });
+        const answer: Record<string, number> = selection.refresh ? { invalidated, refreshed } : { invalidated };
+        if (input.fromPage) return backToPage(res, true, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
+        return json(res, 200, answer);
       }
       case '/cache': {
         only('GET');
-        const now = Date.now();
-        const route = url.searchParams.get('route');
-        const hits = deps.cacheHits ? await deps.cacheHits() : undefined;
-        const list = [];
-        for (const e of cache.store.entries()) {
-          if (route !== null && e.route !== route) continue;
-          list.push({
-            route: e.route,
-            path: e.path,
-            query: e.query,
-            representation: e.representation,
-            content_type: e.contentType,
-            content_encoding: e.coding,
-            bytes: e.bytes,
-            age_seconds: ageSeconds(e, now),
-            ttl_seconds: ttlSeconds(e, e.policy, now),
-            fresh: isFresh(e, e.policy, now),
-            hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
-          });
-        }
-        return json(res, 200, list);
+        return json(res, 200, await cacheRows(url.searchParams.get('route')));
       }
       case '/metrics': {
         only('GET');
@@ -197,14 +305,19 @@ export function createAdminHandler(deps: AdminDeps) {
         return;
       }
     }
-    throw new HttpError(404, 'not found (admin calls: /-/healthy, /-/ready, /-/reload, /invalidate, /cache, /metrics)');
+    throw new HttpError(404, 'not found (admin calls: /-/healthy, /-/ready, /-/reload, /invalidate, /cache, /metrics; the status page is /)');
   }
 
   return async function handleAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let input = NO_INPUT;
     try {
-      await route(req, res, new URL(req.url ?? '/', 'http://admin'));
+      if (req.method === 'POST' || req.method === 'PUT') input = await readPost(req);
+      await route(req, res, new URL(req.url ?? '/', 'http://admin'), input);
     } catch (err) {
-      if (err instanceof HttpError) {
+      // The status page shows the API's refusal (an unknown route's 404, a 400) as its note.
+      if (err instanceof HttpError && input.fromPage && err.status !== 403) {
+        backToPage(res, false, `Refused (HTTP ${err.status}): ${err.message}`);
+      } else if (err instanceof HttpError) {
         const allow = (err as HttpError & { allow?: string[] }).allow;
         writeText(res, err.status, err.message, allow ? { Allow: allow.join(', ') } : {});
       } else {

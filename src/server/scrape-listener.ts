@@ -15,17 +15,20 @@ import {
   MAX_EXACT_ACCEPTS_PER_KEY,
   type Representation,
 } from '../cache/representation.js';
+import { admitsFormat, formatAccept } from '../cache/pinned-format.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import { FillFailed, keyOf, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import { serveLandingPage, type AdminWhere } from '../pages/landing-page.js';
 import type { PassThrough } from '../upstream/pass-through.js';
 import { writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
 const METRICS_FORMATS: readonly Representation[] = ['openmetrics', 'text', 'protobuf'];
+const VARY = { Vary: 'Accept' };
 
 export interface ScrapeListenerDeps {
   table(): RouteTable;
@@ -36,6 +39,8 @@ export interface ScrapeListenerDeps {
   log: Logger;
   /** Responses still waiting for an upstream (fills, pass-through): shutdown answers them 503. */
   waiting?: Set<ServerResponse>;
+  /** Where the admin listener is, for the landing page's link to the status page. */
+  adminAddress?: () => AdminWhere | undefined;
 }
 
 /** Time kept back from the client's scrape timeout so that our 504 arrives before it gives up. */
@@ -227,6 +232,8 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     const route = deps.table().match(path);
     if (route === undefined) {
+      // The landing page: `/` exactly (a route may still claim it above), GET or HEAD.
+      if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return serveLandingPage(req, res, deps.table().routes, deps.adminAddress?.());
       writeText(res, 404, 'no route for this path');
       return;
     }
@@ -261,7 +268,15 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     const accept = req.headers.accept;
-    const target: ScrapeTarget = { route, path, query, representation: classifyAccept(accept), accept };
+    const format = route.format;
+    if (format !== undefined && !admitsFormat(accept, format)) {
+      writeText(res, 406, `route ${route.name} serves ${format} only (format: ${format}), which this client's Accept does not admit`, VARY, req.method === 'HEAD');
+      return;
+    }
+    const target: ScrapeTarget =
+      format === undefined
+        ? { route, path, query, representation: classifyAccept(accept), accept }
+        : { route, path, query, representation: format, accept: formatAccept(format) };
     if (target.representation.startsWith('accept:') && !admitExact(target)) return beyondAcceptCap(req, res, target);
     try {
       let found = cache.lookup(target);
@@ -270,9 +285,19 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
         found = await waitForFill(req, found, target);
       }
       // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
-      // `Accept: text/plain`): fetch for this exact Accept instead.
-      // (Not for error answers passed through: those are the upstream's answer to this request too.)
-      if (found.entry.status === 200 && found.cache !== 'miss' && !target.representation.startsWith('accept:') && !found.entry.admits(accept)) {
+      // `Accept: text/plain`): fetch for this exact Accept instead; on a pinned route, whose
+      // fills never used the client's Accept, refuse. (Not for error answers passed through:
+      // those are the upstream's answer to this request too.)
+      if (
+        found.entry.status === 200 &&
+        (format !== undefined || (found.cache !== 'miss' && !target.representation.startsWith('accept:'))) &&
+        !found.entry.admits(accept)
+      ) {
+        if (format !== undefined) {
+          const message = `route ${route.name}: the upstream answered ${found.entry.contentType} for format: ${format}, which this client's Accept does not admit`;
+          writeText(res, 406, message, VARY, req.method === 'HEAD');
+          return;
+        }
         const exactTarget = { ...target, representation: exactRepresentation(accept) };
         if (!admitExact(exactTarget)) return await beyondAcceptCap(req, res, exactTarget);
         const exact = cache.lookup(exactTarget);

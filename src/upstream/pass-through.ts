@@ -87,10 +87,10 @@ export class PassThrough {
     const upstream = route.upstream;
     const targetPath = upstreamTarget(route, path, rawQuery);
     let done = false;
-    const finish = (code: string) => {
+    const finish = (code: string, error?: string) => {
       if (done) return;
       done = true;
-      this.metrics.upstream(route.name, code, (performance.now() - started) / 1000);
+      this.metrics.upstream(route.name, code, (performance.now() - started) / 1000, error);
     };
     const onError = (err: unknown) => {
       const e =
@@ -99,7 +99,7 @@ export class PassThrough {
           : (err as { code?: string }).code === 'ECONNRESET' && timedOut
             ? new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`)
             : classifyUpstreamError(route.name, err, route.timeoutMs);
-      finish(e.kind);
+      finish(e.kind, e.message);
       this.log.warn({ route: route.name, path, err: { code: e.code, message: e.message } }, 'pass-through failed');
       writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=bypass; detail=${e.kind}` }, req.method === 'HEAD');
     };

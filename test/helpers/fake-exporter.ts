@@ -31,15 +31,36 @@ export interface FakeExporter {
   version: number;
   /** Extra body bytes (to exceed size limits). */
   padding: number;
+  /** Whether protobuf is offered to an Accept that asks for it (exporters without it answer text). */
+  protobuf: boolean;
+  /**
+   * Holds every answer from now on until the returned function is called, as an exporter that
+   * takes minutes would: tests then see what happens while the upstream is blocked.
+   */
+  hold(): () => void;
   close(): Promise<void>;
 }
 
 export const OPENMETRICS_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 export const TEXT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export const PROTOBUF_TYPE = 'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited';
 
-/** promhttp's choice: OpenMetrics when Accept names it, else text. */
-function negotiate(accept: string | undefined): 'openmetrics' | 'text' {
+type Format = 'openmetrics' | 'text' | 'protobuf';
+
+/** promhttp's choice, simplified: protobuf or OpenMetrics when Accept names it, else text. */
+function negotiate(accept: string | undefined, protobuf: boolean): Format {
+  if (protobuf && accept?.includes('application/vnd.google.protobuf')) return 'protobuf';
   return accept?.includes('application/openmetrics-text') ? 'openmetrics' : 'text';
+}
+
+const CONTENT_TYPES: Record<Format, string> = { openmetrics: OPENMETRICS_TYPE, text: TEXT_TYPE, protobuf: PROTOBUF_TYPE };
+
+/**
+ * A stand-in for a delimited protobuf body: bytes that are not UTF-8 (so any text handling
+ * would damage them), then the version, so each answer differs.
+ */
+export function protobufBody(version: number, path: string): Buffer {
+  return Buffer.concat([Buffer.from([0x00, 0xff, 0xfe, 0x80, 0xc3, 0x28]), Buffer.from(`fake_version{path="${path}"} ${version}\n`)]);
 }
 
 export function metricsBody(format: 'openmetrics' | 'text', version: number, path: string, padding = 0): string {
@@ -58,6 +79,8 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     delayMs: 0,
     version: 0,
     padding: 0,
+    protobuf: true,
+    held: undefined as Promise<void> | undefined,
   };
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -74,12 +97,13 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     }
     const answer = () => {
       state.version++;
-      const format = negotiate(req.headers.accept);
-      const text = metricsBody(format, state.version, req.url ?? '', state.padding);
+      const format = negotiate(req.headers.accept, state.protobuf);
+      const raw =
+        format === 'protobuf' ? protobufBody(state.version, req.url ?? '') : Buffer.from(metricsBody(format, state.version, req.url ?? '', state.padding));
       const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '');
-      const body = gzip ? gzipSync(text) : Buffer.from(text);
+      const body = gzip ? gzipSync(raw) : raw;
       const headers: Record<string, string | number> = {
-        'Content-Type': format === 'openmetrics' ? OPENMETRICS_TYPE : TEXT_TYPE,
+        'Content-Type': CONTENT_TYPES[format],
         'Content-Length': body.length,
       };
       if (gzip) headers['Content-Encoding'] = 'gzip';
@@ -99,8 +123,9 @@ export async function startFakeExporter(): Promise<FakeExporter> {
       res.writeHead(200, headers);
       res.end(body);
     };
-    if (state.delayMs > 0) setTimeout(answer, state.delayMs);
-    else answer();
+    const go = () => (state.delayMs > 0 ? setTimeout(answer, state.delayMs) : answer());
+    if (state.held) void state.held.then(go);
+    else go();
   };
 
   const server: Server = createServer(handler);
@@ -142,6 +167,21 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     },
     set padding(n: number) {
       state.padding = n;
+    },
+    get protobuf() {
+      return state.protobuf;
+    },
+    set protobuf(on: boolean) {
+      state.protobuf = on;
+    },
+    hold() {
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      state.held = held;
+      return () => {
+        if (state.held === held) state.held = undefined;
+        release();
+      };
     },
     close: () =>
       new Promise<void>((resolve) => {

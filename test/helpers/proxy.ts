@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { startApp, type App, type ClientLimits } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
+import type { ListenerSecurityOptions } from '../../src/server/listener-security.js';
 
 export interface TestProxy {
   app: App;
@@ -19,7 +20,10 @@ export interface TestProxy {
 }
 
 /** Writes the YAML (listeners on port 0 unless it says otherwise) and starts the app in this process. */
-export async function startProxy(yaml: string, options: { listen?: boolean; limits?: ClientLimits } = {}): Promise<TestProxy> {
+export async function startProxy(
+  yaml: string,
+  options: { listen?: boolean; limits?: ClientLimits; webConfigFile?: string; webSecurity?: ListenerSecurityOptions } = {},
+): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'scrapecache-test-'));
   const file = join(dir, 'proxy.yaml');
   const head = options.listen === false ? '' : 'listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n';
@@ -32,7 +36,14 @@ export async function startProxy(yaml: string, options: { listen?: boolean; limi
     },
   });
   const log = createLogger('debug', sink);
-  const app = await startApp({ config: loadConfig(file), log, defaultMetrics: false, ...(options.limits ? { limits: options.limits } : {}) });
+  const app = await startApp({
+    config: loadConfig(file),
+    log,
+    defaultMetrics: false,
+    ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.webConfigFile ? { webConfigFile: options.webConfigFile } : {}),
+    ...(options.webSecurity ? { webSecurity: options.webSecurity } : {}),
+  });
   return {
     app,
     url: `http://127.0.0.1:${app.scrapeAddress.port}`,

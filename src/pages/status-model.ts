@@ -1,0 +1,195 @@
+/**
+ * What the status page shows, built from the same sources as /metrics and /cache: the route
+ * table, the metric samples (summed over workers where there are any) and the cache entries.
+ * Pure: the admin listener gathers the inputs, the page renders the result.
+ */
+import type { Route } from '../config/types.js';
+import type { LastFetch } from '../last-fetch.js';
+import type { CacheOutcome } from '../metrics.js';
+
+/** One cache entry as GET /cache lists it. */
+export interface EntryRow {
+  route: string;
+  path: string;
+  query: string;
+  representation: string;
+  bytes: number;
+  age_seconds: number;
+  ttl_seconds: number;
+  fresh: boolean;
+  hits: number;
+}
+
+/** The shape of prom-client's getMetricsAsJSON(), as much of it as is read here. */
+export interface MetricSample {
+  name: string;
+  values: Array<{ value: number; labels: Partial<Record<string, string | number>> }>;
+}
+
+export interface RouteStatus {
+  name: string;
+  /** The scrape path, or the prefix followed by `*`. */
+  match: string;
+  upstream: string;
+  cache: boolean;
+  ttlMs: number;
+  staleWhileRevalidateMs: number;
+  staleIfErrorMs: number;
+  prefetch: boolean;
+  lastFetch: LastFetch | undefined;
+  requests: Record<CacheOutcome, number>;
+  /** Scrapes answered. */
+  total: number;
+  /** (hit + stale) / total, as the README's PromQL computes it; null before the first scrape. */
+  hitRatio: number | null;
+  upstreamFetches: number;
+  /** Scrapes that did not cost an upstream fetch: scrapes minus upstream fetches, at least 0. */
+  saved: number;
+  entries: number;
+  bytes: number;
+}
+
+export interface ReloadStatus {
+  ok: boolean;
+  /** Unix time in seconds of the last successful load. */
+  successAt: number | undefined;
+  /** The error text of the last failed reload, while the last reload failed. */
+  error: string | undefined;
+}
+
+export interface StatusModel {
+  version: string;
+  configFile: string;
+  now: number;
+  routes: RouteStatus[];
+  entries: EntryRow[];
+  /** Entries before the filter. */
+  totalEntries: number;
+  reload: ReloadStatus;
+  view: EntryView;
+}
+
+export const SORT_KEYS = ['route', 'path', 'query', 'representation', 'bytes', 'age', 'ttl', 'hits'] as const;
+export type SortKey = (typeof SORT_KEYS)[number];
+
+export interface EntryView {
+  sort: SortKey;
+  order: 'asc' | 'desc';
+  /** Case-insensitive substring of route, path, query or representation. */
+  filter: string;
+}
+
+/** The view a page URL asks for; anything unknown falls back to the default, never an error. */
+export function parseEntryView(params: URLSearchParams): EntryView {
+  const sort = params.get('sort');
+  const order = params.get('order');
+  return {
+    sort: (SORT_KEYS as readonly string[]).includes(sort ?? '') ? (sort as SortKey) : 'route',
+    order: order === 'desc' ? 'desc' : 'asc',
+    filter: (params.get('filter') ?? '').slice(0, 200),
+  };
+}
+
+export interface StatusInputs {
+  version: string;
+  configFile: string;
+  now: number;
+  routes: readonly Route[];
+  samples: readonly MetricSample[];
+  entries: readonly EntryRow[];
+  lastFetch(route: string): LastFetch | undefined;
+  reloadError: string | undefined;
+  view: EntryView;
+}
+
+const OUTCOMES: readonly CacheOutcome[] = ['hit', 'miss', 'collapsed', 'stale', 'bypass'];
+
+function sumBy(samples: readonly MetricSample[], name: string, label: string): Map<string, Map<string, number>> {
+  const out = new Map<string, Map<string, number>>();
+  for (const metric of samples) {
+    if (metric.name !== name) continue;
+    for (const { value, labels } of metric.values) {
+      const route = String(labels['route'] ?? '');
+      const key = String(labels[label] ?? '');
+      const byKey = out.get(route) ?? new Map<string, number>();
+      byKey.set(key, (byKey.get(key) ?? 0) + value);
+      out.set(route, byKey);
+    }
+  }
+  return out;
+}
+
+function gauge(samples: readonly MetricSample[], name: string): number | undefined {
+  return samples.find((m) => m.name === name)?.values[0]?.value;
+}
+
+const SORTERS: Record<SortKey, (a: EntryRow, b: EntryRow) => number> = {
+  route: (a, b) => a.route.localeCompare(b.route) || a.path.localeCompare(b.path) || a.query.localeCompare(b.query),
+  path: (a, b) => a.path.localeCompare(b.path) || a.query.localeCompare(b.query),
+  query: (a, b) => a.query.localeCompare(b.query),
+  representation: (a, b) => a.representation.localeCompare(b.representation),
+  bytes: (a, b) => a.bytes - b.bytes,
+  age: (a, b) => a.age_seconds - b.age_seconds,
+  ttl: (a, b) => a.ttl_seconds - b.ttl_seconds,
+  hits: (a, b) => a.hits - b.hits,
+};
+
+export function selectEntries(entries: readonly EntryRow[], view: EntryView): EntryRow[] {
+  const needle = view.filter.toLowerCase();
+  const kept = needle === '' ? [...entries] : entries.filter((e) => [e.route, e.path, e.query, e.representation].some((f) => f.toLowerCase().includes(needle)));
+  const sorter = SORTERS[view.sort];
+  // Ties keep the route order, so a refresh does not shuffle equal rows.
+  kept.sort((a, b) => (view.order === 'asc' ? sorter(a, b) : sorter(b, a)) || SORTERS.route(a, b) || a.representation.localeCompare(b.representation));
+  return kept;
+}
+
+export function buildStatusModel(input: StatusInputs): StatusModel {
+  const requests = sumBy(input.samples, 'scrapecache_requests_total', 'cache');
+  const upstream = sumBy(input.samples, 'scrapecache_upstream_requests_total', 'code');
+  const usage = new Map<string, { entries: number; bytes: number }>();
+  for (const e of input.entries) {
+    const u = usage.get(e.route) ?? { entries: 0, bytes: 0 };
+    u.entries++;
+    u.bytes += e.bytes;
+    usage.set(e.route, u);
+  }
+  const routes = input.routes.map((route): RouteStatus => {
+    const counts = Object.fromEntries(OUTCOMES.map((o) => [o, requests.get(route.name)?.get(o) ?? 0])) as Record<CacheOutcome, number>;
+    const total = OUTCOMES.reduce((n, o) => n + counts[o], 0);
+    let upstreamFetches = 0;
+    for (const n of upstream.get(route.name)?.values() ?? []) upstreamFetches += n;
+    return {
+      name: route.name,
+      match: route.path ?? `${route.pathPrefix}*`,
+      upstream: route.upstream.href,
+      cache: route.cache,
+      ttlMs: route.ttlMs,
+      staleWhileRevalidateMs: route.staleWhileRevalidateMs,
+      staleIfErrorMs: route.staleIfErrorMs,
+      prefetch: route.prefetch,
+      lastFetch: input.lastFetch(route.name),
+      requests: counts,
+      total,
+      hitRatio: total === 0 ? null : (counts.hit + counts.stale) / total,
+      upstreamFetches,
+      saved: route.cache ? Math.max(0, total - upstreamFetches) : 0,
+      entries: usage.get(route.name)?.entries ?? 0,
+      bytes: usage.get(route.name)?.bytes ?? 0,
+    };
+  });
+  const ok = gauge(input.samples, 'scrapecache_config_last_reload_successful') !== 0;
+  return {
+    version: input.version,
+    configFile: input.configFile,
+    now: input.now,
+    routes,
+    entries: selectEntries(input.entries, input.view),
+    totalEntries: input.entries.length,
+    reload: {
+      ok,
+      successAt: gauge(input.samples, 'scrapecache_config_last_reload_success_timestamp_seconds'),
+      error: ok ? undefined : input.reloadError,
+    },
+    view: input.view,
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * `basic_auth_users` (SPEC 3.6) as exporter-toolkit checks it: bcrypt, an unknown user checked
+ * against a dummy hash of the same cost so that timing does not tell which users exist, and a
+ * cache of recent successes so that a Prometheus scraping every second pays bcrypt once, not
+ * every scrape. bcrypt runs on libuv's thread pool (@node-rs/bcrypt), never on the event loop,
+ * and at most `concurrency` at once: a flood of wrong passwords waits its turn (or is told
+ * 429 when too many wait) while hits keep flowing.
+ */
+import { availableParallelism } from 'node:os';
+import { LRUCache } from 'lru-cache';
+import { bcryptCost } from '../config/web-config.js';
+
+interface Bcrypt {
+  verify(password: string | Buffer, hash: string | Buffer): Promise<boolean>;
+}
+
+let library: Promise<Bcrypt> | undefined;
+
+/** The bcrypt binding, loaded on first use: a config without basic_auth_users never loads it. */
+export function loadBcrypt(): Promise<Bcrypt> {
+  library ??= import('@node-rs/bcrypt').then(
+    (m) => (m as unknown as { default?: Bcrypt }).default ?? (m as unknown as Bcrypt),
+    (err: unknown) => {
+      library = undefined;
+      throw new Error(`basic_auth_users needs the @node-rs/bcrypt package: ${(err as Error).message}`);
+    },
+  );
+  return library;
+}
+
+export type AuthResult = 'ok' | 'denied' | 'busy' | 'too_large';
+
+export interface BasicAuthOptions {
+  /** bcrypt computations at once; default half the cores, at least 1. */
+  concurrency?: number;
+  /** Checks waiting for a slot before more are refused with 429. */
+  maxWaiting?: number;
+  /** How long a success is remembered. */
+  cacheTtlMs?: number;
+  cacheSize?: number;
+}
+
+/** Longest Authorization header considered: user names and passwords this long are not credentials. */
+const MAX_HEADER = 1024;
+/** bcrypt reads at most 72 bytes; Go's bcrypt refuses longer passwords rather than truncate them. */
+const MAX_PASSWORD_BYTES = 72;
+
+export class BasicAuth {
+  private readonly users: ReadonlyMap<string, string>;
+  private readonly dummy: string;
+  /**
+   * Authorization headers, exactly as sent, that passed bcrypt in the last `cacheTtlMs`: a hit
+   * costs one Map lookup, no decoding or hashing. Like exporter-toolkit's cache, this keeps what
+   * the client sent (base64 of user:password) in memory for a while; a leaked heap dump of a
+   * process that receives passwords over the wire gives them away in any case.
+   */
+  private readonly successes: LRUCache<string, true>;
+  private readonly concurrency: number;
+  private readonly maxWaiting: number;
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(
+    private readonly bcrypt: Bcrypt,
+    users: ReadonlyMap<string, string>,
+    options: BasicAuthOptions = {},
+  ) {
+    this.users = users;
+    this.dummy = dummyHash(users);
+    this.concurrency = options.concurrency ?? Math.max(1, Math.floor(availableParallelism() / 2));
+    this.maxWaiting = options.maxWaiting ?? 64;
+    this.successes = new LRUCache({ max: options.cacheSize ?? 256, ttl: options.cacheTtlMs ?? 60_000, ttlAutopurge: false });
+  }
+
+  /**
+   * Checks an Authorization header. Answers at once from the cache of successes, or from what
+   * needs no bcrypt (no header, not Basic, too long); else a promise of bcrypt's answer.
+   */
+  check(header: string | undefined): AuthResult | Promise<AuthResult> {
+    if (header === undefined) return 'denied';
+    if (header.length > MAX_HEADER) return 'too_large';
+    // RFC 9110 11.1: the scheme name is case-insensitive.
+    if (this.successes.has(header)) return 'ok';
+    if (header.length < 6 || header.slice(0, 6).toLowerCase() !== 'basic ') return 'denied';
+    const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon === -1) return 'denied';
+    const user = decoded.slice(0, colon);
+    const password = decoded.slice(colon + 1);
+    const hash = this.users.get(user);
+    if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return 'denied';
+    return this.verify(password, hash ?? this.dummy).then(
+      (ok): AuthResult => {
+        if (ok === 'busy') return 'busy';
+        if (!ok || hash === undefined) return 'denied';
+        this.successes.set(header, true);
+        return 'ok';
+      },
+      () => 'denied',
+    );
+  }
+
+  private async verify(password: string, hash: string): Promise<boolean | 'busy'> {
+    if (this.running >= this.concurrency) {
+      if (this.waiting.length >= this.maxWaiting) return 'busy';
+      // A finishing check hands its slot straight to the first waiter (running stays the same).
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    } else {
+      this.running++;
+    }
+    try {
+      return await this.bcrypt.verify(password, hash);
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
+
+/**
+ * A hash that costs what most users' hashes cost: an unknown user is checked against it (and
+ * always refused), so that a wrong name takes as long as a wrong password.
+ */
+function dummyHash(users: ReadonlyMap<string, string>): string {
+  const byCost = new Map<number, string[]>();
+  for (const hash of users.values()) {
+    const cost = bcryptCost(hash)!;
+    byCost.set(cost, [...(byCost.get(cost) ?? []), hash]);
+  }
+  let pick: string[] = [];
+  for (const hashes of byCost.values()) if (hashes.length > pick.length) pick = hashes;
+  return pick[0]!;
+}
