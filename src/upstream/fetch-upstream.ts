@@ -103,10 +103,15 @@ function isUnsolicitedContinue(err: unknown): boolean {
   return e?.code === 'UND_ERR_SOCKET' && e.message === 'bad response';
 }
 
-/** The connection failed before any response arrived: a GET is safe to send once more on a new one. */
+/**
+ * A reused keep-alive connection closed before any response to this GET arrived: safe to send
+ * once more, on a new one. undici's SocketError carries the socket's byte counts: a connection
+ * that read nothing was new, and its failure is the upstream's answer (no retry).
+ */
 function mayRetry(err: unknown): boolean {
-  const code = (err as { code?: string })?.code;
-  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
+  if (isUnsolicitedContinue(err)) return true;
+  const e = err as { code?: string; socket?: { bytesRead?: number } };
+  return e?.code === 'UND_ERR_SOCKET' && (e.socket?.bytesRead ?? 0) > 0;
 }
 
 /**
