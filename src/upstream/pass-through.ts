@@ -177,10 +177,12 @@ export class PassThrough {
           selfHandleResponse: true,
         },
         (err: unknown) => {
-          // RFC 9112 9.3.1: a reused keep-alive socket the upstream closed as this GET arrived;
-          // nothing was received, so it goes once more, on a connection of its own.
+          // RFC 9112 9.3.1: a reused keep-alive socket the upstream closed (FIN: node's "socket
+          // hang up") as this GET arrived; nothing was received, so it goes once more, on a
+          // connection of its own. A reset (read ECONNRESET) is the upstream's answer.
           const reused = (upstreamRequest as ClientRequest | undefined)?.reusedSocket === true;
-          if (!retried && reused && !timedOut && !res.headersSent && (err as { code?: string }).code === 'ECONNRESET') {
+          const e = err as { code?: string; message?: string };
+          if (!retried && reused && !timedOut && !res.headersSent && e.code === 'ECONNRESET' && e.message === 'socket hang up') {
             const fresh = newAgent(route, false);
             res.once('close', () => fresh.destroy());
             send(fresh, true);
