@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # scrapecache container image.
 #   docker build -t scrapecache .
-#   docker run --init -p 9180:9180 -v "$PWD/proxy.yaml:/etc/scrapecache/proxy.yaml:ro" scrapecache
+#   docker run --init -p 9180:9180 -v "$PWD/proxy.yaml:/etc/scrapecache/proxy.yaml:ro" -v scrapecache-data:/var/lib/scrapecache scrapecache
 # The build steps live in scripts/build-image-tree.sh, which CI also runs in a clean copy
 # (scripts/ci-image-tree.sh) and checks with scripts/check-image-tree.sh.
 ARG NODE_IMAGE=node:24.19.0-bookworm-slim
@@ -24,6 +24,10 @@ COPY --from=build /out/ /app/
 # The default config: routes to the compose services, listeners on 0.0.0.0 (ports from
 # SCRAPECACHE_LISTEN / SCRAPECACHE_ADMIN_LISTEN). Mount your own file over this path.
 COPY deploy/proxy.docker.yaml /etc/scrapecache/proxy.yaml
+# The disk level (cache.disk.path): owned by the proxy's user, a volume so that entries outlive
+# the container (a named volume starts with this directory's owner).
+RUN mkdir -p /var/lib/scrapecache && chown node:node /var/lib/scrapecache
+VOLUME /var/lib/scrapecache
 # uid 1000 from the node base image.
 USER node
 # 9180: scrape listener; 9181: admin listener (/-/healthy, /-/ready, /metrics, /invalidate).

@@ -19,7 +19,7 @@ import { startVarnish, varnishAvailable } from './peers/varnish.mjs';
 import { runCompare } from './sections/compare.mjs';
 import { runSizeSweep } from './sections/size.mjs';
 import { runConcurrencySweep } from './sections/concurrency.mjs';
-import { runKeySweep, runBigEntries } from './sections/memory.mjs';
+import { runKeySweep, runBigEntries, runRestart } from './sections/memory.mjs';
 import { runSecurity } from './sections/security.mjs';
 
 const KiB = 1024;
@@ -45,6 +45,7 @@ function makePlan(options) {
     keyCounts: [100, 1000, 10_000, 100_000].filter((n) => n <= options.maxKeys),
     keyFixture: `b${KiB}`,
     bigEntries: { count: 1000, fixture: `b${100 * KiB}i` },
+    restartEntries: Math.min(1000, options.maxKeys),
   };
 }
 
@@ -207,6 +208,8 @@ async function main() {
         run.keys = await runKeySweep(memoryCtx).catch((error) => ctx.skip(`memory (keys): ${error.message.split('\n')[0]}`) ?? null);
         console.log(`memory: ${plan.bigEntries.count} entries of 100 KiB`);
         run.big = await runBigEntries(memoryCtx).catch((error) => ctx.skip(`memory (1000 x 100 KiB): ${error.message.split('\n')[0]}`) ?? null);
+        console.log(`restart: ${plan.restartEntries} entries on disk, start to first hit`);
+        run.restart = await runRestart(memoryCtx).catch((error) => ctx.skip(`restart: ${error.message.split('\n')[0]}`) ?? null);
         // The same 1000 x 100 KiB with each further worker count: every worker holds its own copy.
         for (const count of options.workerCounts.slice(1)) {
           const pass = run.passes.find((p) => p.workers === count) ?? (run.passes.push({ workers: count, options: passOptions(options, count), main: false }), run.passes.at(-1));

@@ -16,10 +16,13 @@ tree=$(cd "${1:?usage: check-image-tree.sh TREE [CONFIG]}" && pwd)
 config=$(realpath "${2:-$(dirname "$0")/../deploy/proxy.docker.yaml}")
 entry="$tree/dist/src/cli.js"
 log=$(mktemp)
+# The image's VOLUME, as the image's user finds it: an empty directory it owns.
+disk=$(mktemp -d)
 pid=
 cleanup() {
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   rm -f "$log"
+  rm -rf "$disk"
 }
 trap cleanup EXIT
 fail() {
@@ -52,6 +55,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     while [ "$dir" != / ]; do chmod o+x "$dir" 2>/dev/null || true; dir=$(dirname "$dir"); done
   done
   chmod o+r "$config"
+  chown nobody:nogroup "$disk"
 fi
 node_bin=$(command -v node)
 run() { (cd / && exec "${as_user[@]}" env HOME=/nonexistent "$@"); }
@@ -59,8 +63,8 @@ run() { (cd / && exec "${as_user[@]}" env HOME=/nonexistent "$@"); }
 free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
 scrape_port=$(free_port)
 admin_port=$(free_port)
-export SCRAPECACHE_LISTEN="127.0.0.1:$scrape_port" SCRAPECACHE_ADMIN_LISTEN="127.0.0.1:$admin_port"
-vars=(SCRAPECACHE_LISTEN="$SCRAPECACHE_LISTEN" SCRAPECACHE_ADMIN_LISTEN="$SCRAPECACHE_ADMIN_LISTEN")
+export SCRAPECACHE_LISTEN="127.0.0.1:$scrape_port" SCRAPECACHE_ADMIN_LISTEN="127.0.0.1:$admin_port" SCRAPECACHE_DISK_PATH="$disk"
+vars=(SCRAPECACHE_LISTEN="$SCRAPECACHE_LISTEN" SCRAPECACHE_ADMIN_LISTEN="$SCRAPECACHE_ADMIN_LISTEN" SCRAPECACHE_DISK_PATH="$SCRAPECACHE_DISK_PATH")
 
 version=$(run "${vars[@]}" "$node_bin" "$entry" --version 2>"$log") || fail "--version exited $?"
 ok "--version: $version"
@@ -89,6 +93,8 @@ ok "/-/ready 200"
 no_route=$(status_of "http://127.0.0.1:$scrape_port/no-such-route")
 [ "$no_route" = 404 ] || fail "the scrape listener answered $no_route for a path without a route (want 404)"
 ok "scrape listener answers (404 for a path without a route)"
+[ -f "$disk/scrapecache.lock" ] || fail "the disk level did not take $disk (cache.disk.path)"
+ok "the disk level writes its directory"
 
 kill -TERM "$pid"
 for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done

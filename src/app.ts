@@ -2,10 +2,15 @@
  * One running proxy: the two listeners, the cache, the current config and its routes. Reload
  * swaps the config atomically (requests in flight finish on the routes they started with).
  */
+import { performance } from 'node:perf_hooks';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { ScrapeCache, type ScrapeCacheOptions } from './cache/scrape-cache.js';
+import { DiskStore } from './cache/disk-store.js';
+import { MemoryStore } from './cache/memory-store.js';
+import { ScrapeCache, type ScrapeCacheParts } from './cache/scrape-cache.js';
+import type { Store } from './cache/store.js';
+import { UpstreamFiller } from './upstream/upstream-filler.js';
 import { parseConfig, readConfigText } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
 import { configWarnings } from './config/warnings.js';
@@ -29,9 +34,16 @@ export interface AppOptions {
   logLevelOverride?: boolean;
   /** Which listeners this process runs (a cluster primary runs only admin, a worker only scrape). */
   listeners?: { scrape: boolean; admin: boolean };
-  cacheOptions?: ScrapeCacheOptions;
+  /**
+   * Parts a cluster gives the cache (cluster/): a worker's filler asks the primary, buses carry
+   * stored records and invalidations between them. Without, this process fetches itself.
+   */
+  cacheParts?: Partial<Pick<ScrapeCacheParts, 'filler' | 'bus' | 'prefetch'>> & {
+    /** False where another process keeps the second level (a cluster worker). */
+    secondLevel?: boolean;
+  };
   /** Cluster hooks for the admin listener: reach the workers too. */
-  admin?: Pick<AdminDeps, 'afterInvalidate' | 'metricsText' | 'cacheHits' | 'metricsJson' | 'lastFetches'>;
+  admin?: Pick<AdminDeps, 'metricsText' | 'cacheHits' | 'metricsJson' | 'lastFetches'>;
   /**
    * Called after a successful reload with the config text it applied (the primary hands it to
    * its workers); resolves to an error text when that failed somewhere, which the reload reports.
@@ -162,8 +174,35 @@ export async function startApp(options: AppOptions): Promise<App> {
     { usageByRoute: () => cacheRef?.usageByRoute() ?? new Map() },
     { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false },
   );
-  const cache = new ScrapeCache(config.cache.maxBytes, metrics, log, options.cacheOptions);
+  const parts = options.cacheParts ?? {};
+  // Opened before anything listens: an unwritable directory is a start-up error (SPEC 2.1).
+  const second: Store | undefined =
+    config.cache.disk && parts.secondLevel !== false
+      ? new DiskStore({ dir: config.cache.disk.path, maxBytes: config.cache.disk.maxBytes, log, metrics })
+      : undefined;
+  const memory = new MemoryStore(config.cache.maxBytes, {
+    onEvict: (entry) => {
+      metrics.evictions.inc();
+      log.debug({ route: entry.route, path: entry.path, query: entry.query, representation: entry.representation, bytes: entry.bytes }, 'evicted');
+      // SPEC 2.1: evicted entries leave the disk too, so the directory mirrors what is served.
+      void second?.delete(entry.key);
+    },
+  });
+  const cache = new ScrapeCache({
+    memory,
+    filler: parts.filler ?? new UpstreamFiller(metrics, log),
+    ...(second ? { second } : {}),
+    ...(parts.bus ? { bus: parts.bus } : {}),
+    prefetch: parts.prefetch !== false,
+    metrics,
+    log,
+  });
   cacheRef = cache;
+  if (second) {
+    const started = performance.now();
+    const { loaded, dropped } = await cache.load(config.routes);
+    log.info({ store: second.name, loaded, dropped, ms: Math.round(performance.now() - started) }, 'cache loaded');
+  }
   // http-proxy (about 6 MiB of RSS) is loaded only once a config has a pass-through route.
   let passThrough: PassThrough | undefined;
   const preparePassThrough = async (routes: readonly Route[]) => {
@@ -195,6 +234,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     if (!same(next.admin.listen, config.admin.listen)) restartNeeded.push('admin.listen');
     if (next.workers !== config.workers) restartNeeded.push('workers');
     if (next.cache.maxBytes !== config.cache.maxBytes) restartNeeded.push('cache.max_bytes');
+    if (JSON.stringify(next.cache.disk) !== JSON.stringify(config.cache.disk)) restartNeeded.push('cache.disk');
     if (restartNeeded.length > 0) {
       log.warn({ settings: restartNeeded }, 'these settings change only on restart; the running values stay');
     }

@@ -8,41 +8,16 @@ import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
+import { startApp, type App } from './app.js';
+import { encodeRecord } from './cache/stored-record.js';
+import { PrimaryLink } from './cluster/primary-link.js';
+import { fetchesAnswer, hitsAnswer, metricsAnswer, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from './cluster/messages.js';
+import { WorkersBus } from './cluster/workers-bus.js';
+import type { Config } from './config/types.js';
+import type { ProxyError } from './errors.js';
 
 type MetricsJson = object[];
-import { startApp, type App } from './app.js';
-import type { FillResult, ScrapeTarget } from './cache/scrape-cache.js';
-import type { Representation } from './cache/representation.js';
-import { StoredResponse, type WireResponse } from './cache/stored-response.js';
-import type { Config } from './config/types.js';
-import { ProxyError, type ProxyErrorCode } from './errors.js';
 import { LastFetchRecorder, type LastFetch } from './last-fetch.js';
-import { selector, type Selection } from './server/admin-listener.js';
-
-interface WireTarget {
-  route: string;
-  path: string;
-  query: string;
-  representation: Representation;
-  accept: string | undefined;
-}
-
-type ToPrimary =
-  | { t: 'fill'; id: number; target: WireTarget }
-  | { t: 'answer'; id: number; value: unknown }
-  | { t: 'config?' }
-  | { t: 'reloaded'; id: number; error?: string }
-  | { t: 'ready'; scrape: string };
-
-type ToWorker =
-  | { t: 'stored'; entry: WireResponse }
-  | { t: 'filled'; id: number; stored: boolean; cached: boolean; entry: WireResponse }
-  | { t: 'failed'; id: number; code: ProxyErrorCode; message: string }
-  | { t: 'invalidate'; selection: Selection }
-  | { t: 'config'; source: string }
-  | { t: 'reload'; id: number; source: string }
-  | { t: 'ask'; id: number; what: 'metrics' | 'hits' | 'fetches' }
-  | { t: 'shutdown' };
 
 export interface RunOptions {
   config: Config;
@@ -75,8 +50,8 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
     for (const w of workers) if (w.isConnected()) w.send(message);
   };
 
-  /** Asks every live worker; one that does not answer within 2 s counts as `none`. */
-  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T): Promise<T[]> {
+  /** Asks every live worker; one that does not answer within 2 s, or answers nonsense, counts as `none`. */
+  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T, check: { safeParse(v: unknown): { success: boolean; data?: unknown } }): Promise<T[]> {
     const asked = [...workers].filter((w) => w.isConnected()).map(
       (w) =>
         new Promise<T>((resolve) => {
@@ -88,7 +63,9 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
           answers.set(id, (value) => {
             clearTimeout(timer);
             answers.delete(id);
-            resolve(value as T);
+            const parsed = check.safeParse(value);
+            if (!parsed.success) log.warn({ worker: w.process.pid, what }, 'worker answered with a malformed message; counted as none');
+            resolve(parsed.success ? (parsed.data as T) : none);
           });
           w.send({ t: 'ask', id, what } satisfies ToWorker);
         }),
@@ -98,7 +75,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
 
   async function aggregated() {
     const own = await app.metrics.registry.getMetricsAsJSON();
-    return AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', []))]);
+    return AggregatorRegistry.aggregate([own, ...(await askWorkers<MetricsJson>('metrics', [], metricsAnswer))]);
   }
 
   async function metricsText(): Promise<{ contentType: string; text: string }> {
@@ -110,14 +87,14 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
   async function lastFetches(): Promise<Map<string, LastFetch>> {
     const merged = new LastFetchRecorder();
     merged.merge(app.metrics.lastFetch.entries());
-    for (const fetches of await askWorkers<Array<[string, LastFetch]>>('fetches', [])) merged.merge(fetches);
+    for (const fetches of await askWorkers<Array<[string, LastFetch]>>('fetches', [], fetchesAnswer)) merged.merge(fetches);
     return new Map(merged.entries());
   }
 
   /** Hits per key, summed over the workers: the primary itself serves none. */
   async function cacheHits(): Promise<Map<string, number>> {
     const total = new Map<string, number>();
-    for (const hits of await askWorkers<Array<[string, number]>>('hits', [])) {
+    for (const hits of await askWorkers<Array<[string, number]>>('hits', [], hitsAnswer)) {
       for (const [key, n] of hits) total.set(key, (total.get(key) ?? 0) + n);
     }
     return total;
@@ -130,9 +107,8 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
     logLevelOverride,
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: false, admin: true },
-    cacheOptions: { onStored: (entry) => broadcast({ t: 'stored', entry: entry.toWire() }) },
+    cacheParts: { bus: new WorkersBus(() => workers) },
     admin: {
-      afterInvalidate: (selection) => broadcast({ t: 'invalidate', selection }),
       metricsText,
       cacheHits,
       metricsJson: async () => (await aggregated()).getMetricsAsJSON(),
@@ -172,8 +148,19 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
   let allReady: () => void;
   const ready = new Promise<void>((r) => (allReady = r));
 
-  function onMessage(worker: Worker, message: ToPrimary): void {
+  function onMessage(worker: Worker, raw: unknown): void {
+    const message = parseToPrimary(raw);
+    if (typeof message === 'string') {
+      log.warn({ worker: worker.process.pid, problem: message }, 'malformed message from a worker; ignored');
+      return;
+    }
     switch (message.t) {
+      case 'config?':
+        if (worker.isConnected()) worker.send({ t: 'config', source: current } satisfies ToWorker);
+        return;
+      case 'reloaded':
+        confirmations.get(message.id)?.(message.error);
+        return;
       case 'ready':
         readyScrape.push(message.scrape);
         if (readyScrape.length === config.workers) allReady();
@@ -181,22 +168,26 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
       case 'answer':
         answers.get(message.id)?.(message.value);
         return;
-      case 'config?':
-        if (worker.isConnected()) worker.send({ t: 'config', source: current } satisfies ToWorker);
-        return;
-      case 'reloaded':
-        confirmations.get(message.id)?.(message.error);
-        return;
       case 'fill': {
         const { id, target } = message;
         const route = app.table().byName.get(target.route);
         const reply = (m: ToWorker) => worker.isConnected() && worker.send(m);
-        if (!route) {
-          reply({ t: 'failed', id, code: 'UPSTREAM_UNREACHABLE', message: `route ${target.route}: not in the primary's config` });
+        if (!route || !route.cache) {
+          reply({ t: 'failed', id, code: 'UPSTREAM_UNREACHABLE', message: `route ${target.route}: not a cached route in the primary's config` });
           return;
         }
-        app.cache.fillFor({ ...target, route }).then(
-          (result) => reply({ t: 'filled', id, stored: result.stored, cached: result.cached === true, entry: result.entry.toWire() }),
+        app.cache.fillFor({ ...target, accept: target.accept, route }).then(
+          (result) => {
+            // A record stored by its own fill reached every worker in its `stored` event just now.
+            const sent = result.stored && result.via !== 'held';
+            reply({
+              t: 'filled',
+              id,
+              stored: result.stored,
+              ...(result.via ? { via: result.via } : {}),
+              ...(sent ? {} : { record: encodeRecord(result.entry) }),
+            });
+          },
           (err: ProxyError) => reply({ t: 'failed', id, code: err.code, message: err.message }),
         );
         return;
@@ -207,7 +198,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
   const fork = () => {
     const worker = cluster.fork({ SCRAPECACHE_WORKER: '1' });
     workers.add(worker);
-    worker.on('message', (m: ToPrimary) => onMessage(worker, m));
+    worker.on('message', (m: unknown) => onMessage(worker, m));
     worker.on('exit', (code, signal) => {
       workers.delete(worker);
       if (stopping) return;
@@ -251,21 +242,8 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
 export async function runWorker({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
-  let nextId = 0;
-  const pending = new Map<number, { resolve: (r: FillResult) => void; reject: (e: ProxyError) => void }>();
   const send = (m: ToPrimary) => process.send?.(m);
-
-  const remoteFill = (target: ScrapeTarget): Promise<FillResult> =>
-    new Promise((resolve, reject) => {
-      if (!process.connected) {
-        reject(new ProxyError('SHUTTING_DOWN', `route ${target.route.name}: the primary process is gone`));
-        return;
-      }
-      const id = ++nextId;
-      pending.set(id, { resolve, reject });
-      const { route, ...rest } = target;
-      send({ t: 'fill', id, target: { ...rest, route: route.name } });
-    });
+  const link = new PrimaryLink(send, () => process.connected);
 
   const app = await startApp({
     config,
@@ -274,36 +252,28 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
     logLevelOverride,
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: true, admin: false },
-    cacheOptions: { remoteFill },
+    // The primary fetches, prefetches and keeps the disk level for the group.
+    cacheParts: { filler: link, bus: link, prefetch: false, secondLevel: false },
   });
 
-  process.on('message', (message: ToWorker) => {
+  process.on('message', (raw: unknown) => {
+    const message = parseToWorker(raw);
+    if (typeof message === 'string') {
+      log.warn({ problem: message }, 'malformed message from the primary; ignored');
+      return;
+    }
     switch (message.t) {
-      case 'stored':
-        app.cache.adopt(StoredResponse.fromWire(message.entry));
-        return;
-      case 'filled': {
-        const waiter = pending.get(message.id);
-        pending.delete(message.id);
-        waiter?.resolve({ entry: StoredResponse.fromWire(message.entry), stored: message.stored, cached: message.cached });
-        return;
-      }
-      case 'failed': {
-        const waiter = pending.get(message.id);
-        pending.delete(message.id);
-        waiter?.reject(new ProxyError(message.code, message.message));
-        return;
-      }
-      case 'invalidate':
+      case 'event':
+      case 'filled':
+      case 'failed':
         try {
-          const select = selector(message.selection, app.table());
-          // Soft: keep serving the copy; the next scrape's fill joins the primary's refetch.
-          if (message.selection.soft) app.cache.markStale(select);
-          else app.cache.drop(select);
-        } catch {
-          // The primary already answered the caller; a selection this worker cannot match drops nothing.
+          link.receive(message);
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'unreadable record from the primary; ignored');
         }
         return;
+      case 'config':
+        return; // answered before start-up (configFromPrimary)
       case 'reload':
         void app.reload(message.source).then((error) => send(error === undefined ? { t: 'reloaded', id: message.id } : { t: 'reloaded', id: message.id, error }));
         return;
@@ -313,7 +283,7 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
         } else if (message.what === 'fetches') {
           send({ t: 'answer', id: message.id, value: app.metrics.lastFetch.entries() });
         } else {
-          send({ t: 'answer', id: message.id, value: [...app.cache.store.entries()].map((e) => [e.key, e.hits]) });
+          send({ t: 'answer', id: message.id, value: [...app.cache.entries()].map((e) => [e.key, e.hits]) });
         }
         return;
       case 'shutdown':
@@ -322,8 +292,7 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
     }
   });
   process.on('disconnect', () => {
-    for (const waiter of pending.values()) waiter.reject(new ProxyError('SHUTTING_DOWN', 'the primary process is gone'));
-    pending.clear();
+    link.disconnected();
     void app.close(1000).then(() => process.exit(0));
   });
   // The primary decides: a terminal's Ctrl-C or a SIGHUP to the group reaches it too.
@@ -341,8 +310,9 @@ export const isWorker = cluster.isWorker;
 /** In a worker: the config text its primary runs, asked for before anything starts. */
 export function configFromPrimary(): Promise<string> {
   return new Promise((resolve, reject) => {
-    const onMessage = (message: ToWorker) => {
-      if (message.t !== 'config') return;
+    const onMessage = (raw: unknown) => {
+      const message = parseToWorker(raw);
+      if (typeof message === 'string' || message.t !== 'config') return;
       process.off('message', onMessage);
       resolve(message.source);
     };

@@ -33,6 +33,10 @@ export class Metrics {
   readonly invalidations: Counter;
   readonly reloadSuccessful: Gauge;
   readonly reloadTimestamp: Gauge;
+  /** 1 while a second level answers, 0 while the proxy goes on without it (SPEC 5). */
+  readonly storeUp: Gauge<'store'>;
+  /** Second-level operations by result: ok, or the error kind (enospc, erofs, corrupt, ...). */
+  readonly storeOperations: Counter<'store' | 'operation' | 'result'>;
   /** The last fetch of each route, for the status page. */
   readonly lastFetch = new LastFetchRecorder();
   private readonly byRoute = new Map<string, RouteCounters>();
@@ -94,6 +98,18 @@ export class Metrics {
     this.reloadTimestamp = new Gauge({
       name: 'scrapecache_config_last_reload_success_timestamp_seconds',
       help: 'Unix time of the last successful configuration load.',
+      registers: gaugeRegisters,
+    });
+    this.storeUp = new Gauge({
+      name: 'scrapecache_store_up',
+      help: 'Whether the second-level store answers (1) or the proxy goes on without it (0), by store.',
+      labelNames: ['store'],
+      registers: gaugeRegisters,
+    });
+    this.storeOperations = new Counter({
+      name: 'scrapecache_store_operations_total',
+      help: 'Second-level store operations, by store, operation (get, set, delete, load) and result (ok or an error kind).',
+      labelNames: ['store', 'operation', 'result'],
       registers: gaugeRegisters,
     });
     const routeNames = (): string[] => this.routeNames;

@@ -11,88 +11,98 @@ import {
   isFresh,
   prefetchAt,
   retryBackoffMs,
+  softTimes,
   ttlSeconds,
 } from '../src/cache/freshness.js';
+import { recordTimes } from '../src/cache/stored-record.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, SCRAPE_HEADERS, sleep, startProxy, type TestProxy } from './helpers/proxy.js';
 
 describe('freshness arithmetic', () => {
-  const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000, timeoutMs: 30_000 };
-  const entry = { fetchedAt: 1_000_000 };
+  const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000 };
+  const entry = recordTimes(1_000_000, policy);
 
   test('an entry is fresh for ttl after its fetch completed, and not a millisecond longer', () => {
-    assert.equal(isFresh(entry, policy, 1_009_999), true);
-    assert.equal(isFresh(entry, policy, 1_010_000), false);
+    assert.equal(isFresh(entry, 1_009_999), true);
+    assert.equal(isFresh(entry, 1_010_000), false);
   });
 
   test('the stale windows start at expiry', () => {
-    assert.equal(canServeWhileRevalidating(entry, policy, 1_014_999), true);
-    assert.equal(canServeWhileRevalidating(entry, policy, 1_015_000), false);
-    assert.equal(canServeOnError(entry, policy, 1_069_999), true);
-    assert.equal(canServeOnError(entry, policy, 1_070_000), false);
+    assert.equal(canServeWhileRevalidating(entry, 1_014_999), true);
+    assert.equal(canServeWhileRevalidating(entry, 1_015_000), false);
+    assert.equal(canServeOnError(entry, 1_069_999), true);
+    assert.equal(canServeOnError(entry, 1_070_000), false);
   });
 
   test('an entry is dead only past every window', () => {
-    assert.equal(isDead(entry, policy, 1_069_999), false);
-    assert.equal(isDead(entry, policy, 1_070_000), true);
-    assert.equal(isDead(entry, { ...policy, staleIfErrorMs: 0 }, 1_015_000), true);
+    assert.equal(isDead(entry, 1_069_999), false);
+    assert.equal(isDead(entry, 1_070_000), true);
+    assert.equal(isDead(recordTimes(1_000_000, { ...policy, staleIfErrorMs: 0 }), 1_015_000), true);
   });
 
   test('Age and ttl are whole seconds, ttl negative once stale', () => {
     assert.equal(ageSeconds(entry, 1_001_999), 1);
     assert.equal(ageSeconds(entry, 999_000), 0);
-    assert.equal(ttlSeconds(entry, policy, 1_000_500), 9);
-    assert.equal(ttlSeconds(entry, policy, 1_012_500), -3);
+    assert.equal(ttlSeconds(entry, 1_000_500), 9);
+    assert.equal(ttlSeconds(entry, 1_012_500), -3);
   });
 
+  const timeoutMs = 30_000;
+  const softAt = (at: number, base = entry) => ({ ...base, ...softTimes(base, at, timeoutMs) });
+
   test('a soft invalidation ends freshness at once, and the stale windows count from it', () => {
-    const soft = { fetchedAt: 1_000_000, staleFrom: 1_004_000 };
-    assert.equal(expiresAt(soft, policy), 1_004_000);
-    assert.equal(isFresh(soft, policy, 1_003_999), true);
-    assert.equal(isFresh(soft, policy, 1_004_000), false);
-    assert.equal(canServeWhileRevalidating(soft, policy, 1_008_999), true);
-    assert.equal(canServeWhileRevalidating(soft, policy, 1_009_000), false);
-    assert.equal(canServeOnError(soft, policy, 1_063_999), true);
-    assert.equal(canServeOnError(soft, policy, 1_064_000), false);
-    assert.equal(ttlSeconds(soft, policy, 1_006_500), -3);
+    const soft = softAt(1_004_000);
+    assert.equal(expiresAt(soft), 1_004_000);
+    assert.equal(isFresh(soft, 1_003_999), true);
+    assert.equal(isFresh(soft, 1_004_000), false);
+    assert.equal(canServeWhileRevalidating(soft, 1_008_999), true);
+    assert.equal(canServeWhileRevalidating(soft, 1_009_000), false);
+    assert.equal(canServeOnError(soft, 1_063_999), true);
+    assert.equal(canServeOnError(soft, 1_064_000), false);
+    assert.equal(ttlSeconds(soft, 1_006_500), -3);
   });
 
   test('a soft invalidation never extends freshness: one after expiry changes nothing', () => {
-    const late = { fetchedAt: 1_000_000, staleFrom: 1_020_000 };
-    assert.equal(expiresAt(late, policy), 1_010_000);
-    assert.equal(isFresh(late, policy, 1_015_000), false);
+    const late = softAt(1_020_000);
+    assert.equal(expiresAt(late), 1_010_000);
+    assert.equal(isFresh(late, 1_015_000), false);
+  });
+
+  test('a second soft invalidation keeps the earlier one', () => {
+    const twice = softAt(1_006_000, softAt(1_004_000));
+    assert.equal(expiresAt(twice), 1_004_000);
   });
 
   test('a soft-invalidated entry is servable while refetched until its ttl would end plus one timeout, or one timeout past the invalidation', () => {
-    assert.equal(canServeWhileSoftRefetching(entry, policy, 1_000_000), false, 'not without a soft invalidation');
-    const soft = { fetchedAt: 1_000_000, staleFrom: 1_004_000 };
-    assert.equal(canServeWhileSoftRefetching(soft, policy, 1_039_999), true);
-    assert.equal(canServeWhileSoftRefetching(soft, policy, 1_040_000), false);
-    const afterExpiry = { fetchedAt: 1_000_000, staleFrom: 1_050_000 };
-    assert.equal(canServeWhileSoftRefetching(afterExpiry, policy, 1_079_999), true);
-    assert.equal(canServeWhileSoftRefetching(afterExpiry, policy, 1_080_000), false);
+    assert.equal(canServeWhileSoftRefetching(entry, 1_000_000), false, 'not without a soft invalidation');
+    const soft = softAt(1_004_000);
+    assert.equal(canServeWhileSoftRefetching(soft, 1_039_999), true);
+    assert.equal(canServeWhileSoftRefetching(soft, 1_040_000), false);
+    const afterExpiry = softAt(1_050_000);
+    assert.equal(canServeWhileSoftRefetching(afterExpiry, 1_079_999), true);
+    assert.equal(canServeWhileSoftRefetching(afterExpiry, 1_080_000), false);
   });
 
   test('a soft-invalidated entry is dead only past its soft window as well as its stale windows', () => {
-    const noWindows = { ...policy, staleWhileRevalidateMs: 0, staleIfErrorMs: 0 };
-    const soft = { fetchedAt: 1_000_000, staleFrom: 1_004_000 };
-    assert.equal(isDead(soft, noWindows, 1_039_999), false, 'its refetch may still be running');
-    assert.equal(isDead(soft, noWindows, 1_040_000), true);
+    const bare = recordTimes(1_000_000, { ...policy, staleWhileRevalidateMs: 0, staleIfErrorMs: 0 });
+    const soft = softAt(1_004_000, bare);
+    assert.equal(isDead(soft, 1_039_999), false, 'its refetch may still be running');
+    assert.equal(isDead(soft, 1_040_000), true);
   });
 
   test('prefetch runs ahead of expiry by a tenth of the ttl, bounded by the timeout and at least a second', () => {
-    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 6 * 3600_000, timeoutMs: 300_000 }), 6 * 3600_000 - 300_000);
-    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 60_000, timeoutMs: 30_000 }), 54_000);
-    assert.equal(prefetchAt({ fetchedAt: 0 }, { ...policy, ttlMs: 5_000, timeoutMs: 30_000 }), 4_000);
+    assert.equal(prefetchAt(recordTimes(0, { ...policy, ttlMs: 6 * 3600_000 }), 300_000), 6 * 3600_000 - 300_000);
+    assert.equal(prefetchAt(recordTimes(0, { ...policy, ttlMs: 60_000 }), 30_000), 54_000);
+    assert.equal(prefetchAt(recordTimes(0, { ...policy, ttlMs: 5_000 }), 30_000), 4_000);
   });
 
   test('the retry back-off doubles from a second and is capped by the ttl and a minute', () => {
     assert.deepEqual(
-      [1, 2, 3, 4].map((n) => retryBackoffMs(n, policy)),
+      [1, 2, 3, 4].map((n) => retryBackoffMs(n, policy.ttlMs)),
       [1000, 2000, 4000, 8000],
     );
-    assert.equal(retryBackoffMs(10, policy), 10_000);
-    assert.equal(retryBackoffMs(10, { ...policy, ttlMs: 3600_000 }), 60_000);
+    assert.equal(retryBackoffMs(10, policy.ttlMs), 10_000);
+    assert.equal(retryBackoffMs(10, 3600_000), 60_000);
   });
 });
 
@@ -128,7 +138,7 @@ routes:
   beforeEach(async () => {
     exporter.fault = 'none';
     exporter.delayMs = 0;
-    await proxy.app.cache.invalidate(() => true);
+    await proxy.app.cache.invalidate({});
     exporter.requests.length = 0;
   });
 

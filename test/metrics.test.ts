@@ -1,6 +1,7 @@
 // Self-metrics (SPEC 5) as scraped from the admin listener's GET /metrics: request outcomes,
 // upstream codes and durations, store gauges, evictions, invalidations, reload state, label
 // cardinality, and promtool's lint. Real proxies and counting fake exporters on loopback.
+import { newScrapeCache } from './helpers/scrape-cache.js';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -533,7 +534,7 @@ test('scrapecache_cache_oldest_age_seconds is the age of the oldest entry a rout
   let now = 1_700_000_000_000;
   let cache: ScrapeCache | undefined;
   const metrics = new Metrics({ usageByRoute: () => cache!.usageByRoute() }, { defaultMetrics: false });
-  cache = new ScrapeCache(1 << 20, metrics, createLogger('silent'), {}, () => now);
+  cache = newScrapeCache(1 << 20, metrics, createLogger('silent'), () => now);
   closers.push(() => cache!.close());
   cache.setRoutes(config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));

@@ -28,6 +28,7 @@ function route(name: string, extra: Partial<Route> = {}): Route {
     queryKeys: null,
     headers: {},
     fingerprint: name,
+    recordFingerprint: name,
     ...extra,
   };
 }

@@ -55,7 +55,7 @@ after(async () => {
 
 beforeEach(async () => {
   exporter.protobuf = true;
-  await proxy.app.cache.invalidate(() => true);
+  await proxy.app.cache.invalidate({});
   exporter.requests.length = 0;
 });
 

@@ -38,7 +38,7 @@ after(async () => {
 beforeEach(async () => {
   exporter.fault = 'none';
   exporter.delayMs = 0;
-  await proxy.app.cache.invalidate(() => true);
+  await proxy.app.cache.invalidate({});
   exporter.requests.length = 0;
 });
 
@@ -62,8 +62,10 @@ describe('caching', () => {
     assert.equal(again.headers['cache-status'], 'scrapecache; fwd=miss; stored');
   });
 
-  test('Age counts whole seconds since the fetch', async () => {
+  test('Age counts whole seconds since the fetch, also on hits whose header block was prepared a second before', async () => {
     await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
+    const early = await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
+    assert.equal(early.headers['age'], '0');
     await sleep(1100);
     const hit = await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
     assert.equal(hit.headers['age'], '1');

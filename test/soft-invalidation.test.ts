@@ -4,6 +4,7 @@
  * exporter is held (an exporter that takes minutes) so that what happens meanwhile is observed
  * without timing anything.
  */
+import { newScrapeCache } from './helpers/scrape-cache.js';
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { ScrapeCache, type ScrapeTarget } from '../src/cache/scrape-cache.js';
@@ -48,7 +49,7 @@ after(async () => {
 beforeEach(async () => {
   release();
   exporter.fault = 'none';
-  await proxy.app.cache.invalidate(() => true);
+  await proxy.app.cache.invalidate({});
   exporter.requests.length = 0;
 });
 
@@ -195,7 +196,7 @@ describe('the soft window, on an injected clock', () => {
     );
     const route = config.routes[0]!;
     let now = 1_000_000;
-    const cache = new ScrapeCache(1 << 20, undefined, createLogger('silent'), {}, () => now);
+    const cache = newScrapeCache(1 << 20, undefined, createLogger('silent'), () => now);
     cache.setRoutes(config.routes);
     const target: ScrapeTarget = { route, path: '/r', query: '', representation: 'text', accept: undefined };
     try {
@@ -203,7 +204,7 @@ describe('the soft window, on an injected clock', () => {
       assert.equal(first.cache, 'miss');
       release = exporter.hold();
       now += 30_000;
-      await cache.softInvalidate(() => true);
+      await cache.softInvalidate({});
       for (const at of [30_001, 60_000, 90_000, 179_999]) {
         now = 1_000_000 + at;
         const found = cache.lookup(target);

@@ -42,7 +42,7 @@ beforeEach(async () => {
   exporter.fault = 'none';
   exporter.delayMs = 0;
   exporter.padding = 0;
-  await proxy.app.cache.invalidate(() => true);
+  await proxy.app.cache.invalidate({});
   exporter.requests.length = 0;
 });
 

@@ -219,7 +219,7 @@ describe('https upstreams with a private CA, a client certificate and credential
 
   beforeEach(async () => {
     exporter.seen.length = 0;
-    await proxy.app.cache.invalidate(() => true);
+    await proxy.app.cache.invalidate({});
   });
 
   test('relative tls and secret file paths are read relative to the config file, not the working directory', () => {

@@ -174,6 +174,18 @@ test('a worker that dies is replaced, and the new one answers from the group cac
   assert.equal(exporter.count, fetched, 'the replacement did not make the primary fetch again');
 });
 
+test('with workers, requests that waited for a fill in flight say collapsed, not fwd=miss; stored', async () => {
+  await post(`${adminUrl}/invalidate`, { route: 'node' });
+  const fetched = exporter.count;
+  exporter.delayMs = 300;
+  const results = await burst(30);
+  exporter.delayMs = 0;
+  assert.equal(exporter.count, fetched + 1);
+  const statuses = results.map((r) => String(r.headers['cache-status']));
+  assert.equal(statuses.filter((s) => s === 'scrapecache; fwd=miss; stored').length, 1, statuses.join('\n'));
+  assert.equal(statuses.filter((s) => s === 'scrapecache; fwd=miss; stored; collapsed').length, 29, statuses.join('\n'));
+});
+
 test('SIGTERM stops the primary and its workers with exit code 0', async () => {
   child.kill('SIGTERM');
   assert.equal(await exited, 0);

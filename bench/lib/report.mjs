@@ -361,6 +361,13 @@ export function renderReport(run) {
   if (concurrency?.length) out.push(...concurrencySection(concurrency, plan.concurrencyProfile.label));
   const workerBigs = extra.filter((p) => p.big).map((p) => ({ workers: p.workers, big: p.big }));
   if (keys || big || workerBigs.length) out.push(...memorySection(keys, big, workerBigs));
+  if (run.restart) {
+    const r = run.restart;
+    out.push('## Restart to first hit', '',
+      `With \`cache.disk\`: ${r.count} entries filled, SIGTERM, a new process on the same directory. ` +
+      `From its spawn to the first answer: **${Math.round(r.toFirstHitMs)} ms** (\`${r.firstCacheStatus}\`); ` +
+      `${r.hits} of ${r.count} keys were hits after the restart.`, '');
+  }
   if (cpuProfile?.top?.length) out.push(...profileSection(cpuProfile));
 
   out.push('## How this was measured', '',

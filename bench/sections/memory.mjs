@@ -97,3 +97,47 @@ export async function runBigEntries(ctx) {
     await proxy.stop();
   }
 }
+
+/**
+ * Restart to first hit with the disk level (issue 9): fill N keys, stop with SIGTERM, start
+ * again on the same directory and time from the spawn to the first hit; then check that every
+ * key is a hit and that the exporter was not asked again.
+ */
+export async function runRestart(ctx) {
+  const path = '/restart/metrics';
+  const count = ctx.plan.restartEntries;
+  const diskPath = `${ctx.tmpDir}/restart-disk`;
+  const options = {
+    tmpDir: ctx.tmpDir,
+    routes: [{ name: 'restart', path, upstream: ctx.fixture.upstream(ctx.plan.keyFixture), queryKeys: ['k'] }],
+    workers: ctx.options.workers,
+    cpus: ctx.options.serverCpus,
+    diskPath,
+  };
+  const first = await startScrapecache({ ...options, label: 'scrapecache-restart-1' });
+  if (!first) return null;
+  let result;
+  try {
+    result = await fill(first, path, 0, count);
+    // Writes end after the answers: give the last renames a moment before the stop.
+    await sleep(1000);
+  } finally {
+    await first.stop();
+  }
+  const started = performance.now();
+  const second = await startScrapecache({ ...options, label: 'scrapecache-restart-2' });
+  try {
+    const headers = scrapeHeaders({ gzip: true });
+    const firstHit = await request(`${second.baseUrl}${path}?k=0`, { headers });
+    const toFirstHitMs = performance.now() - started;
+    let hits = 0;
+    await forEachConcurrent(0, count, FILL_CONCURRENCY, async (i) => {
+      const response = await request(`${second.baseUrl}${path}?k=${i}`, { headers });
+      if (String(response.headers['cache-status'] ?? '').startsWith('scrapecache; hit')) hits++;
+    });
+    console.log(`  ${count} entries on disk: ${Math.round(toFirstHitMs)} ms from start to the first hit (${firstHit.headers['cache-status']}); ${hits}/${count} hits after the restart`);
+    return { count, toFirstHitMs, firstCacheStatus: String(firstHit.headers['cache-status'] ?? ''), hits, failures: result.failures, firstError: result.firstError };
+  } finally {
+    await second.stop();
+  }
+}

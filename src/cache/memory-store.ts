@@ -5,18 +5,25 @@
  */
 import { LRUCache } from 'lru-cache';
 import { isDead } from './freshness.js';
-import type { StoredResponse } from './stored-response.js';
+import { selects, type EntrySelection, type SyncStore } from './store.js';
+import type { StoredRecord } from './stored-record.js';
+import { StoredResponse } from './stored-response.js';
 
-export interface StoreEvents {
+export interface MemoryStoreEvents {
   /** An entry was pushed out to make room. */
   onEvict?(entry: StoredResponse): void;
 }
 
-export class MemoryStore {
+export class MemoryStore implements SyncStore {
+  readonly name = 'memory';
   private readonly lru: LRUCache<string, StoredResponse>;
   private readonly sweepTimer: NodeJS.Timeout;
 
-  constructor(maxBytes: number, events: StoreEvents = {}) {
+  constructor(
+    maxBytes: number,
+    events: MemoryStoreEvents = {},
+    private readonly now: () => number = Date.now,
+  ) {
     this.lru = new LRUCache<string, StoredResponse>({
       maxSize: Math.max(1, maxBytes),
       sizeCalculation: (entry) => Math.max(1, entry.bytes),
@@ -25,21 +32,30 @@ export class MemoryStore {
       },
     });
     // Entries past every window are dead weight; drop them now and then rather than wait for LRU.
-    this.sweepTimer = setInterval(() => this.sweep(Date.now()), 30_000).unref();
+    this.sweepTimer = setInterval(() => this.sweep(this.now()), 30_000).unref();
   }
 
-  /** The entry for a key, marking it recently used. */
+  /** The live entry for a key, marking it recently used. */
   get(key: string): StoredResponse | undefined {
-    return this.lru.get(key);
+    return this.lookup(key, this.now());
   }
 
-  /** The entry without touching recency (for background work and admin reads). */
+  /** get() for a caller that already read the clock (the hit path reads it once). */
+  lookup(key: string, now: number): StoredResponse | undefined {
+    const entry = this.lru.get(key);
+    if (entry === undefined || now < entry.deadAt || !isDead(entry, now)) return entry;
+    this.lru.delete(key);
+    return undefined;
+  }
+
+  /** The entry without touching recency, dead or alive (for background work and admin reads). */
   peek(key: string): StoredResponse | undefined {
     return this.lru.peek(key);
   }
 
-  /** Stores an entry, replacing any under its key. False when it alone is larger than the bound. */
-  set(entry: StoredResponse): boolean {
+  /** Stores a record, replacing any under its key. False when it alone is larger than the bound. */
+  set(record: StoredRecord): boolean {
+    const entry = StoredResponse.fromRecord(record);
     this.lru.set(entry.key, entry);
     return this.lru.peek(entry.key) === entry;
   }
@@ -51,13 +67,21 @@ export class MemoryStore {
     this.lru.set(entry.key, entry);
   }
 
+  delete(key: string): boolean {
+    return this.lru.delete(key);
+  }
+
   /** Removes the entry under a key only if it is still this one. */
-  deleteIf(entry: StoredResponse): void {
-    if (this.lru.peek(entry.key) === entry) this.lru.delete(entry.key);
+  deleteIf(entry: StoredResponse): boolean {
+    return this.lru.peek(entry.key) === entry && this.lru.delete(entry.key);
+  }
+
+  deleteSelected(selection: EntrySelection): number {
+    return this.deleteWhere((entry) => selects(selection, entry));
   }
 
   /** Drops every entry the predicate selects; returns how many. */
-  invalidate(select: (entry: StoredResponse) => boolean): number {
+  deleteWhere(select: (entry: StoredResponse) => boolean): number {
     let n = 0;
     for (const [key, entry] of this.lru.entries()) {
       if (select(entry)) {
@@ -68,6 +92,13 @@ export class MemoryStore {
     return n;
   }
 
+  /** Every live entry, least recently used last. */
+  *records(): IterableIterator<StoredResponse> {
+    const now = this.now();
+    for (const entry of this.lru.values()) if (now < entry.deadAt) yield entry;
+  }
+
+  /** Every entry held, dead ones included until the next sweep. */
   entries(): IterableIterator<StoredResponse> {
     return this.lru.values();
   }
@@ -80,8 +111,11 @@ export class MemoryStore {
     return this.lru.calculatedSize;
   }
 
-  sweep(now: number): number {
-    return this.invalidate((entry) => isDead(entry, entry.policy, now));
+  /** Drops entries past every window; returns them. */
+  sweep(now: number): StoredResponse[] {
+    const dead: StoredResponse[] = [];
+    this.deleteWhere((entry) => isDead(entry, now) && dead.push(entry) > 0);
+    return dead;
   }
 
   close(): void {

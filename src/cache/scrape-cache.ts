@@ -1,32 +1,31 @@
 /**
- * The cache's decisions: serve fresh, serve stale and refresh, or fill from upstream with at
- * most one fetch per key in flight (SPEC 3.3, 3.4). Fills that outlive their clients run on
- * and are stored. A failed refresh never touches the good entry it was refreshing.
+ * The cache's decisions: serve fresh, serve stale and refresh, or fill with at most one fetch
+ * per key in flight (SPEC 3.3, 3.4). Fills that outlive their clients run on and are stored. A
+ * failed refresh never touches the good entry it was refreshing.
+ *
+ * The parts it decides for are given to it (issue 9): the memory level, an optional second
+ * level, the filler (who fetches), the fill lease (who may fetch now) and the event bus (what
+ * the other caches are told). It knows nothing of processes, files or networks.
  */
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
-import { contentCodingOf } from '../upstream/content-coding.js';
-import { Dispatchers, fetchUpstream, PROMETHEUS_ACCEPT, upstreamTarget, type UpstreamResponse } from '../upstream/fetch-upstream.js';
+import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
+import type { CacheEvent, EventBus } from './event-bus.js';
+import type { FillLease } from './fill-lease.js';
+import type { Filler, FillOutcome, ScrapeTarget } from './filler.js';
 import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
 import { cacheKey } from './key.js';
-import { MemoryStore } from './memory-store.js';
+import type { MemoryStore } from './memory-store.js';
 import { formatAccept } from './pinned-format.js';
-import type { Representation } from './representation.js';
-import { storableHeaders, StoredResponse } from './stored-response.js';
+import { selects, type EntryIdentity, type EntrySelection, type Store } from './store.js';
+import type { StoredRecord } from './stored-record.js';
+import { StoredResponse } from './stored-response.js';
 
-export interface ScrapeTarget {
-  route: Route;
-  path: string;
-  /** Canonical query (see canonicalQuery). */
-  query: string;
-  representation: Representation;
-  /** The Accept header sent upstream on a fill. */
-  accept: string | undefined;
-}
+export type { ScrapeTarget } from './filler.js';
+export type { EntryIdentity } from './store.js';
 
 /** A fill failed and nothing stale may be served; says whether this request only waited for it. */
 export class FillFailed extends Error {
@@ -38,14 +37,13 @@ export class FillFailed extends Error {
   }
 }
 
-/** What selects entries for invalidation: a stored response, or the target of a fill in flight. */
-export type EntryIdentity = Pick<StoredResponse, 'route' | 'path' | 'query'>;
-
 interface Fill {
   target: ScrapeTarget;
   promise: Promise<FillResult>;
   /** An invalidation or reload selected this key after the fill started: answer, but do not store. */
   superseded: boolean;
+  /** The lease this fill holds, if any: freed early when the fill is superseded. */
+  token?: string;
 }
 
 export type Lookup =
@@ -56,27 +54,16 @@ export interface FillResult {
   /** The response: stored, or (non-200, Set-Cookie, too large for the store) not. */
   entry: StoredResponse;
   stored: boolean;
-  /** Served from a copy another process already held (a worker asking its primary): no fetch. */
-  cached?: boolean;
+  /** Not this cache's own fetch: another's fill joined (`collapsed`), or a copy held elsewhere (`hit`). */
+  via?: 'joined' | 'held';
 }
 
-/** Refresh failures of a key, kept beside the entry they failed to replace. */
+/** Refresh failures of a key, valid for the entry fetched at `fetchedAt` (a new entry starts clean). */
 interface FailureState {
   count: number;
   retryAt: number;
   fwdStatus: number | string;
-}
-
-/**
- * Where fills come from in a worker process (SPEC 2 `workers`): the primary fetches, so that a
- * key is fetched once for the whole group, and sends the response back.
- */
-export type RemoteFill = (target: ScrapeTarget) => Promise<FillResult>;
-
-export interface ScrapeCacheOptions {
-  remoteFill?: RemoteFill;
-  /** Called with every response this cache stored from its own fetch (the primary broadcasts it). */
-  onStored?: (entry: StoredResponse) => void;
+  fetchedAt: number | undefined;
 }
 
 export interface RouteUsage {
@@ -86,30 +73,54 @@ export interface RouteUsage {
   oldestAgeSeconds: number | undefined;
 }
 
+export interface ScrapeCacheParts {
+  memory: MemoryStore;
+  filler: Filler;
+  /** A level below memory: written on store, read on a miss, cleared on invalidation. */
+  second?: Store;
+  /**
+   * Single flight beyond this process (replicas sharing a second level). Without one, fills
+   * are single within this process only, which is all one process or a cluster needs.
+   */
+  lease?: FillLease;
+  bus?: EventBus;
+  /** False where another process prefetches for this one (a cluster worker). */
+  prefetch?: boolean;
+  metrics?: Metrics;
+  log: Logger;
+  now?: () => number;
+}
+
 export class ScrapeCache {
-  readonly store: MemoryStore;
-  private readonly dispatchers = new Dispatchers();
+  private readonly memory: MemoryStore;
+  private readonly filler: Filler;
+  private readonly second: Store | undefined;
+  private readonly lease: FillLease | undefined;
+  private readonly bus: EventBus | undefined;
+  private readonly prefetches: boolean;
+  private readonly metrics: Metrics | undefined;
+  private readonly log: Logger;
+  private readonly now: () => number;
   private readonly inflight = new Map<string, Fill>();
-  private readonly failures = new WeakMap<StoredResponse, FailureState>();
+  private readonly failures = new Map<string, FailureState>();
   private readonly prefetchTimers = new Map<string, NodeJS.Timeout>();
-  /** Consecutive failed prefetches per key, for the back-off while no entry exists yet. */
-  private readonly prefetchFailures = new Map<string, number>();
+  /** Fills another cache holds the lease for: resolved by its `stored` or `failed` event. */
+  private readonly peerFills = new Map<string, Array<(event: CacheEvent | undefined) => void>>();
+  private readonly unsubscribe: () => void;
   private routesByName = new Map<string, Route>();
   private closed = false;
 
-  constructor(
-    maxBytes: number,
-    private readonly metrics: Metrics | undefined,
-    private readonly log: Logger,
-    private readonly options: ScrapeCacheOptions = {},
-    private readonly now: () => number = Date.now,
-  ) {
-    this.store = new MemoryStore(maxBytes, {
-      onEvict: (entry) => {
-        metrics?.evictions.inc();
-        log.debug({ route: entry.route, path: entry.path, query: entry.query, representation: entry.representation, bytes: entry.bytes }, 'evicted');
-      },
-    });
+  constructor(parts: ScrapeCacheParts) {
+    this.memory = parts.memory;
+    this.filler = parts.filler;
+    this.second = parts.second;
+    this.now = parts.now ?? Date.now;
+    this.lease = parts.lease;
+    this.bus = parts.bus;
+    this.prefetches = parts.prefetch !== false;
+    this.metrics = parts.metrics;
+    this.log = parts.log;
+    this.unsubscribe = this.bus?.subscribe((event) => this.onEvent(event)) ?? (() => undefined);
   }
 
   /** Makes a route set current: prefetch starts for new prefetch routes, timers of removed ones stop. */
@@ -122,39 +133,70 @@ export class ScrapeCache {
         this.prefetchTimers.delete(key);
       }
     }
-    void this.dispatchers.retain(routes);
-    // In a worker the primary prefetches for everyone.
-    if (this.options.remoteFill) return;
+    this.filler.retain?.(routes);
+    if (!this.prefetches) return;
     for (const route of routes) {
       if (!route.prefetch || route.path === undefined) continue;
       const target = startupTarget(route, route.path);
       const key = keyOf(target);
       if (!this.prefetchTimers.has(key) && !this.inflight.has(key)) {
-        const entry = this.store.peek(key);
+        const entry = this.memory.peek(key);
         if (entry) this.schedulePrefetch(target, entry);
         else this.background(target, undefined);
+      }
+      // Other representations loaded from a second level are kept fresh as they were before.
+      for (const entry of this.memory.entries()) {
+        if (entry.route !== route.name || entry.path !== route.path || entry.query !== '' || entry.key === key) continue;
+        const other = { ...target, representation: entry.representation, accept: entry.accept };
+        if (isPrefetched(other) && !this.prefetchTimers.has(entry.key)) this.schedulePrefetch(other, entry);
       }
     }
   }
 
   /**
+   * Fills the memory level from the second level (start-up, SPEC 2.1): records of routes that
+   * exist and still fetch the same way. The others are removed from the second level. Call
+   * after setRoutes' routes are known and before the first answer.
+   */
+  async load(routes: readonly Route[]): Promise<{ loaded: number; dropped: number }> {
+    const byName = new Map(routes.map((r) => [r.name, r]));
+    let loaded = 0;
+    let dropped = 0;
+    if (!this.second?.records) return { loaded, dropped };
+    for await (const record of this.second.records()) {
+      const route = byName.get(record.route);
+      const why = !route ? 'its route is gone' : !route.cache ? 'its route is pass-through now' : route.recordFingerprint !== record.fingerprint ? 'its route fetches differently now' : undefined;
+      if (why !== undefined) {
+        dropped++;
+        this.log.info({ route: record.route, path: record.path, query: record.query, representation: record.representation, store: this.second.name }, `stored entry dropped: ${why}`);
+        await this.second.delete(record.key);
+        continue;
+      }
+      const held = this.memory.peek(record.key);
+      if (held && held.fetchedAt >= record.fetchedAt) continue;
+      if (this.memory.set(record)) loaded++;
+    }
+    return { loaded, dropped };
+  }
+
+  /**
    * Answers a scrape. Synchronous for hits and stale serves, so the hot path awaits nothing;
-   * a promise when the client must wait for a fill. Rejects with ProxyError when the fill
+   * a promise when the client must wait for a fill. Rejects with FillFailed when the fill
    * fails and nothing stale may be served.
    */
   lookup(target: ScrapeTarget): Lookup | Promise<Lookup> {
     const key = keyOf(target);
-    const entry = this.store.get(key);
     const now = this.now();
+    const entry = this.memory.lookup(key, now);
     if (entry) {
-      if (isFresh(entry, entry.policy, now)) {
+      if (isFresh(entry, now)) {
         entry.hits++;
         return { cache: 'hit', entry, stored: true };
       }
-      const failure = this.failures.get(entry);
+      const failure = this.failureOf(key, entry);
       // A soft-invalidated entry is served while its refetch runs; once that failed, only the
       // stale windows (stale_if_error) keep it.
-      if (canServeWhileRevalidating(entry, entry.policy, now) || (!failure && canServeWhileSoftRefetching(entry, entry.policy, now))) {
+      if (canServeWhileRevalidating(entry, now) || (!failure && canServeWhileSoftRefetching(entry, now))) {
         if (!failure || now >= failure.retryAt) this.background(target, entry);
         entry.hits++;
         return failure
@@ -163,7 +205,7 @@ export class ScrapeCache {
       }
       // A refresh failed a moment ago: answer from the stale entry until the back-off ends,
       // rather than send every scrape upstream (nginx trac #1000).
-      if (failure && now < failure.retryAt && canServeOnError(entry, entry.policy, now)) {
+      if (failure && now < failure.retryAt && canServeOnError(entry, now)) {
         entry.hits++;
         return { cache: 'stale', entry, stored: true, fwdStatus: failure.fwdStatus };
       }
@@ -173,19 +215,20 @@ export class ScrapeCache {
     const fill = joined ?? this.fill(key, target, entry);
     return fill.then(
       (result): Lookup => {
+        const as = result.via === 'held' ? 'hit' : collapsed || result.via === 'joined' ? 'collapsed' : 'miss';
         if (result.stored) {
-          if (result.cached) result.entry.hits++;
-          return { cache: result.cached ? 'hit' : collapsed ? 'collapsed' : 'miss', entry: result.entry, stored: true };
+          if (as === 'hit') result.entry.hits++;
+          return { cache: as, entry: result.entry, stored: true };
         }
         const status = result.entry.status;
-        if (entry && status >= 500 && canServeOnError(entry, entry.policy, this.now())) {
+        if (entry && status >= 500 && canServeOnError(entry, this.now())) {
           entry.hits++;
           return { cache: 'stale', entry, stored: true, fwdStatus: status };
         }
-        return { cache: collapsed ? 'collapsed' : 'miss', entry: result.entry, stored: false, fwdStatus: status };
+        return { cache: as === 'hit' ? 'miss' : as, entry: result.entry, stored: false, fwdStatus: status };
       },
       (err: ProxyError): Lookup => {
-        if (entry && canServeOnError(entry, entry.policy, this.now())) {
+        if (entry && canServeOnError(entry, this.now())) {
           entry.hits++;
           return { cache: 'stale', entry, stored: true, fwdStatus: err.status };
         }
@@ -194,25 +237,32 @@ export class ScrapeCache {
     );
   }
 
+  /** The entry held in memory for a target, fresh or not, without touching recency or counting a hit. */
+  peek(target: ScrapeTarget): StoredResponse | undefined {
+    return this.memory.peek(keyOf(target));
+  }
+
   /**
    * The stale entry for a target, when stale_if_error allows serving it: for a client whose own
    * scrape timeout ends before a refresh does (a timeout is an error too).
    */
   staleOnError(target: ScrapeTarget): Lookup | undefined {
-    const entry = this.store.peek(keyOf(target));
-    if (!entry || !canServeOnError(entry, entry.policy, this.now())) return undefined;
+    const entry = this.memory.peek(keyOf(target));
+    if (!entry || !canServeOnError(entry, this.now())) return undefined;
     entry.hits++;
     return { cache: 'stale', entry, stored: true, fwdStatus: 504 };
   }
 
-  /** Drops entries; with refresh, fetches the dropped query-less keys again and waits for them. */
-  async invalidate(select: (entry: EntryIdentity) => boolean, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
+  /**
+   * Drops the selected entries here, in the second level and (through the bus) in the other
+   * caches; with refresh, fetches the dropped query-less keys again and waits for them.
+   */
+  async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
     const dropped: StoredResponse[] = [];
-    const invalidated = this.drop((entry) => {
-      if (!select(entry)) return false;
-      if (entry instanceof StoredResponse) dropped.push(entry);
-      return true;
-    });
+    const invalidated = this.drop(selection, (entry) => dropped.push(entry));
+    // Others drop their copies first, so a refresh stored below reaches them after.
+    await this.bus?.publish({ type: 'invalidated', selection });
+    await this.second?.deleteSelected(selection);
     this.metrics?.invalidations.inc(invalidated);
     let refreshed = 0;
     if (refresh) {
@@ -230,13 +280,12 @@ export class ScrapeCache {
   /**
    * Soft invalidation (SPEC 4 `soft`): the selected entries turn stale now but stay servable
    * while one refetch per key runs; query-less keys are refetched at once, keys with a query on
-   * their next scrape. With wait, resolves once those refetches are done.
+   * their next scrape. The others caches mark theirs the same way (their next scrape joins this
+   * refetch). With wait, resolves once those refetches are done.
    */
-  async softInvalidate(
-    select: (entry: EntryIdentity) => boolean,
-    wait = false,
-  ): Promise<{ invalidated: number; refetching: number; refreshed: number }> {
-    const { marked, dropped } = this.markStale(select);
+  async softInvalidate(selection: EntrySelection, wait = false): Promise<{ invalidated: number; refetching: number; refreshed: number }> {
+    const { marked, dropped } = this.markStale(selection);
+    await this.bus?.publish({ type: 'invalidated', selection, soft: true });
     const invalidated = marked.length + dropped;
     this.metrics?.invalidations.inc(invalidated);
     const refetches: Promise<boolean>[] = [];
@@ -249,19 +298,18 @@ export class ScrapeCache {
   }
 
   /**
-   * Marks the selected entries stale without refetching (a worker follows its primary this
-   * way: its next scrape joins the primary's refetch). Entries past every window are dropped,
-   * not revived; fills in flight for selected keys are superseded, as by drop().
+   * Marks the selected entries stale without refetching. Entries past every window are
+   * dropped, not revived; fills in flight for selected keys are superseded, as by drop().
    */
-  markStale(select: (entry: EntryIdentity) => boolean): { marked: StoredResponse[]; dropped: number } {
+  private markStale(selection: EntrySelection): { marked: StoredResponse[]; dropped: number } {
     const now = this.now();
-    this.supersedeFills(select);
-    const dropped = this.store.invalidate((entry) => select(entry) && isDead(entry, entry.policy, now));
-    const marked = [...this.store.entries()].filter(select);
+    this.supersedeFills(selection);
+    const dropped = this.memory.deleteWhere((entry) => selects(selection, entry) && isDead(entry, now));
+    const marked = [...this.memory.entries()].filter((entry) => selects(selection, entry));
     for (const entry of marked) {
-      entry.markStale(now);
+      entry.markStale(now, this.routesByName.get(entry.route)?.timeoutMs ?? 0);
       // One refetch now, not after a back-off from failures before the data changed.
-      this.failures.delete(entry);
+      this.failures.delete(entry.key);
     }
     return { marked, dropped };
   }
@@ -275,46 +323,80 @@ export class ScrapeCache {
 
   /** Drops every entry of the named routes (their upstream or headers changed on reload). */
   dropRoutes(names: ReadonlySet<string>): number {
-    return this.drop((entry) => names.has(entry.route));
+    let n = 0;
+    for (const route of names) {
+      n += this.drop({ route });
+      void this.second?.deleteSelected({ route });
+    }
+    return n;
   }
 
   /**
-   * Drops the selected entries, and the fills in flight for selected keys: those started
-   * before the data changed, so they still answer their waiters but store nothing, and new
-   * requests do not join them.
+   * Drops the selected entries from memory, and the fills in flight for selected keys: those
+   * started before the data changed, so they still answer their waiters but store nothing, and
+   * new requests do not join them.
    */
-  drop(select: (entry: EntryIdentity) => boolean): number {
-    this.supersedeFills(select);
-    return this.store.invalidate(select);
+  private drop(selection: EntrySelection, each?: (entry: StoredResponse) => void): number {
+    this.supersedeFills(selection);
+    return this.memory.deleteWhere((entry) => {
+      if (!selects(selection, entry)) return false;
+      each?.(entry);
+      this.failures.delete(entry.key);
+      return true;
+    });
   }
 
   /** Fills in flight for selected keys answer their waiters but store nothing; new requests do not join them. */
-  private supersedeFills(select: (entry: EntryIdentity) => boolean): void {
+  private supersedeFills(selection: EntrySelection): void {
     for (const [key, fill] of this.inflight) {
       const { route, path, query } = fill.target;
-      if (select({ route: route.name, path, query })) {
+      if (selects(selection, { route: route.name, path, query })) {
         fill.superseded = true;
         this.inflight.delete(key);
+        if (fill.token !== undefined) void this.lease?.release(key, fill.token);
       }
     }
+  }
+
+  /** Every entry in memory, for listings (GET /cache) and hit counts. */
+  entries(): IterableIterator<StoredResponse> {
+    return this.memory.entries();
+  }
+
+  /** Removes an entry found unservable (a corrupt gzip body), here and below. */
+  discard(entry: StoredResponse): void {
+    if (this.memory.deleteIf(entry)) void this.second?.delete(entry.key);
+  }
+
+  /** Re-accounts an entry whose size changed (a converted variant was added). */
+  resized(entry: StoredResponse): void {
+    this.memory.resize(entry);
   }
 
   /** Per route: entries, bytes, and the age of the oldest entry that may still be served. */
   usageByRoute(): Map<string, RouteUsage> {
     const usage = new Map<string, RouteUsage>();
     const now = this.now();
-    for (const entry of this.store.entries()) {
+    for (const entry of this.memory.entries()) {
       let u = usage.get(entry.route);
       if (!u) usage.set(entry.route, (u = { entries: 0, bytes: 0, oldestAgeSeconds: undefined }));
       u.entries++;
       u.bytes += entry.bytes;
       // An entry past every window waits for the sweep; it answers nobody, so it is not "served".
-      if (!isDead(entry, entry.policy, now)) {
+      if (!isDead(entry, now)) {
         const age = Math.max(0, (now - entry.fetchedAt) / 1000);
         if (u.oldestAgeSeconds === undefined || age > u.oldestAgeSeconds) u.oldestAgeSeconds = age;
       }
     }
     return usage;
+  }
+
+  get count(): number {
+    return this.memory.count;
+  }
+
+  get bytes(): number {
+    return this.memory.bytes;
   }
 
   /** Fills and background refreshes still running, for graceful shutdown. */
@@ -324,10 +406,75 @@ export class ScrapeCache {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.unsubscribe();
     for (const timer of this.prefetchTimers.values()) clearTimeout(timer);
     this.prefetchTimers.clear();
-    this.store.close();
-    await this.dispatchers.close();
+    for (const waiters of this.peerFills.values()) for (const w of waiters) w(undefined);
+    this.peerFills.clear();
+    this.memory.close();
+    await this.filler.close?.();
+    await this.second?.close();
+  }
+
+  /**
+   * For another process asking this one (a cluster worker asking its primary): its own fresh
+   * entry, or the result of the one fill in flight for the key, or a new fill.
+   */
+  fillFor(target: ScrapeTarget): Promise<FillResult> {
+    const key = keyOf(target);
+    const now = this.now();
+    const entry = this.memory.lookup(key, now);
+    if (entry && isFresh(entry, now)) return Promise.resolve({ entry, stored: true, via: 'held' });
+    const joined = this.inflight.get(key)?.promise;
+    if (joined) return joined.then((r) => ({ ...r, via: r.via ?? 'joined' }));
+    return this.fill(key, target, entry);
+  }
+
+  /** Takes a record another cache stored, unless this one holds a newer copy. */
+  adopt(record: StoredRecord): StoredResponse | undefined {
+    const held = this.memory.peek(record.key);
+    if (held && held.fetchedAt >= record.fetchedAt) return held;
+    if (this.closed || isDead(record, this.now())) return undefined;
+    const entry = StoredResponse.fromRecord(record);
+    if (!this.memory.set(entry)) return undefined;
+    this.failures.delete(record.key);
+    return entry;
+  }
+
+  private onEvent(event: CacheEvent): void {
+    switch (event.type) {
+      case 'stored': {
+        const entry = event.record ? this.adopt(event.record) : undefined;
+        if (entry && isPrefetched(this.targetOf(entry))) this.schedulePrefetch(this.targetOf(entry)!, entry);
+        break;
+      }
+      case 'failed': {
+        const held = this.memory.peek(event.key);
+        const count = (this.failures.get(event.key)?.count ?? 0) + 1;
+        this.failures.set(event.key, { count, retryAt: event.retryAt, fwdStatus: event.fwdStatus, fetchedAt: held?.fetchedAt });
+        break;
+      }
+      case 'invalidated':
+        // Soft: keep serving the copy; the next scrape's fill joins the publisher's refetch.
+        if (event.soft) this.markStale(event.selection);
+        else this.drop(event.selection);
+        break;
+    }
+    if (event.type !== 'invalidated') {
+      const waiters = this.peerFills.get(event.key);
+      this.peerFills.delete(event.key);
+      for (const w of waiters ?? []) w(event);
+    }
+  }
+
+  private targetOf(entry: StoredResponse): ScrapeTarget | undefined {
+    const route = this.routesByName.get(entry.route);
+    return route && { route, path: entry.path, query: entry.query, representation: entry.representation, accept: entry.accept };
+  }
+
+  private failureOf(key: string, entry: StoredResponse): FailureState | undefined {
+    const failure = this.failures.get(key);
+    return failure && failure.fetchedAt === entry.fetchedAt ? failure : undefined;
   }
 
   /** A refresh nobody waits for (stale-while-revalidate, prefetch). */
@@ -337,118 +484,133 @@ export class ScrapeCache {
     this.fill(key, target, entry).catch(() => undefined);
   }
 
-  /**
-   * For the primary serving a worker: its own fresh entry, or the result of the one fill in
-   * flight for the key, or a new fill.
-   */
-  fillFor(target: ScrapeTarget): Promise<FillResult> {
-    const key = keyOf(target);
-    const entry = this.store.peek(key);
-    if (entry && isFresh(entry, entry.policy, this.now())) return Promise.resolve({ entry, stored: true, cached: true });
-    return this.inflight.get(key)?.promise ?? this.fill(key, target, entry);
-  }
-
-  /** Stores an entry another process fetched (a worker receiving the primary's broadcast). */
-  adopt(entry: StoredResponse): void {
-    const held = this.store.peek(entry.key);
-    if (held && held.fetchedAt >= entry.fetchedAt) return;
-    if (!this.closed) this.store.set(entry);
-  }
-
   private fill(key: string, target: ScrapeTarget, previous: StoredResponse | undefined): Promise<FillResult> {
     const fill: Fill = { target, superseded: false, promise: undefined as unknown as Promise<FillResult> };
-    const source = this.options.remoteFill ? this.remote(fill, previous) : this.fetchAndStore(key, fill, previous);
-    fill.promise = source.finally(() => {
+    fill.promise = this.fillOnce(key, fill, previous).finally(() => {
       if (this.inflight.get(key) === fill) this.inflight.delete(key);
     });
     this.inflight.set(key, fill);
     return fill.promise;
   }
 
-  private async remote(fill: Fill, previous: StoredResponse | undefined): Promise<FillResult> {
+  /** One fill: from the second level, or by the lease holder, or waiting for the holder elsewhere. */
+  private async fillOnce(key: string, fill: Fill, previous: StoredResponse | undefined): Promise<FillResult> {
     const { target } = fill;
-    let result: FillResult;
-    try {
-      result = await this.options.remoteFill!(target);
-    } catch (err) {
-      this.recordFailure(target, previous, (err as ProxyError).status);
-      throw err;
-    }
-    if (result.stored && !fill.superseded) this.adopt(result.entry);
-    else if (result.entry.status >= 500) this.recordFailure(target, previous, result.entry.status);
-    return result;
-  }
-
-  private async fetchAndStore(key: string, fill: Fill, previous: StoredResponse | undefined): Promise<FillResult> {
-    const { target } = fill;
-    const { route } = target;
-    const url = upstreamTarget(route, target.path, target.query);
-    const started = performance.now();
-    const logFields = { route: route.name, path: target.path, query: target.query, representation: target.representation };
-    let res: UpstreamResponse;
-    try {
-      res = await fetchUpstream(route, this.dispatchers.for(route), url, target.accept);
-    } catch (e) {
-      const err = e as ProxyError;
-      this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000, err.message);
-      this.log.warn({ ...logFields, err: { code: err.code, message: err.message, cause: causeOf(err) } }, 'upstream fetch failed');
-      this.recordFailure(target, previous, err.status);
-      throw err;
-    }
-    const errorText = res.status === 200 ? undefined : upstreamErrorText(res.body, res.headers['content-encoding']);
-    this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000, errorText);
-    const coding = contentCodingOf(res.headers['content-encoding']);
-    const storable = res.status === 200 && res.headers['set-cookie'] === undefined && coding !== undefined;
-    const entry = new StoredResponse({
-      key,
-      route: route.name,
-      path: target.path,
-      query: target.query,
-      representation: target.representation,
-      accept: target.accept,
-      status: res.status,
-      // An unknown coding (br, zstd) cannot be converted: it is passed on as is, never stored.
-      coding: coding ?? 'identity',
-      body: res.body,
-      headers: storableHeaders(res.headers, coding === undefined),
-      fetchedAt: this.now(),
-      policy: route,
-    });
-    const stored = storable && !this.closed && !fill.superseded && this.store.set(entry);
-    this.log.info(
-      { ...logFields, status: res.status, durationMs: Math.round(res.durationMs), bytes: res.body.length, stored },
-      'upstream fetch',
-    );
-    if (stored) {
-      this.options.onStored?.(entry);
-      this.prefetchFailures.delete(key);
-      if (isPrefetched(target)) this.schedulePrefetch(target, entry);
-    } else {
-      if (res.status === 200 && !storable) {
-        this.log.warn({ ...logFields, reason: coding === undefined ? 'content-encoding' : 'set-cookie' }, 'response not cacheable');
+    const below = await this.fromSecond(key, target);
+    if (below) return { entry: below, stored: true, via: 'held' };
+    // Lease for the whole fetch and a margin: a holder that dies frees the key after that.
+    const token = this.lease ? await this.lease.acquire(key, target.route.timeoutMs + 5000) : NO_LEASE;
+    if (token === undefined) {
+      const peer = await this.waitForPeer(key, target.route.timeoutMs);
+      if (peer?.type === 'stored') {
+        const entry = (peer.record && this.memory.peek(key)) || (await this.fromSecond(key, target));
+        if (entry) return { entry, stored: true, via: 'joined' };
       }
-      if (res.status >= 500) this.recordFailure(target, previous, res.status);
+      // The holder failed, vanished or took too long: fetch here rather than fail the scrape.
     }
-    return { entry, stored };
+    if (token !== undefined && token !== NO_LEASE) fill.token = token;
+    let outcome: FillOutcome;
+    try {
+      outcome = await this.filler.fill(target, key);
+    } catch (err) {
+      this.recordFailure(target, key, previous, (err as ProxyError).status);
+      throw err;
+    } finally {
+      if (token !== undefined && token !== NO_LEASE) void this.lease?.release(key, token);
+    }
+    const answer = StoredResponse.fromRecord(outcome.record);
+    const kept = outcome.storable && !fill.superseded ? this.store(answer) : undefined;
+    const entry = kept ?? answer;
+    const stored = kept !== undefined;
+    if (outcome.fetchedMs !== undefined) {
+      this.log.info(
+        {
+          route: target.route.name,
+          path: target.path,
+          query: target.query,
+          representation: target.representation,
+          status: entry.status,
+          durationMs: Math.round(outcome.fetchedMs),
+          bytes: entry.body.length,
+          stored,
+        },
+        'upstream fetch',
+      );
+    }
+    if (stored) {
+      if (isPrefetched(target)) this.schedulePrefetch(target, entry);
+    } else if (entry.status >= 500) {
+      this.recordFailure(target, key, previous, entry.status);
+    }
+    return outcome.via ? { entry, stored, via: outcome.via } : { entry, stored };
   }
 
-  private recordFailure(target: ScrapeTarget, previous: StoredResponse | undefined, fwdStatus: number | string): void {
+  /**
+   * Puts a record this cache filled in memory and below, and tells the others. Returns the
+   * entry now held: this one, or the same record already taken from an event (a cluster
+   * worker hears the primary's `stored` before its answer). Undefined when nothing was stored.
+   */
+  private store(entry: StoredResponse): StoredResponse | undefined {
+    if (this.closed) return undefined;
+    const held = this.memory.peek(entry.key);
+    if (held && held.fetchedAt === entry.fetchedAt && held.fingerprint === entry.fingerprint) return held;
+    if (held && held.fetchedAt > entry.fetchedAt) return undefined;
+    if (!this.memory.set(entry)) return undefined;
+    this.failures.delete(entry.key);
+    void this.second?.set(entry);
+    void this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+    return entry;
+  }
+
+  /** A live record of the second level for this target, taken into memory; never one of a route that fetches differently now. */
+  private async fromSecond(key: string, target: ScrapeTarget): Promise<StoredResponse | undefined> {
+    if (!this.second) return undefined;
+    const record = await this.second.get(key);
+    if (!record || record.fingerprint !== target.route.recordFingerprint || !isFresh(record, this.now())) return undefined;
+    return this.adopt(record);
+  }
+
+  private waitForPeer(key: string, timeoutMs: number): Promise<CacheEvent | undefined> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(undefined), Math.min(timeoutMs, MAX_TIMER_MS)).unref();
+      const done = (event: CacheEvent | undefined) => {
+        clearTimeout(timer);
+        const list = this.peerFills.get(key);
+        const i = list?.indexOf(done) ?? -1;
+        if (i >= 0) list!.splice(i, 1);
+        if (list?.length === 0) this.peerFills.delete(key);
+        resolve(event);
+      };
+      const list = this.peerFills.get(key) ?? [];
+      list.push(done);
+      this.peerFills.set(key, list);
+    });
+  }
+
+  private recordFailure(target: ScrapeTarget, key: string, previous: StoredResponse | undefined, fwdStatus: number | string): void {
     const now = this.now();
-    if (previous && this.store.peek(previous.key) === previous) {
-      const count = (this.failures.get(previous)?.count ?? 0) + 1;
-      this.failures.set(previous, { count, retryAt: now + retryBackoffMs(count, previous.policy), fwdStatus });
+    const held = this.memory.peek(key);
+    if (previous && held === previous) {
+      const count = (this.failureOf(key, previous)?.count ?? 0) + 1;
+      const retryAt = now + retryBackoffMs(count, previous.staleAt - previous.fetchedAt);
+      this.failures.set(key, { count, retryAt, fwdStatus, fetchedAt: previous.fetchedAt });
+      void this.bus?.publish({ type: 'failed', key, fwdStatus, retryAt });
     }
     // A prefetch route keeps trying in the background, backing off, so scrapes need not.
-    if (isPrefetched(target) && !this.closed && !this.options.remoteFill) {
-      const key = keyOf(target);
-      const count = (this.prefetchFailures.get(key) ?? 0) + 1;
-      this.prefetchFailures.set(key, count);
-      this.setPrefetchTimer(target, now + retryBackoffMs(count, target.route));
+    if (isPrefetched(target) && !this.closed && this.prefetches) {
+      const count = (this.prefetchFailureCount.get(key) ?? 0) + 1;
+      this.prefetchFailureCount.set(key, count);
+      this.setPrefetchTimer(target, now + retryBackoffMs(count, target.route.ttlMs));
     }
   }
 
+  /** Consecutive failed prefetches per key, for the back-off while no entry exists yet. */
+  private readonly prefetchFailureCount = new Map<string, number>();
+
   private schedulePrefetch(target: ScrapeTarget, entry: StoredResponse): void {
-    this.setPrefetchTimer({ ...target, representation: entry.representation, accept: entry.accept }, prefetchAt(entry, target.route));
+    if (!this.prefetches) return;
+    this.prefetchFailureCount.delete(entry.key);
+    this.setPrefetchTimer({ ...target, representation: entry.representation, accept: entry.accept }, prefetchAt(entry, target.route.timeoutMs));
   }
 
   private setPrefetchTimer(target: ScrapeTarget, at: number): void {
@@ -459,11 +621,11 @@ export class ScrapeCache {
         this.prefetchTimers.delete(key);
         const route = this.routesByName.get(target.route.name);
         if (!route?.prefetch || this.closed) return;
-        const held = this.store.peek(key);
+        const held = this.memory.peek(key);
         // Keep refreshing what is held, and the start-up representation; an evicted other one
         // is fetched again only when a scraper asks for it.
         if (!held && target.representation !== startupTarget(route, target.path).representation) {
-          this.prefetchFailures.delete(key);
+          this.prefetchFailureCount.delete(key);
           return;
         }
         this.background({ ...target, route }, held);
@@ -485,23 +647,19 @@ function startupTarget(route: Route, path: string): ScrapeTarget {
     ? { route, path, query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT }
     : { route, path, query: '', representation: route.format, accept: formatAccept(route.format) };
 }
-
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const NO_LEASE = '';
 
 /**
  * Keys that prefetch keeps fresh: the route's own path, no query, a metrics-format
  * representation (not one keyed by an arbitrary Accept header, which any client could mint).
  */
-function isPrefetched(target: ScrapeTarget): boolean {
+function isPrefetched(target: ScrapeTarget | undefined): boolean {
+  if (!target) return false;
   const { route } = target;
   return route.prefetch && target.query === '' && target.path === route.path && !target.representation.startsWith('accept:');
 }
 
 export function keyOf(target: ScrapeTarget): string {
   return cacheKey(target.route.name, target.path, target.query, target.representation);
-}
-
-function causeOf(err: Error): string | undefined {
-  const cause = err.cause as { code?: string; message?: string } | undefined;
-  return cause ? (cause.code ?? cause.message) : undefined;
 }

@@ -5,8 +5,9 @@
  */
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
-import type { FreshnessPolicy } from './freshness.js';
+import { softTimes } from './freshness.js';
 import { admits, type Coding, type Representation } from './representation.js';
+import { RECORD_VERSION, type StoredRecord } from './stored-record.js';
 
 const gunzipAsync = promisify(gunzip);
 const gzipAsync = promisify(gzip);
@@ -54,22 +55,8 @@ export interface Variant {
   body: Buffer;
   /** Flat header list for writeHead, less Age and Cache-Status which change per request. */
   head: string[];
-}
-
-export interface WireResponse {
-  key: string;
-  route: string;
-  path: string;
-  query: string;
-  representation: Representation;
-  accept: string | undefined;
-  status: number;
-  coding: Coding;
-  body: Uint8Array;
-  headers: string[];
-  fetchedAt: number;
-  staleFrom?: number;
-  policy: FreshnessPolicy;
+  /** The whole header block of a hit, kept while Age and ttl stay (they change once a second). */
+  hit?: { age: number; ttl: number; head: string[] };
 }
 
 /**
@@ -79,64 +66,75 @@ export interface WireResponse {
  */
 const OVERHEAD_BYTES = 1024;
 
-export class StoredResponse {
+/**
+ * A StoredRecord as the memory level holds it: the record's fields, the per-process hit count,
+ * and the variants ready to write. Records from a second level or another process become one
+ * with fromRecord; the object is never shared with another store, so counting and converting
+ * here touches nobody else's copy.
+ */
+export class StoredResponse implements StoredRecord {
+  readonly version = RECORD_VERSION;
   readonly key: string;
   readonly route: string;
   readonly path: string;
   readonly query: string;
   readonly representation: Representation;
-  /** The Accept header the fill sent upstream; refreshes send it again. */
   readonly accept: string | undefined;
+  readonly fingerprint: string;
   readonly status: number;
   readonly contentType: string;
   readonly coding: Coding;
+  readonly headers: readonly string[];
   readonly fetchedAt: number;
-  /** The route's policy when this was fetched: a ttl change applies from the next fill. */
-  readonly policy: FreshnessPolicy;
-  /** Set by a soft invalidation: stale from then on, served while it is refetched (see freshness.ts). */
+  readonly staleAt: number;
+  readonly revalidateUntil: number;
+  readonly errorUntil: number;
+  readonly deadAt: number;
+  /** Set by a soft invalidation in this process (SPEC 4 `soft`): see softTimes in freshness.ts. */
   staleFrom: number | undefined;
+  softUntil: number | undefined;
   hits = 0;
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
   private readonly variants: Partial<Record<Coding, Variant>> = {};
   private readonly converting: Partial<Record<Coding, Promise<Variant>>> = {};
-  private readonly headers: string[];
   private headerBytes: number;
 
-  constructor(init: {
-    key: string;
-    route: string;
-    path: string;
-    query: string;
-    representation: Representation;
-    accept: string | undefined;
-    status: number;
-    coding: Coding;
-    body: Buffer;
-    headers: string[];
-    fetchedAt: number;
-    staleFrom?: number;
-    policy: FreshnessPolicy;
-  }) {
-    this.key = init.key;
-    this.route = init.route;
-    this.path = init.path;
-    this.query = init.query;
-    this.representation = init.representation;
-    this.accept = init.accept;
-    this.status = init.status;
-    this.coding = init.coding;
-    this.fetchedAt = init.fetchedAt;
-    this.policy = init.policy;
-    this.staleFrom = init.staleFrom;
-    this.headers = init.headers;
+  private constructor(record: StoredRecord, body: Buffer) {
+    this.key = record.key;
+    this.route = record.route;
+    this.path = record.path;
+    this.query = record.query;
+    this.representation = record.representation;
+    this.accept = record.accept;
+    this.fingerprint = record.fingerprint;
+    this.status = record.status;
+    this.coding = record.coding;
+    this.headers = record.headers;
+    this.fetchedAt = record.fetchedAt;
+    this.staleAt = record.staleAt;
+    this.revalidateUntil = record.revalidateUntil;
+    this.errorUntil = record.errorUntil;
+    this.deadAt = record.deadAt;
     let contentType = 'application/octet-stream';
-    for (let i = 0; i < init.headers.length; i += 2) {
-      if (init.headers[i]!.toLowerCase() === 'content-type') contentType = init.headers[i + 1]!;
+    for (let i = 0; i < record.headers.length; i += 2) {
+      if (record.headers[i]!.toLowerCase() === 'content-type') contentType = record.headers[i + 1]!;
     }
     this.contentType = contentType;
-    this.headerBytes = init.headers.reduce((n, s) => n + s.length, 0);
-    this.variants[init.coding] = this.makeVariant(init.coding, init.body);
+    this.headerBytes = record.headers.reduce((n, s) => n + s.length, 0);
+    this.variants[record.coding] = this.makeVariant(record.coding, body);
+  }
+
+  /** The memory form of a record; a StoredResponse passes as it is. The body is viewed, not copied. */
+  static fromRecord(record: StoredRecord): StoredResponse {
+    if (record instanceof StoredResponse) return record;
+    const b = record.body;
+    return new StoredResponse(record, Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  }
+
+  /** The body as the upstream sent it (the record's body). */
+  get body(): Buffer {
+    return this.variants[this.coding]!.body;
   }
 
   private makeVariant(coding: Coding, body: Buffer): Variant {
@@ -147,9 +145,11 @@ export class StoredResponse {
     return { body, head };
   }
 
-  /** Soft invalidation: stale from `at` (or from an earlier soft invalidation), still servable. */
-  markStale(at: number): void {
-    if (this.staleFrom === undefined || at < this.staleFrom) this.staleFrom = at;
+  /** Soft invalidation at `at`: stale from then (or from an earlier one), servable while refetched. */
+  markStale(at: number, timeoutMs: number): void {
+    const soft = softTimes(this, at, timeoutMs);
+    this.staleFrom = soft.staleFrom;
+    this.softUntil = soft.softUntil;
   }
 
   /** Bytes held for this entry: every body made so far, headers and key. */
@@ -165,36 +165,6 @@ export class StoredResponse {
     if (!admits(accept, this.contentType)) return false;
     this.admittedAccept = accept;
     return true;
-  }
-
-  /** The response as sent between processes (cluster workers): plain data and the stored body. */
-  toWire(): WireResponse {
-    return {
-      key: this.key,
-      route: this.route,
-      path: this.path,
-      query: this.query,
-      representation: this.representation,
-      accept: this.accept,
-      status: this.status,
-      coding: this.coding,
-      body: this.variants[this.coding]!.body,
-      headers: this.headers,
-      fetchedAt: this.fetchedAt,
-      ...(this.staleFrom === undefined ? {} : { staleFrom: this.staleFrom }),
-      policy: {
-        ttlMs: this.policy.ttlMs,
-        staleWhileRevalidateMs: this.policy.staleWhileRevalidateMs,
-        staleIfErrorMs: this.policy.staleIfErrorMs,
-        timeoutMs: this.policy.timeoutMs,
-      },
-    };
-  }
-
-  static fromWire(wire: WireResponse): StoredResponse {
-    // Structured clone delivers a Uint8Array; view it as a Buffer without copying.
-    const body = Buffer.isBuffer(wire.body) ? wire.body : Buffer.from(wire.body.buffer, wire.body.byteOffset, wire.body.byteLength);
-    return new StoredResponse({ ...wire, body });
   }
 
   /** The stored body length in its upstream coding, as reported by GET /cache. */

@@ -248,7 +248,10 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
     workers: raw.workers,
     admin: { listen: raw.admin.listen, token },
     log: raw.log,
-    cache: { maxBytes: raw.cache.max_bytes },
+    cache: {
+      maxBytes: raw.cache.max_bytes,
+      ...(raw.cache.disk ? { disk: { path: resolve(baseDir, raw.cache.disk.path), maxBytes: raw.cache.disk.max_bytes } } : {}),
+    },
     routes,
   };
 }
@@ -295,6 +298,18 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     )
     .digest('base64url');
 
+  const recordFingerprint = createHash('sha256')
+    .update(
+      JSON.stringify([
+        r.upstream.href,
+        Object.entries(r.headers ?? {}).sort(),
+        r.basic_auth ? ['basic', r.basic_auth.username] : r.bearer_token_file ? ['bearer', resolve(baseDir, r.bearer_token_file)] : null,
+        tls && [tls.cert && createHash('sha256').update(tls.cert).digest('base64url'), tls.serverName ?? null],
+        format ?? null,
+      ]),
+    )
+    .digest('base64url');
+
   const route: Route = {
     name: r.name,
     upstream: r.upstream,
@@ -308,6 +323,7 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     queryKeys: r.query_keys ? new Set(r.query_keys) : null,
     headers,
     fingerprint,
+    recordFingerprint,
   };
   if (r.path !== undefined) route.path = r.path;
   if (r.path_prefix !== undefined) route.pathPrefix = r.path_prefix;

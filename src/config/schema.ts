@@ -152,6 +152,12 @@ export const configSchema = z.strictObject({
   cache: z
     .strictObject({
       max_bytes: size.default(256 * 1024 * 1024),
+      disk: z
+        .strictObject({
+          path: z.string().min(1, 'path must name a directory'),
+          max_bytes: size.default(2 * 1024 * 1024 * 1024),
+        })
+        .optional(),
     })
     .default({ max_bytes: 256 * 1024 * 1024 }),
   defaults: z

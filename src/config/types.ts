@@ -41,6 +41,12 @@ export interface Route {
    * Entries of a route survive a reload only while this stays the same.
    */
   fingerprint: string;
+  /**
+   * How the route fetches, written with every stored record (SPEC 2.1): upstream, extra
+   * headers, the user name, token file or client certificate it authenticates with, hashed.
+   * No secret goes in (no password, token or key), so it may sit on disk or in Redis.
+   */
+  recordFingerprint: string;
 }
 
 export interface Config {
@@ -49,6 +55,10 @@ export interface Config {
   workers: number;
   admin: { listen: ListenAddress; token: string };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
-  cache: { maxBytes: number };
+  cache: {
+    maxBytes: number;
+    /** The second level on disk (SPEC 2.1); path resolved against the config file's directory. */
+    disk?: { path: string; maxBytes: number };
+  };
   routes: Route[];
 }

@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
-import type { EntryIdentity, ScrapeCache } from '../cache/scrape-cache.js';
+import type { ScrapeCache } from '../cache/scrape-cache.js';
+import type { EntrySelection } from '../cache/store.js';
 import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { ResultNotes } from '../pages/result-notes.js';
@@ -25,8 +26,6 @@ export interface AdminDeps {
   cache: ScrapeCache;
   metrics: Metrics;
   log: Logger;
-  /** Cluster primary: the workers drop the same selection from their copies. */
-  afterInvalidate?: (selection: Selection) => void;
   /** Cluster primary: metrics gathered from every process. */
   metricsText?: () => Promise<{ contentType: string; text: string }>;
   /** Cluster primary: hits per cache key, counted where they happen, in the workers. */
@@ -142,23 +141,23 @@ function readSelection(input: PostInput, params: URLSearchParams): Selection {
   return selection;
 }
 
-/** The entries a selection names; throws HttpError 404 for an unknown route or path. */
-export function selector(selection: Selection, table: RouteTable): (entry: EntryIdentity) => boolean {
-  let routeName = selection.route;
+/**
+ * The entries a selection names, as data (resolved route name, canonical query) that can cross
+ * a process or a network; throws HttpError 404 for an unknown route or path.
+ */
+export function selector(selection: Selection, table: RouteTable): EntrySelection {
+  const routeName = selection.route;
   if (routeName !== undefined && !table.byName.has(routeName)) throw new HttpError(404, `unknown route "${routeName}"`);
-  if (selection.path === undefined) return routeName === undefined ? () => true : (e) => e.route === routeName;
+  if (selection.path === undefined) return routeName === undefined ? {} : { route: routeName };
   const path = selection.path;
   const route = table.match(path);
   if (!route || (routeName !== undefined && route.name !== routeName)) throw new HttpError(404, `no route serves path "${path}"`);
-  routeName = route.name;
-  if (selection.query === undefined) return (e) => e.route === routeName && e.path === path;
-  let query: string;
+  if (selection.query === undefined) return { route: route.name, path };
   try {
-    query = canonicalQuery(selection.query).query;
+    return { route: route.name, path, query: canonicalQuery(selection.query).query };
   } catch (err) {
     throw err instanceof QueryError ? new HttpError(400, err.message) : err;
   }
-  return (e) => e.route === routeName && e.path === path && e.query === query;
 }
 
 /** What a button did, in words, for the page it sends the browser back to. */
@@ -183,7 +182,7 @@ export function createAdminHandler(deps: AdminDeps) {
     const now = Date.now();
     const hits = deps.cacheHits ? await deps.cacheHits() : undefined;
     const list = [];
-    for (const e of cache.store.entries()) {
+    for (const e of cache.entries()) {
       if (route !== null && e.route !== route) continue;
       list.push({
         route: e.route,
@@ -194,8 +193,8 @@ export function createAdminHandler(deps: AdminDeps) {
         content_encoding: e.coding,
         bytes: e.bytes,
         age_seconds: ageSeconds(e, now),
-        ttl_seconds: ttlSeconds(e, e.policy, now),
-        fresh: isFresh(e, e.policy, now),
+        ttl_seconds: ttlSeconds(e, now),
+        fresh: isFresh(e, now),
         hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
       });
     }
@@ -275,8 +274,6 @@ export function createAdminHandler(deps: AdminDeps) {
         only('POST');
         const selection = readSelection(input, url.searchParams);
         const select = selector(selection, deps.table());
-        // Workers drop their copies first, so a refresh the primary then stores reaches them after.
-        deps.afterInvalidate?.(selection);
         if (selection.soft) {
           // Answers at once unless refresh asks to wait for the refetches.
           const { invalidated, refetching, refreshed } = await cache.softInvalidate(select, selection.refresh);

@@ -24,6 +24,23 @@ export function writeVariant(
   res.end(head ? undefined : variant.body);
 }
 
+/**
+ * Writes a fresh hit. Its header block differs from the last hit's only when Age or ttl moved
+ * on, once a second: between, every hit writes the same prepared list (issue 9: no per-hit
+ * header building on the hot path).
+ */
+export function writeHit(res: ServerResponse, status: number, variant: Variant, age: number, ttl: number, head: boolean): void {
+  if (res.destroyed) return;
+  let prepared = variant.hit;
+  if (prepared === undefined || prepared.age !== age || prepared.ttl !== ttl) {
+    const headers = variant.head.slice();
+    headers.push('Age', String(age), 'Cache-Status', `scrapecache; hit; ttl=${ttl}`);
+    prepared = variant.hit = { age, ttl, head: headers };
+  }
+  res.writeHead(status, prepared.head);
+  res.end(head ? undefined : variant.body);
+}
+
 /** A one-line plain-text answer; errors are never cached downstream either. */
 export function writeText(
   res: ServerResponse,

@@ -17,13 +17,13 @@ import {
 } from '../cache/representation.js';
 import { admitsFormat, formatAccept } from '../cache/pinned-format.js';
 import type { StoredResponse } from '../cache/stored-response.js';
-import { FillFailed, keyOf, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
+import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { serveLandingPage, type AdminWhere } from '../pages/landing-page.js';
 import type { PassThrough } from '../upstream/pass-through.js';
-import { writeText, writeVariant } from './respond.js';
+import { writeHit, writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
@@ -100,11 +100,11 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const e = lookup.entry;
     switch (lookup.cache) {
       case 'hit':
-        return `scrapecache; hit; ttl=${ttlSeconds(e, e.policy, now)}`;
+        return `scrapecache; hit; ttl=${ttlSeconds(e, now)}`;
       case 'stale':
         return lookup.fwdStatus === undefined
-          ? `scrapecache; hit; fwd=stale; ttl=${ttlSeconds(e, e.policy, now)}`
-          : `scrapecache; hit; fwd=stale; fwd-status=${lookup.fwdStatus}; ttl=${ttlSeconds(e, e.policy, now)}`;
+          ? `scrapecache; hit; fwd=stale; ttl=${ttlSeconds(e, now)}`
+          : `scrapecache; hit; fwd=stale; fwd-status=${lookup.fwdStatus}; ttl=${ttlSeconds(e, now)}`;
       default: {
         const collapsed = lookup.cache === 'collapsed' ? '; collapsed' : '';
         return lookup.stored ? `scrapecache; fwd=miss; stored${collapsed}` : `scrapecache; fwd=miss; fwd-status=${e.status}${collapsed}`;
@@ -129,7 +129,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       try {
         variant = await entry.convert(coding, route.maxBodyBytes);
       } catch (err) {
-        cache.store.deleteIf(entry);
+        cache.discard(entry);
         const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
         const message = tooLarge
           ? `route ${route.name}: upstream gzip body decodes to more than max_body_bytes (${route.maxBodyBytes})`
@@ -138,10 +138,11 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
         writeText(res, 502, message);
         return;
       }
-      if (lookup.stored) cache.store.resize(entry);
+      if (lookup.stored) cache.resized(entry);
     }
     const now = Date.now();
-    writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
+    if (lookup.cache === 'hit') writeHit(res, entry.status, variant, ageSeconds(entry, now), ttlSeconds(entry, now), req.method === 'HEAD');
+    else writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, route: Route, err: unknown): void {
@@ -192,7 +193,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   async function beyondAcceptCap(req: IncomingMessage, res: ServerResponse, target: ScrapeTarget): Promise<void> {
     const { route } = target;
     for (const representation of METRICS_FORMATS) {
-      const entry = cache.store.peek(keyOf({ ...target, representation }));
+      const entry = cache.peek({ ...target, representation });
       if (entry && entry.status === 200 && entry.admits(target.accept)) {
         metrics.acceptOverCap.labels(route.name, 'shared').inc();
         entry.hits++;

@@ -1,0 +1,346 @@
+/**
+ * The disk level (SPEC 2.1): every stored record is also a file, so that a restart starts warm.
+ *
+ * Format: one file per entry, `<sha256 of the key>.rec`, holding the record's own encoding
+ * (stored-record.ts: magic, version, JSON meta, raw body, CRC-32). Why files and not an
+ * embedded database: an entry is written whole once per ttl and read whole once per start, so
+ * there is nothing for a B-tree or a log to do, and a file per entry gets crash safety from the
+ * kernel: the bytes go to a temporary name in the same directory, are flushed, and are renamed
+ * over the old file, which POSIX makes atomic. A kill -9 or a full disk in the middle leaves the
+ * old file or the new one, never a mix, and the stray temporary file is removed at the next
+ * start. The CRC catches what rename cannot (a torn sector, a file damaged later), so a damaged
+ * file is skipped, never served. No native module, nothing to migrate: a file of another
+ * version is skipped with a warning, and the version is the second field read.
+ *
+ * The directory holds records only: no credentials, no upstream request headers (the stored
+ * headers are the upstream's response headers, less hop-by-hop ones).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open, readdir, readFile, rename, unlink, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Metrics } from '../metrics.js';
+import { selects, type EntrySelection, type Store } from './store.js';
+import { decodeRecord, encodeRecord, RecordError, type StoredRecord } from './stored-record.js';
+
+const SUFFIX = '.rec';
+const TEMP = '.tmp-';
+const LOCK = 'scrapecache.lock';
+/** Reads at once while loading: enough to keep a disk busy, few enough to bound memory in flight. */
+const LOAD_CONCURRENCY = 16;
+const HEARTBEAT_MS = 10_000;
+
+interface Indexed {
+  file: string;
+  bytes: number;
+  route: string;
+  path: string;
+  query: string;
+  deadAt: number;
+}
+
+export interface DiskStoreOptions {
+  dir: string;
+  maxBytes: number;
+  log: Logger;
+  metrics?: Metrics;
+  now?: () => number;
+  /** Writes a new file whole and flushed; tests put a failing disk here. */
+  writeDurably?: (path: string, bytes: Buffer) => Promise<void>;
+}
+
+async function writeDurably(path: string, bytes: Buffer): Promise<void> {
+  const handle = await open(path, 'wx', 0o600);
+  try {
+    await handle.writeFile(bytes);
+    // On the platter before the rename: after a power cut the name points at whole bytes.
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export class DiskStore implements Store {
+  readonly name = 'disk';
+  private readonly dir: string;
+  private readonly maxBytes: number;
+  private readonly log: Logger;
+  private readonly metrics: Metrics | undefined;
+  private readonly now: () => number;
+  /** What is on disk, in write order (the first is the first to go when the bound is reached). */
+  private readonly index = new Map<string, Indexed>();
+  private totalBytes = 0;
+  /** The last operation per key: a set and a delete of one key happen in the order they were asked. */
+  private readonly queue = new Map<string, Promise<unknown>>();
+  /** The error code the last failed write gave; one warning per change, not one per write. */
+  private failing: string | undefined;
+  private readonly lockBody: string;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly writeDurably: (path: string, bytes: Buffer) => Promise<void>;
+  private closed = false;
+
+  /**
+   * Creates the directory and takes it. Throws an Error naming the directory when it cannot be
+   * written (a start-up error, SPEC 2.1).
+   */
+  constructor(options: DiskStoreOptions) {
+    this.dir = options.dir;
+    this.maxBytes = options.maxBytes;
+    this.log = options.log.child({ store: 'disk', dir: options.dir });
+    this.metrics = options.metrics;
+    this.now = options.now ?? Date.now;
+    this.writeDurably = options.writeDurably ?? writeDurably;
+    this.lockBody = JSON.stringify({ pid: process.pid, host: hostname(), token: randomBytes(8).toString('hex') });
+    const lock = join(this.dir, LOCK);
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      this.warnIfShared(lock);
+      writeFileSync(lock, this.lockBody);
+    } catch (err) {
+      throw new Error(`cache.disk.path ${this.dir}: cannot write there (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    this.metrics?.storeUp.set({ store: 'disk' }, 1);
+    // The lock's mtime says the holder is alive; another process started on this directory warns.
+    this.timers.push(setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => undefined), HEARTBEAT_MS).unref());
+    this.timers.push(setInterval(() => this.sweep(), 30_000).unref());
+  }
+
+  /** Two processes on one directory: both go on (writes are atomic renames), but say so once. */
+  private warnIfShared(lock: string): void {
+    let other: { pid?: number; host?: string } | undefined;
+    let mtimeMs = 0;
+    try {
+      other = JSON.parse(readFileSync(lock, 'utf8')) as { pid?: number; host?: string };
+      mtimeMs = statSync(lock).mtimeMs;
+    } catch {
+      return;
+    }
+    const self = other.pid === process.pid && other.host === hostname();
+    if (!self && Date.now() - mtimeMs < 3 * HEARTBEAT_MS && (other.host !== hostname() || isAlive(other.pid))) {
+      this.log.warn(
+        { otherPid: other.pid, otherHost: other.host },
+        'another scrapecache process uses this cache.disk.path too; both go on (every write is atomic), but each counts max_bytes without the other\'s files and may remove them: give each process its own directory',
+      );
+    }
+  }
+
+  get(key: string): Promise<StoredRecord | undefined> | undefined {
+    const at = this.index.get(key);
+    if (!at) return undefined;
+    if (this.now() >= at.deadAt) {
+      void this.delete(key);
+      return undefined;
+    }
+    return this.read(key, at.file).then((found) => {
+      if (found instanceof Error) {
+        this.op('get', errorKind(found));
+        this.forget(key);
+        void unlink(join(this.dir, at.file)).catch(() => undefined);
+        this.log.warn({ file: at.file, err: found.message }, 'cache file unreadable; dropped');
+        return undefined;
+      }
+      this.op('get', 'ok');
+      return found.record.key === key && this.now() < found.record.deadAt ? found.record : undefined;
+    });
+  }
+
+  set(record: StoredRecord): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    const bytes = encodeRecord(record);
+    if (bytes.length > this.maxBytes) {
+      this.op('set', 'too_large');
+      return Promise.resolve(false);
+    }
+    return this.enqueue(record.key, () => this.write(record, bytes));
+  }
+
+  delete(key: string): Promise<boolean> {
+    const held = this.index.has(key);
+    const file = fileOf(key);
+    this.forget(key);
+    return this.enqueue(key, async () => {
+      try {
+        await unlink(join(this.dir, file));
+        this.op('delete', 'ok');
+        return true;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') this.op('delete', errorKind(err as Error));
+        return held;
+      }
+    });
+  }
+
+  async deleteSelected(selection: EntrySelection): Promise<number> {
+    const keys = [...this.index].filter(([, at]) => selects(selection, at)).map(([key]) => key);
+    await Promise.all(keys.map((key) => this.delete(key)));
+    return keys.length;
+  }
+
+  /**
+   * Every live record in the directory (start-up). Stray temporary files (a write cut off by a
+   * crash) are removed; a file that does not decode, belongs to another version or is dead is
+   * skipped with one warning, and removed unless it is of another version (a newer build may
+   * still read it).
+   */
+  async *records(): AsyncIterable<StoredRecord> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      this.op('load', errorKind(err as Error));
+      this.log.warn({ err: (err as Error).message }, 'cannot list the cache directory; starting cold');
+      return;
+    }
+    const files = names.filter((n) => n.endsWith(SUFFIX));
+    for (const stray of names.filter((n) => n.includes(TEMP))) {
+      const pid = Number(stray.slice(stray.indexOf(TEMP) + TEMP.length).split('-')[0]);
+      if (pid !== process.pid && isAlive(pid)) continue; // another live process is writing it
+      await unlink(join(this.dir, stray)).catch(() => undefined);
+    }
+    for (let i = 0; i < files.length; i += LOAD_CONCURRENCY) {
+      const batch = files.slice(i, i + LOAD_CONCURRENCY);
+      const results = await Promise.all(batch.map(async (file) => [file, await this.read(undefined, file)] as const));
+      for (const [file, result] of results) {
+        if (result instanceof Error) {
+          const found = result;
+          this.op('load', errorKind(found));
+          const reason = found instanceof RecordError ? found.reason : 'unreadable';
+          this.log.warn({ file, reason, err: found.message }, 'cache file skipped');
+          if (reason !== 'version' && reason !== 'foreign') await unlink(join(this.dir, file)).catch(() => undefined);
+          continue;
+        }
+        const found = result.record;
+        if (fileOf(found.key) !== file) {
+          this.op('load', 'corrupt');
+          this.log.warn({ file, reason: 'misnamed' }, 'cache file skipped');
+          continue;
+        }
+        if (this.now() >= found.deadAt) {
+          await unlink(join(this.dir, file)).catch(() => undefined);
+          continue;
+        }
+        this.op('load', 'ok');
+        this.remember(found, file, result.bytes);
+        yield found;
+      }
+    }
+    this.trim();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await Promise.allSettled([...this.queue.values()]);
+    try {
+      if (readFileSync(join(this.dir, LOCK), 'utf8') === this.lockBody) rmSync(join(this.dir, LOCK));
+    } catch {
+      // gone or not ours
+    }
+  }
+
+  /** Runs operations on one key one after another, so that the last one asked is the one that stays. */
+  private enqueue<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.queue.get(key) ?? Promise.resolve()).then(task, task);
+    this.queue.set(key, run);
+    void run.finally(() => {
+      if (this.queue.get(key) === run) this.queue.delete(key);
+    });
+    return run;
+  }
+
+  private async write(record: StoredRecord, bytes: Buffer): Promise<boolean> {
+    const file = fileOf(record.key);
+    const temp = `${file}${TEMP}${process.pid}-${randomBytes(4).toString('hex')}`;
+    try {
+      await this.writeDurably(join(this.dir, temp), bytes);
+      await rename(join(this.dir, temp), join(this.dir, file));
+    } catch (err) {
+      await unlink(join(this.dir, temp)).catch(() => undefined);
+      this.writeFailed(err as NodeJS.ErrnoException);
+      return false;
+    }
+    this.remember(record, file, bytes.length);
+    this.trim();
+    this.op('set', 'ok');
+    if (this.failing !== undefined) {
+      this.log.info({ previously: this.failing }, 'cache directory writable again');
+      this.failing = undefined;
+      this.metrics?.storeUp.set({ store: 'disk' }, 1);
+    }
+    return true;
+  }
+
+  private writeFailed(err: NodeJS.ErrnoException): void {
+    const code = err.code ?? 'EIO';
+    this.op('set', errorKind(err));
+    if (this.failing === code) return;
+    this.failing = code;
+    this.metrics?.storeUp.set({ store: 'disk' }, 0);
+    const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : err.message;
+    this.log.warn({ code }, `cannot write the cache directory (${why}); entries are kept in memory only until it can be written again`);
+  }
+
+  /** The record in a file, or the error that kept it from being one. */
+  private async read(key: string | undefined, file: string): Promise<{ record: StoredRecord; bytes: number } | Error> {
+    try {
+      const bytes = await readFile(join(this.dir, file));
+      return { record: decodeRecord(bytes), bytes: bytes.length };
+    } catch (err) {
+      if (key !== undefined && (err as NodeJS.ErrnoException).code === 'ENOENT') this.forget(key);
+      return err as Error;
+    }
+  }
+
+  private remember(record: StoredRecord, file: string, bytes: number): void {
+    this.forget(record.key);
+    this.index.set(record.key, { file, bytes, route: record.route, path: record.path, query: record.query, deadAt: record.deadAt });
+    this.totalBytes += bytes;
+  }
+
+  private forget(key: string): void {
+    const at = this.index.get(key);
+    if (!at) return;
+    this.index.delete(key);
+    this.totalBytes -= at.bytes;
+  }
+
+  /** Removes the oldest writes until the directory is within max_bytes. */
+  private trim(): void {
+    for (const [key] of this.index) {
+      if (this.totalBytes <= this.maxBytes) return;
+      void this.delete(key);
+    }
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [key, at] of this.index) if (now >= at.deadAt) void this.delete(key);
+  }
+
+  private op(operation: string, result: string): void {
+    this.metrics?.storeOperations.inc({ store: 'disk', operation, result });
+  }
+}
+
+export function fileOf(key: string): string {
+  return createHash('sha256').update(key).digest('hex') + SUFFIX;
+}
+
+function errorKind(err: Error): string {
+  if (err instanceof RecordError) return err.reason;
+  return ((err as NodeJS.ErrnoException).code ?? 'error').toLowerCase();
+}
+
+function isAlive(pid: number | undefined): boolean {
+  if (!pid || !Number.isInteger(pid)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
