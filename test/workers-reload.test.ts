@@ -86,6 +86,9 @@ test('a reload with workers applies the text the primary read: a file rewritten 
   let stopped = false;
   const writer = (async () => {
     await writeFile(file, config(`${b.url}/from-b`));
+    // Let the first reader see the end of its text before anyone else can open the FIFO
+    // (a late reader blocks until then, then gets garbage).
+    await new Promise((r) => setTimeout(r, 500));
     while (!stopped) await writeFile(file, 'routes: [ this is not yaml\n');
   })();
   try {
