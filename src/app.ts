@@ -12,10 +12,12 @@ import { MemoryStore } from './cache/memory-store.js';
 import { ScrapeCache, type ScrapeCacheParts } from './cache/scrape-cache.js';
 import type { Store } from './cache/store.js';
 import { UpstreamFiller } from './upstream/upstream-filler.js';
-import { loadConfig } from './config/load.js';
+import { parseConfig, readConfigText } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
+import { configWarnings } from './config/warnings.js';
 import { Metrics } from './metrics.js';
 import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
+import { writeText } from './server/respond.js';
 import { warnExposedCredentials } from './server/exposed-credentials.js';
 import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from './server/listener-security.js';
 import { RouteTable } from './server/route-table.js';
@@ -43,8 +45,11 @@ export interface AppOptions {
   };
   /** Cluster hooks for the admin listener: reach the workers too. */
   admin?: Pick<AdminDeps, 'metricsText' | 'cacheHits' | 'metricsJson' | 'lastFetches'>;
-  /** Called after a successful reload (the primary tells its workers). */
-  afterReload?: () => void;
+  /**
+   * Called after a successful reload with the config text it applied (the primary hands it to
+   * its workers); resolves to an error text when that failed somewhere, which the reload reports.
+   */
+  afterReload?: (source: string) => Promise<string | undefined>;
   /** Client timeouts; tests shorten them. */
   limits?: ClientLimits;
   /** --web.config.file: TLS, basic auth, headers and rate limit for both listeners (SPEC 3.6). */
@@ -60,8 +65,11 @@ export interface App {
   readonly cache: ScrapeCache;
   readonly metrics: Metrics;
   config(): Config;
-  /** Re-reads the config file. Resolves to the error text when invalid; the running config stays. */
-  reload(): Promise<string | undefined>;
+  /**
+   * Re-reads the config file, or applies the given config text (a worker, from its primary).
+   * Resolves to the error text when invalid; the running config stays.
+   */
+  reload(source?: string): Promise<string | undefined>;
   /** Stops accepting, lets requests in flight finish (bounded), then releases everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -85,9 +93,23 @@ function hardened(server: Server, log: Logger, name: string, limits: ClientLimit
   server.headersTimeout = limits.headersTimeoutMs;
   server.requestTimeout = limits.requestTimeoutMs;
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  // No interim 100 Continue: no request body is ever read before the answer (GET and HEAD bodies
+  // are refused), and node writes it ahead of the queue, inside a pipelined answer still being
+  // written (after its headers, so the client reads it as that answer's body).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => server.emit('request', req, res));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
+      return;
+    }
+    // A response still being written (a pipelined request before the bad one, or our own 400 to a
+    // GET with a body) must not be preceded or followed by a second answer nobody asked for: the
+    // client would read it as the answer to the wrong request. Node keeps it on the socket.
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (pending) {
+      if (!pending.headersSent) pending.shouldKeepAlive = false;
+      pending.once('finish', () => socket.end());
+      pending.once('close', () => socket.destroySoon());
       return;
     }
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
@@ -123,6 +145,20 @@ function guard(handler: (req: IncomingMessage, res: ServerResponse) => Promise<v
       }
     });
   };
+}
+
+/**
+ * Clients still waiting when the grace period ends get a 503 before their sockets close, not an
+ * empty reply; the writes are given a moment to reach them.
+ */
+async function answerWaiting(waiting: Set<ServerResponse>): Promise<void> {
+  const flushed: Promise<unknown>[] = [];
+  for (const res of waiting) {
+    if (res.headersSent || res.destroyed) continue;
+    flushed.push(new Promise((r) => res.once('close', r)));
+    writeText(res, 503, 'scrapecache is shutting down; the upstream did not answer in time', { Connection: 'close' }, res.req.method === 'HEAD');
+  }
+  if (flushed.length > 0) await Promise.race([Promise.all(flushed), new Promise((r) => setTimeout(r, 1000).unref())]);
 }
 
 export async function startApp(options: AppOptions): Promise<App> {
@@ -191,10 +227,12 @@ export async function startApp(options: AppOptions): Promise<App> {
 
   /** The last reload's error while it stands, for the status page. */
   let reloadError: string | undefined;
-  async function reload(): Promise<string | undefined> {
+  async function reload(given?: string): Promise<string | undefined> {
     let next: Config;
+    let source: string;
     try {
-      next = loadConfig(configFile);
+      source = given ?? readConfigText(configFile);
+      next = parseConfig(source, configFile);
     } catch (err) {
       reloadError = (err as Error).message;
       metrics.reloaded(false);
@@ -232,16 +270,18 @@ export async function startApp(options: AppOptions): Promise<App> {
     passThrough?.retain(config.routes);
     metrics.setRoutes(config.routes.map((r) => r.name));
     if (!options.logLevelOverride) log.level = config.log.level;
-    metrics.reloaded(true);
-    reloadError = undefined;
     log.info({ routes: config.routes.map((r) => r.name), changedRoutes: [...changed], droppedEntries: dropped }, 'config reloaded');
-    options.afterReload?.();
-    return undefined;
+    const elsewhere = await options.afterReload?.(source);
+    metrics.reloaded(elsewhere === undefined);
+    reloadError = elsewhere;
+    if (elsewhere !== undefined) log.error({ file: configFile, error: elsewhere }, 'config reload failed in a worker');
+    return elsewhere;
   }
 
   const limits = options.limits ?? CLIENT_LIMITS;
   // Node enforces the timeouts on this interval (default 30 s): check often enough that they hold.
   const serverOptions = { connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs / 2) };
+  const waiting = new Set<ServerResponse>();
   const serve = (handler: (req: IncomingMessage, res: ServerResponse) => void, exempt?: (req: IncomingMessage) => boolean): Server =>
     security ? security.createServer(serverOptions, handler, { handshakeTimeoutMs: limits.headersTimeoutMs, ...(exempt ? { exempt } : {}) }) : createServer(serverOptions, handler);
   const scrapeServer = hardened(
@@ -251,6 +291,7 @@ export async function startApp(options: AppOptions): Promise<App> {
           passThrough: () => passThrough,
           metrics,
           log,
+          waiting,
           // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
           adminAddress: () => (adminAddress ? { host: config.admin.listen.host, port: adminAddress.port } : config.admin.listen),
         }), log)),
@@ -299,6 +340,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   }
   cache.setRoutes(config.routes);
   metrics.reloaded(true);
+  if (run.admin) for (const warning of configWarnings(config, security?.config())) log.warn(warning);
   ready = true;
   if (run.admin) warnExposedCredentials(config, security?.config(), log);
   const where = (a: AddressInfo | undefined) => (a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : undefined);
@@ -329,6 +371,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       adminServer.closeIdleConnections();
       const grace = new Promise((r) => setTimeout(r, graceMs).unref());
       await Promise.race([Promise.all([closed, cache.drain()]), grace]);
+      await answerWaiting(waiting);
       scrapeServer.closeAllConnections();
       adminServer.closeAllConnections();
       security?.close();

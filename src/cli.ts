@@ -3,8 +3,9 @@
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
 import { buildInfo } from './build-info.js';
-import { isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
-import { ConfigError, formatProblem, loadConfig } from './config/load.js';
+import { configFromPrimary, isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
+import { ConfigError, formatProblem, parseConfig, readConfigText } from './config/load.js';
+import { configWarnings } from './config/warnings.js';
 import { loadWebConfig } from './config/web-config.js';
 import { createLogger, type LogLevel } from './log.js';
 
@@ -66,9 +67,12 @@ async function main(argv: string[]): Promise<void> {
 
   const webFile = values['web.config.file'];
   let config;
+  let source;
+  let web;
   try {
-    config = loadConfig(file);
-    if (webFile !== undefined) loadWebConfig(webFile);
+    source = isWorker ? await configFromPrimary() : readConfigText(file);
+    config = parseConfig(source, file);
+    if (webFile !== undefined) web = loadWebConfig(webFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     if (values['check-config']) {
@@ -80,28 +84,27 @@ async function main(argv: string[]): Promise<void> {
     die(`invalid config: ${formatProblem(err.problems.at(-1)!)}`);
   }
   if (values['check-config']) {
+    for (const warning of configWarnings(config, web)) process.stderr.write(`scrapecache: warning: ${warning}\n`);
     process.stdout.write(`${file}: OK (${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`);
     if (webFile !== undefined) process.stdout.write(`${webFile}: OK\n`);
     return;
   }
 
   const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
-  const options: RunOptions = { config, file, log, logLevelOverride: levelFlag !== undefined, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) };
-  let running: Running;
-  try {
-    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) });
-    else running = isWorker ? await runWorker(options) : await runPrimary(options);
-  } catch (err) {
-    die((err as Error).message);
-  }
-  if (isWorker) return; // its primary decides when it stops (src/cluster.ts)
-
-  let stopping = false;
+  const options: RunOptions = { config, source, file, log, logLevelOverride: levelFlag !== undefined, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) };
+  // Handlers first, then listen: a signal during start-up must not take the default action
+  // (SIGHUP would kill the process, SIGTERM exit without draining). It waits for start-up.
+  let running: Running | undefined;
+  let stopSignal: string | undefined;
+  let reloadPending = false;
   const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (stopSignal !== undefined) return;
+    stopSignal = signal;
+    if (running) shutDown(running, signal);
+  };
+  const shutDown = (r: Running, signal: string) => {
     log.info({ signal }, 'shutting down');
-    running.close().then(
+    r.close().then(
       () => {
         log.info('stopped');
         log.flush?.();
@@ -113,9 +116,31 @@ async function main(argv: string[]): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => void running.reload());
+  const onTerm = () => stop('SIGTERM');
+  const onInt = () => stop('SIGINT');
+  const onHup = () => {
+    if (running) void running.reload();
+    else reloadPending = true;
+  };
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  process.on('SIGHUP', onHup);
+  try {
+    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) });
+    else running = isWorker ? await runWorker(options) : await runPrimary(options);
+  } catch (err) {
+    die((err as Error).message);
+  }
+  if (isWorker) {
+    // From here its primary decides when it stops (src/cluster.ts); a SIGTERM during start-up still counts.
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.off('SIGHUP', onHup);
+    if (stopSignal === 'SIGTERM') shutDown(running, stopSignal);
+    return;
+  }
+  if (stopSignal !== undefined) shutDown(running, stopSignal);
+  else if (reloadPending) void running.reload();
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => die((err as Error).stack ?? String(err)));

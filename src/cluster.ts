@@ -21,6 +21,8 @@ import { LastFetchRecorder, type LastFetch } from './last-fetch.js';
 
 export interface RunOptions {
   config: Config;
+  /** The config text `config` was parsed from: the primary hands this same text to every worker. */
+  source: string;
   file: string;
   log: Logger;
   logLevelOverride: boolean;
@@ -35,7 +37,7 @@ export interface Running {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
+export async function runPrimary({ config, source, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -112,8 +114,35 @@ export async function runPrimary({ config, file, log, logLevelOverride, webConfi
       metricsJson: async () => (await aggregated()).getMetricsAsJSON(),
       lastFetches,
     },
-    afterReload: () => broadcast({ t: 'reload' }),
+    afterReload: (text) => reloadWorkers(text),
   });
+
+  // Workers never read proxy.yaml: an editor rewriting it mid-reload cannot split the group
+  // between two configs. A worker that cannot apply the text makes the reload fail visibly.
+  let current = source;
+  let reloadId = 0;
+  const confirmations = new Map<number, (error: string | undefined) => void>();
+  async function reloadWorkers(text: string): Promise<string | undefined> {
+    current = text;
+    const asked = [...workers].filter((w) => w.isConnected()).map(
+      (w) =>
+        new Promise<string | undefined>((resolve) => {
+          const id = ++reloadId;
+          const timer = setTimeout(() => {
+            confirmations.delete(id);
+            resolve(`worker ${w.process.pid} did not confirm the reload within 5 s`);
+          }, 5000);
+          confirmations.set(id, (error) => {
+            clearTimeout(timer);
+            confirmations.delete(id);
+            resolve(error === undefined ? undefined : `worker ${w.process.pid}: ${error}`);
+          });
+          w.send({ t: 'reload', id, source: text } satisfies ToWorker);
+        }),
+    );
+    const errors = (await Promise.all(asked)).filter((e) => e !== undefined);
+    return errors.length > 0 ? errors.join('; ') : undefined;
+  }
 
   const readyScrape: string[] = [];
   let allReady: () => void;
@@ -126,6 +155,12 @@ export async function runPrimary({ config, file, log, logLevelOverride, webConfi
       return;
     }
     switch (message.t) {
+      case 'config?':
+        if (worker.isConnected()) worker.send({ t: 'config', source: current } satisfies ToWorker);
+        return;
+      case 'reloaded':
+        confirmations.get(message.id)?.(message.error);
+        return;
       case 'ready':
         readyScrape.push(message.scrape);
         if (readyScrape.length === config.workers) allReady();
@@ -238,8 +273,10 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
           log.warn({ err: (err as Error).message }, 'unreadable record from the primary; ignored');
         }
         return;
+      case 'config':
+        return; // answered before start-up (configFromPrimary)
       case 'reload':
-        void app.reload();
+        void app.reload(message.source).then((error) => send(error === undefined ? { t: 'reloaded', id: message.id } : { t: 'reloaded', id: message.id, error }));
         return;
       case 'ask':
         if (message.what === 'metrics') {
@@ -270,3 +307,18 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
 }
 
 export const isWorker = cluster.isWorker;
+
+/** In a worker: the config text its primary runs, asked for before anything starts. */
+export function configFromPrimary(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (raw: unknown) => {
+      const message = parseToWorker(raw);
+      if (typeof message === 'string' || message.t !== 'config') return;
+      process.off('message', onMessage);
+      resolve(message.source);
+    };
+    process.on('message', onMessage);
+    process.once('disconnect', () => reject(new Error('the primary process is gone')));
+    process.send?.({ t: 'config?' } satisfies ToPrimary);
+  });
+}

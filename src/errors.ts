@@ -80,6 +80,9 @@ export function classifyUpstreamError(route: string, err: unknown, timeoutMs: nu
       return new ProxyError('UPSTREAM_RESET', `${at}: upstream closed the connection before the response was complete`, {
         cause: err,
       });
+    case 'UND_ERR_HEADERS_OVERFLOW':
+    case 'HPE_HEADER_OVERFLOW':
+      return new ProxyError('UPSTREAM_BAD_RESPONSE', `${at}: upstream sent response headers over the size limit`, { cause: err });
     case 'HPE_INVALID_CONSTANT':
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
       return new ProxyError('UPSTREAM_BAD_RESPONSE', `${at}: upstream sent an invalid HTTP response`, { cause: err });

@@ -27,6 +27,8 @@ export class Metrics {
   private readonly requests: Counter<'route' | 'cache'>;
   private readonly upstreamRequests: Counter<'route' | 'code'>;
   private readonly upstreamDuration: Histogram<'route'>;
+  /** Requests whose Accept would have needed an entry beyond the per-key cap, by how they were answered. */
+  readonly acceptOverCap: Counter<'route' | 'answer'>;
   readonly evictions: Counter;
   readonly invalidations: Counter;
   readonly reloadSuccessful: Gauge;
@@ -68,6 +70,12 @@ export class Metrics {
       help: 'Duration of upstream fetches, body included.',
       labelNames: ['route'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    });
+    this.acceptOverCap = new Counter({
+      name: 'scrapecache_accept_over_cap_total',
+      help: 'Requests whose exact Accept header would have needed a cache entry of its own beyond the cap per key, by answer (shared entry, or 406).',
+      labelNames: ['route', 'answer'],
       registers,
     });
     this.evictions = new Counter({

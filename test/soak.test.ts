@@ -198,7 +198,7 @@ async function startUpstream(): Promise<FakeUpstream> {
     arrivals.push({ route: route.name, key, fault });
     if (fault === 'hang') return;
     if (fault === 'reset') {
-      req.socket.destroy();
+      req.socket.resetAndDestroy(); // a TCP RST; a FIN before any answer on a reused connection is retried once (RFC 9112 9.3.1)
       return;
     }
     const answer = () => {

@@ -26,7 +26,16 @@ export function canonicalQuery(raw: string): { query: string; params: Array<[str
     params.push([name, value]);
   }
   params.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { query: params.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&'), params };
+  return { query: params.map(([k, v]) => `${encode(k)}=${encode(v)}`).join('&'), params };
+}
+
+/** A lone surrogate (possible in a JSON selection on the admin API) has no UTF-8 form. */
+function encode(text: string): string {
+  try {
+    return encodeURIComponent(text);
+  } catch {
+    throw new QueryError(`query parameter "${text.slice(0, 64)}" is not valid Unicode`);
+  }
 }
 
 function decode(text: string): string {

@@ -8,6 +8,8 @@
  * client's Accept before it is served.
  */
 
+import { LRUCache } from 'lru-cache';
+
 /** What an Accept header asks a metrics exporter for; part of the cache key. */
 export type Representation = 'text' | 'openmetrics' | 'protobuf' | `accept:${string}`;
 
@@ -103,13 +105,50 @@ function computeRepresentation(header: string): Representation {
   }
   if (bestFamily) return bestFamily;
   // promhttp answers text to `*/*`, `text/*` and to no Accept at all.
-  if (ranges.some((r) => r.q > 0 && (r.type === '*' || (r.type === 'text' && r.subtype === '*')))) return 'text';
+  // Unless text/plain itself is refused: `text/*, text/plain;q=0` is no request for text.
+  if (ranges.some((r) => r.q > 0 && (r.type === '*' || (r.type === 'text' && r.subtype === '*'))) && computeAdmits(header, 'text/plain')) return 'text';
   return exactRepresentation(header);
 }
 
 /** A key for one exact Accept header, used when a shared entry's type is not admitted. */
 export function exactRepresentation(header: string | undefined): Representation {
   return `accept:${(header ?? '').replace(/\s+/g, '').toLowerCase()}`;
+}
+
+/** Entries keyed by an exact Accept header, per cache key (route, path, query): see AcceptBudget. */
+export const MAX_EXACT_ACCEPTS_PER_KEY = 8;
+
+/**
+ * Bounds the entries (and so the fetches) keyed by an exact Accept header, per cache key: any
+ * client can mint Accept headers, and each would otherwise cost one upstream fetch, turning the
+ * proxy into an amplifier for an expensive exporter. An Accept keeps its slot while it is used;
+ * a slot unused for longer than its entry could live is given to the next one.
+ */
+export class AcceptBudget {
+  private readonly byKey = new LRUCache<string, Map<string, number>>({ max: 10_000 });
+
+  constructor(private readonly perKey = MAX_EXACT_ACCEPTS_PER_KEY) {}
+
+  /** Whether this representation may have an entry of its own under the key; lifetimeMs: how long such an entry may live. */
+  admit(key: string, representation: Representation, lifetimeMs: number, now: number): boolean {
+    let slots = this.byKey.get(key);
+    if (!slots) {
+      slots = new Map();
+      this.byKey.set(key, slots);
+    }
+    if (slots.has(representation) || slots.size < this.perKey) {
+      slots.set(representation, now);
+      return true;
+    }
+    for (const [held, usedAt] of slots) {
+      if (now - usedAt > lifetimeMs) {
+        slots.delete(held);
+        slots.set(representation, now);
+        return true;
+      }
+    }
+    return false;
+  }
 }
 
 const admitsMemo = new Memo<boolean>(1024);
@@ -169,14 +208,7 @@ function computeCodings(header: string): EncodingChoice {
     const [rawName, ...params] = member.split(';');
     const name = rawName!.trim().toLowerCase();
     if (!name) continue;
-    let q = 1;
-    for (const p of params) {
-      const [k, v] = p.split('=');
-      if (k?.trim().toLowerCase() === 'q' && v !== undefined) {
-        const n = Number(v.trim());
-        q = Number.isFinite(n) ? n : 1;
-      }
-    }
+    const q = qualityOf(params);
     if (name === 'gzip' || name === 'x-gzip') gzip = q;
     else if (name === 'identity') identity = q;
     else if (name === '*') star = q;
@@ -186,6 +218,36 @@ function computeCodings(header: string): EncodingChoice {
     // identity is acceptable unless refused explicitly or by `*;q=0`.
     identity: (identity ?? star ?? 1) > 0,
   };
+}
+
+/**
+ * Whether Accept-Encoding admits one named coding the proxy cannot convert (br, zstd, a list):
+ * such a body is passed on only to a client that asked for exactly that.
+ */
+export function acceptsCoding(header: string | undefined, coding: string): boolean {
+  const wanted = coding.trim().toLowerCase();
+  if (header === undefined || wanted.includes(',')) return false;
+  let named: number | undefined;
+  let star: number | undefined;
+  for (const member of header.split(',')) {
+    const [rawName, ...params] = member.split(';');
+    const name = rawName!.trim().toLowerCase();
+    const q = qualityOf(params);
+    if (name === wanted || (wanted === 'gzip' && name === 'x-gzip')) named = q;
+    else if (name === '*') star = q;
+  }
+  return (named ?? star ?? 0) > 0;
+}
+
+function qualityOf(params: string[]): number {
+  for (const p of params) {
+    const [k, v] = p.split('=');
+    if (k?.trim().toLowerCase() === 'q' && v !== undefined) {
+      const n = Number(v.trim());
+      return Number.isFinite(n) ? n : 1;
+    }
+  }
+  return 1;
 }
 
 /** The coding to serve: the stored one when acceptable, else the other; null when neither is. */

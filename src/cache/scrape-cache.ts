@@ -237,6 +237,11 @@ export class ScrapeCache {
     );
   }
 
+  /** The entry held in memory for a target, fresh or not, without touching recency or counting a hit. */
+  peek(target: ScrapeTarget): StoredResponse | undefined {
+    return this.memory.peek(keyOf(target));
+  }
+
   /**
    * The stale entry for a target, when stale_if_error allows serving it: for a client whose own
    * scrape timeout ends before a refresh does (a timeout is an error too).

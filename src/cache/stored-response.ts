@@ -138,7 +138,9 @@ export class StoredResponse implements StoredRecord {
   }
 
   private makeVariant(coding: Coding, body: Buffer): Variant {
-    const head = [...this.headers, 'Content-Length', String(body.length), 'Vary', 'Accept, Accept-Encoding'];
+    // RFC 9110 8.6: no Content-Length on a 204; on a 304 it would describe the 200 this one replaces.
+    const head = this.status === 204 || this.status === 304 ? [...this.headers] : [...this.headers, 'Content-Length', String(body.length)];
+    head.push('Vary', 'Accept, Accept-Encoding');
     if (coding === 'gzip') head.push('Content-Encoding', 'gzip');
     return { body, head };
   }

@@ -47,6 +47,8 @@ const toPrimary = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('fill'), id, target: wireTarget }),
   z.strictObject({ t: z.literal('answer'), id, value: z.unknown() }),
   z.strictObject({ t: z.literal('ready'), scrape: z.string() }),
+  z.strictObject({ t: z.literal('config?') }),
+  z.strictObject({ t: z.literal('reloaded'), id, error: z.string().optional() }),
 ]);
 export type ToPrimary = z.infer<typeof toPrimary>;
 
@@ -59,7 +61,9 @@ const toWorker = z.discriminatedUnion('t', [
    */
   z.strictObject({ t: z.literal('filled'), id, stored: z.boolean(), via: z.enum(['joined', 'held']).optional(), record: bytes.optional() }),
   z.strictObject({ t: z.literal('failed'), id, code: z.enum(ERROR_CODES), message: z.string() }),
-  z.strictObject({ t: z.literal('reload') }),
+  /** The config text the primary applied: workers never read proxy.yaml themselves. */
+  z.strictObject({ t: z.literal('config'), source: z.string() }),
+  z.strictObject({ t: z.literal('reload'), id, source: z.string() }),
   z.strictObject({ t: z.literal('ask'), id, what: z.enum(['metrics', 'hits', 'fetches']) }),
   z.strictObject({ t: z.literal('shutdown') }),
 ]);

@@ -37,14 +37,17 @@ type PathKey = string | number;
 
 /** Load and validate a config file. Throws ConfigError listing every problem found. */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let source: string;
+  return parseConfig(readConfigText(file), file, env);
+}
+
+/** The config file's text, read once (a cluster primary hands the same text to its workers). Throws ConfigError. */
+export function readConfigText(file: string): string {
   try {
-    source = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
     throw new ConfigError([{ file, line: 0, column: 0, message: `cannot read config: ${reason}` }]);
   }
-  return parseConfig(source, file, env);
 }
 
 /** Validate config text; `file` names it in errors and anchors relative paths. */

@@ -108,7 +108,8 @@ const SELECTION_KEYS = new Set(['route', 'path', 'query', 'refresh', 'soft']);
 const FLAGS = new Set(['refresh', 'soft']);
 
 function readSelection(input: PostInput, params: URLSearchParams): Selection {
-  const fields: Record<string, unknown> = {};
+  // No prototype: `__proto__` (from the query or a JSON body) is then a field like any other, and unknown.
+  const fields: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const [k, v] of input.form ? [...params, ...input.form] : params) fields[k] = FLAGS.has(k) ? v === 'true' || v === '1' : v;
   const body = input.body;
   if (body !== '' && !input.form) {

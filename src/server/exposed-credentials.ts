@@ -2,11 +2,8 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { WebConfig } from '../config/web-config.js';
+import { isLoopback } from '../config/warnings.js';
 
-/** Host names and addresses that only this machine can reach. */
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host) || host === '::ffff:127.0.0.1';
-}
 
 /**
  * SPEC 3.6: a route that sends credentials upstream (basic_auth, bearer_token_file, a client

@@ -16,7 +16,8 @@ export function writeVariant(
   cacheStatus: string,
   head: boolean,
 ): void {
-  if (res.destroyed) return;
+  // Shutdown may have answered a waiting client already (see app.ts).
+  if (res.destroyed || res.headersSent) return;
   const headers = variant.head.slice();
   headers.push('Age', String(age), 'Cache-Status', cacheStatus);
   res.writeHead(status, headers);

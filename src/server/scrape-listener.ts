@@ -6,8 +6,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
-import { chooseCoding, classifyAccept, exactRepresentation } from '../cache/representation.js';
+import {
+  AcceptBudget,
+  acceptsCoding,
+  chooseCoding,
+  classifyAccept,
+  exactRepresentation,
+  MAX_EXACT_ACCEPTS_PER_KEY,
+  type Representation,
+} from '../cache/representation.js';
 import { admitsFormat, formatAccept } from '../cache/pinned-format.js';
+import type { StoredResponse } from '../cache/stored-response.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -18,6 +27,7 @@ import { writeHit, writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
+const METRICS_FORMATS: readonly Representation[] = ['openmetrics', 'text', 'protobuf'];
 const VARY = { Vary: 'Accept' };
 
 export interface ScrapeListenerDeps {
@@ -27,6 +37,8 @@ export interface ScrapeListenerDeps {
   passThrough(): PassThrough | undefined;
   metrics: Metrics;
   log: Logger;
+  /** Responses still waiting for an upstream (fills, pass-through): shutdown answers them 503. */
+  waiting?: Set<ServerResponse>;
   /** Where the admin listener is, for the landing page's link to the status page. */
   adminAddress?: () => AdminWhere | undefined;
 }
@@ -44,7 +56,7 @@ export function deadlineMs(header: string | string[] | undefined): number | unde
  * A path with a `.` or `..` segment, raw or percent-encoded, or a backslash (which URL parsers
  * read as `/`, turning `/\host` into another host) never reaches an upstream.
  */
-function hasDotSegment(path: string): boolean {
+export function hasDotSegment(path: string): boolean {
   if (path.includes('\\')) return true;
   if (!path.includes('.') && !path.includes('%')) return false;
   let decoded: string;
@@ -54,6 +66,31 @@ function hasDotSegment(path: string): boolean {
     return true;
   }
   return /(^|\/)\.{1,2}(\/|$)/.test(decoded) || decoded.includes('\\') || decoded.includes('\0');
+}
+
+/** SPEC 3.1: a GET or HEAD with a body is refused, so nothing after the headers reaches an upstream. */
+function hasBody(req: IncomingMessage): boolean {
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined) return true;
+  const length = h['content-length'];
+  return length !== undefined && Number(length) !== 0;
+}
+
+/** The unread body makes the connection's framing untrustworthy: answer, then close it. */
+function refuseBody(res: ServerResponse, route: string): void {
+  writeText(res, 400, `route ${route}: a GET or HEAD request must not carry a body`, { Connection: 'close' });
+}
+
+/** The Content-Encoding an unstored answer carries as the upstream sent it (br, zstd), if any. */
+function passedCoding(entry: StoredResponse): string | undefined {
+  const head = entry.variant(entry.coding)!.head;
+  for (let i = 0; i < head.length; i += 2) if (head[i]!.toLowerCase() === 'content-encoding') return head[i + 1];
+  return undefined;
+}
+
+function refusesPassedCoding(req: IncomingMessage, entry: StoredResponse): boolean {
+  const coding = passedCoding(entry);
+  return coding !== undefined && !acceptsCoding(req.headers['accept-encoding'], coding);
 }
 
 export function createScrapeHandler(deps: ScrapeListenerDeps) {
@@ -79,6 +116,10 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const entry = lookup.entry;
     const coding = chooseCoding(req.headers['accept-encoding'], entry.coding);
     metrics.route(route.name)[lookup.cache]++;
+    if (!lookup.stored && refusesPassedCoding(req, entry)) {
+      writeText(res, 502, `route ${route.name}: upstream sent a content coding (${passedCoding(entry)}) this client does not accept`);
+      return;
+    }
     if (coding === null) {
       writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`);
       return;
@@ -137,6 +178,47 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     });
   }
 
+  const acceptBudget = new AcceptBudget();
+
+  function admitExact(target: ScrapeTarget): boolean {
+    const { route } = target;
+    const lifetimeMs = route.ttlMs + Math.max(route.staleWhileRevalidateMs, route.staleIfErrorMs);
+    return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, Date.now());
+  }
+
+  /**
+   * Past the cap of exact-Accept entries for a key: a metrics-format entry held for the key if
+   * this Accept admits it, else 406. Never a new fetch.
+   */
+  async function beyondAcceptCap(req: IncomingMessage, res: ServerResponse, target: ScrapeTarget): Promise<void> {
+    const { route } = target;
+    for (const representation of METRICS_FORMATS) {
+      const entry = cache.peek({ ...target, representation });
+      if (entry && entry.status === 200 && entry.admits(target.accept)) {
+        metrics.acceptOverCap.labels(route.name, 'shared').inc();
+        entry.hits++;
+        await serve(req, res, { cache: 'hit', entry, stored: true }, route);
+        return;
+      }
+    }
+    metrics.acceptOverCap.labels(route.name, 'not_acceptable').inc();
+    writeText(
+      res,
+      406,
+      `route ${route.name}: too many distinct Accept headers for this target (at most ${MAX_EXACT_ACCEPTS_PER_KEY} get an entry of their own), and this one admits no format held`,
+      {},
+      req.method === 'HEAD',
+    );
+  }
+
+  /** Only responses that wait are tracked: a hit never pays for it. */
+  function track(res: ServerResponse): void {
+    const waiting = deps.waiting;
+    if (!waiting) return;
+    waiting.add(res);
+    res.once('close', () => waiting.delete(res));
+  }
+
   return async function handleScrape(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '';
     if (url.charCodeAt(0) !== 47 /* / */) {
@@ -160,8 +242,13 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       writeText(res, 405, `route ${route.name} answers GET and HEAD only`, ALLOW);
       return;
     }
+    if (hasBody(req)) {
+      refuseBody(res, route.name);
+      return;
+    }
     if (!route.cache) {
       metrics.route(route.name).bypass++;
+      track(res);
       deps.passThrough()!.forward(req, res, route, path, q === -1 ? '' : url.slice(q + 1));
       return;
     }
@@ -191,9 +278,13 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       format === undefined
         ? { route, path, query, representation: classifyAccept(accept), accept }
         : { route, path, query, representation: format, accept: formatAccept(format) };
+    if (target.representation.startsWith('accept:') && !admitExact(target)) return beyondAcceptCap(req, res, target);
     try {
       let found = cache.lookup(target);
-      if (found instanceof Promise) found = await waitForFill(req, found, target);
+      if (found instanceof Promise) {
+        track(res);
+        found = await waitForFill(req, found, target);
+      }
       // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
       // `Accept: text/plain`): fetch for this exact Accept instead; on a pinned route, whose
       // fills never used the client's Accept, refuse. (Not for error answers passed through:
@@ -209,6 +300,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
           return;
         }
         const exactTarget = { ...target, representation: exactRepresentation(accept) };
+        if (!admitExact(exactTarget)) return await beyondAcceptCap(req, res, exactTarget);
         const exact = cache.lookup(exactTarget);
         found = exact instanceof Promise ? await waitForFill(req, exact, exactTarget) : exact;
       }

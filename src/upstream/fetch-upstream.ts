@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
+import type { Readable } from 'node:stream';
 import type { Agent as AgentType, Dispatcher } from 'undici';
 
 // undici's index loads fetch, WebSocket, the cache and mock layers too: about 9 MiB of RSS
@@ -18,6 +19,8 @@ const request = require('undici/lib/api/api-request.js') as (
 ) => Promise<Dispatcher.ResponseData>;
 import type { Route } from '../config/types.js';
 import { classifyUpstreamError, ProxyError } from '../errors.js';
+import { checkGzipBody, contentCodingOf } from './content-coding.js';
+import { requestOnFreshConnection } from './fresh-connection.js';
 
 export interface UpstreamResponse {
   status: number;
@@ -91,6 +94,26 @@ export class Dispatchers {
   }
 }
 
+/** Upstreams seen to send an unsolicited 100 Continue: their fetches go to node:http directly. */
+const continueQuirk = new WeakSet<Dispatcher>();
+
+/** undici's answer to a 100 Continue it did not ask for (client-h1.js onHeadersComplete). */
+function isUnsolicitedContinue(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e?.code === 'UND_ERR_SOCKET' && e.message === 'bad response';
+}
+
+/**
+ * A reused keep-alive connection closed before any response to this GET arrived: safe to send
+ * once more, on a new one. undici's SocketError carries the socket's byte counts: a connection
+ * that read nothing was new, and its failure is the upstream's answer (no retry).
+ */
+function mayRetry(err: unknown): boolean {
+  if (isUnsolicitedContinue(err)) return true;
+  const e = err as { code?: string; socket?: { bytesRead?: number } };
+  return e?.code === 'UND_ERR_SOCKET' && (e.socket?.bytesRead ?? 0) > 0;
+}
+
 /**
  * GETs the upstream and reads the whole body. Throws ProxyError: 504 on the route's timeout,
  * 502 when unreachable, reset, truncated, over max_body_bytes or not HTTP.
@@ -114,15 +137,26 @@ export async function fetchUpstream(
       ...(accept ? { accept } : {}),
       ...route.headers,
     };
-    const res = await request.call(dispatcher, {
-      origin: route.upstream.origin,
-      path: target,
-      method: 'GET',
-      headers,
-      signal: controller.signal,
-      headersTimeout: route.timeoutMs,
-      bodyTimeout: route.timeoutMs,
-    });
+    let res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Readable };
+    if (continueQuirk.has(dispatcher)) {
+      res = await requestOnFreshConnection(route, target, headers, controller.signal);
+    } else {
+      try {
+        res = await request.call(dispatcher, {
+          origin: route.upstream.origin,
+          path: target,
+          method: 'GET',
+          headers,
+          signal: controller.signal,
+          headersTimeout: route.timeoutMs,
+          bodyTimeout: route.timeoutMs,
+        });
+      } catch (err) {
+        if (controller.signal.aborted || !mayRetry(err)) throw err;
+        if (isUnsolicitedContinue(err)) continueQuirk.add(dispatcher);
+        res = await requestOnFreshConnection(route, target, headers, controller.signal);
+      }
+    }
     // Destroying the body below makes undici emit an error nobody else listens for.
     res.body.on('error', () => undefined);
     const declared = Number(res.headers['content-length']);
@@ -138,10 +172,12 @@ export async function fetchUpstream(
       }
       body.append(chunk);
     }
+    const whole = body.finish();
+    if (contentCodingOf(res.headers['content-encoding']) === 'gzip') await checkGzipBody(route, whole);
     return {
       status: res.statusCode,
       headers: res.headers,
-      body: body.finish(),
+      body: whole,
       durationMs: performance.now() - started,
     };
   } catch (err) {

@@ -13,16 +13,47 @@ import type { Metrics } from '../metrics.js';
 import { writeText } from '../server/respond.js';
 import { upstreamTarget } from './fetch-upstream.js';
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate',
+  // No request body is ever forwarded (SPEC 3.1), so there is nothing for the upstream to continue to.
+  'expect'];
+
+/**
+ * Framing is decided by the parser, never by a Connection header: `Connection: content-length`
+ * must not strip the length from a message whose body is still forwarded (request smuggling).
+ */
+const NEVER_LISTED = new Set(['content-length', 'transfer-encoding']);
 
 /** The fixed hop-by-hop headers and those a Connection header names, lower-cased. */
 function hopByHop(connection: string | string[] | undefined): Set<string> {
   const names = new Set(HOP_BY_HOP);
   for (const token of String(connection ?? '').split(',')) {
     const name = token.trim().toLowerCase();
-    if (name) names.add(name);
+    if (name && !NEVER_LISTED.has(name)) names.add(name);
   }
   return names;
+}
+
+function newAgent(route: Route, keepAlive: boolean): HttpAgent {
+  const tls = route.tls;
+  return route.upstream.protocol === 'https:'
+    ? new HttpsAgent({
+        keepAlive,
+        ...(tls?.ca ? { ca: tls.ca } : {}),
+        ...(tls?.cert ? { cert: tls.cert } : {}),
+        ...(tls?.key ? { key: tls.key } : {}),
+        ...(tls?.serverName ? { servername: tls.serverName } : {}),
+        rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
+      })
+    : new HttpAgent({ keepAlive });
+}
+
+/**
+ * An agent no route uses any more: its idle sockets close now, its busy ones when their response
+ * is done, so that a reload never cuts a download in flight (it finishes on the route it started with).
+ */
+function retire(agent: HttpAgent): void {
+  agent.keepSocketAlive = () => false;
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
 }
 
 /** http-proxy reports per-request events on the proxy; these hooks carry them to their request. */
@@ -43,18 +74,7 @@ export class PassThrough {
   private agentFor(route: Route): HttpAgent {
     let agent = this.agents.get(route.fingerprint);
     if (!agent) {
-      const tls = route.tls;
-      agent =
-        route.upstream.protocol === 'https:'
-          ? new HttpsAgent({
-              keepAlive: true,
-              ...(tls?.ca ? { ca: tls.ca } : {}),
-              ...(tls?.cert ? { cert: tls.cert } : {}),
-              ...(tls?.key ? { key: tls.key } : {}),
-              ...(tls?.serverName ? { servername: tls.serverName } : {}),
-              rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
-            })
-          : new HttpAgent({ keepAlive: true });
+      agent = newAgent(route, true);
       this.agents.set(route.fingerprint, agent);
     }
     return agent;
@@ -88,6 +108,9 @@ export class PassThrough {
     const hooks = req as PassThroughRequest;
     hooks.onProxyReq = (proxyReq) => {
       upstreamRequest = proxyReq;
+      // http-proxy joins the target path with url.resolve rules and collapses `//`, also in the
+      // query (`?x=http://a//b`); the request line goes out byte for byte instead.
+      proxyReq.path = targetPath;
       // RFC 9110 7.6.1: the client's hop-by-hop headers end here (http-proxy copies them all).
       for (const name of hopByHop(req.headers['connection'])) proxyReq.removeHeader(name);
     };
@@ -109,12 +132,14 @@ export class PassThrough {
       }
       const headers: string[] = [];
       const dropped = hopByHop(upstream.headers['connection']);
+      // RFC 9110 8.6: a 204 has no Content-Length.
+      if (upstream.statusCode === 204) dropped.add('content-length');
       for (let i = 0; i < upstream.rawHeaders.length; i += 2) {
         const name = upstream.rawHeaders[i]!;
         if (!dropped.has(name.toLowerCase())) headers.push(name, upstream.rawHeaders[i + 1]!);
       }
       headers.push('Cache-Status', 'scrapecache; fwd=bypass');
-      if (res.destroyed) return upstream.destroy();
+      if (res.destroyed || res.headersSent) return upstream.destroy();
       res.writeHead(upstream.statusCode ?? 502, headers);
       let length = 0;
       upstream.on('data', (chunk: Buffer) => {
@@ -134,24 +159,39 @@ export class PassThrough {
       upstream.on('error', () => res.destroy());
       upstream.pipe(res);
     };
-    this.proxy.web(
-      req,
-      res,
-      {
-        target: {
-          protocol: upstream.protocol,
-          host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
-          port: upstream.port || (upstream.protocol === 'https:' ? 443 : 80),
-          path: targetPath,
-        } as never,
-        ignorePath: true,
-        agent: this.agentFor(route),
-        headers: route.headers,
-        proxyTimeout: route.timeoutMs,
-        selfHandleResponse: true,
-      },
-      onError,
-    );
+    const send = (agent: HttpAgent, retried: boolean) =>
+      this.proxy.web(
+        req,
+        res,
+        {
+          target: {
+            protocol: upstream.protocol,
+            host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
+            port: upstream.port || (upstream.protocol === 'https:' ? 443 : 80),
+            path: targetPath,
+          } as never,
+          ignorePath: true,
+          agent,
+          headers: route.headers,
+          proxyTimeout: route.timeoutMs,
+          selfHandleResponse: true,
+        },
+        (err: unknown) => {
+          // RFC 9112 9.3.1: a reused keep-alive socket the upstream closed (FIN: node's "socket
+          // hang up") as this GET arrived; nothing was received, so it goes once more, on a
+          // connection of its own. A reset (read ECONNRESET) is the upstream's answer.
+          const reused = (upstreamRequest as ClientRequest | undefined)?.reusedSocket === true;
+          const e = err as { code?: string; message?: string };
+          if (!retried && reused && !timedOut && !res.headersSent && e.code === 'ECONNRESET' && e.message === 'socket hang up') {
+            const fresh = newAgent(route, false);
+            res.once('close', () => fresh.destroy());
+            send(fresh, true);
+            return;
+          }
+          onError(err);
+        },
+      );
+    send(this.agentFor(route), false);
   }
 
   /** Called once per process: routes proxyRes to the request it belongs to. */
@@ -167,7 +207,7 @@ export class PassThrough {
     for (const [fingerprint, agent] of this.agents) {
       if (!keep.has(fingerprint)) {
         this.agents.delete(fingerprint);
-        agent.destroy();
+        retire(agent);
       }
     }
   }

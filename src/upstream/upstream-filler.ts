@@ -11,6 +11,7 @@ import type { Route } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
+import { contentCodingOf } from './content-coding.js';
 import { Dispatchers, fetchUpstream, upstreamTarget, type UpstreamResponse } from './fetch-upstream.js';
 
 export class UpstreamFiller implements Filler {
@@ -38,7 +39,7 @@ export class UpstreamFiller implements Filler {
     }
     const errorText = res.status === 200 ? undefined : upstreamErrorText(res.body, res.headers['content-encoding']);
     this.metrics?.upstream(route.name, String(res.status), res.durationMs / 1000, errorText);
-    const coding = codingOf(res.headers['content-encoding']);
+    const coding = contentCodingOf(res.headers['content-encoding']);
     const storable = res.status === 200 && res.headers['set-cookie'] === undefined && coding !== undefined;
     if (res.status === 200 && !storable) {
       this.log.warn({ ...logFields, reason: coding === undefined ? 'content-encoding' : 'set-cookie' }, 'response not cacheable');
@@ -72,12 +73,6 @@ export class UpstreamFiller implements Filler {
   close(): Promise<void> {
     return this.dispatchers.close();
   }
-}
-
-function codingOf(header: string | string[] | undefined): 'gzip' | 'identity' | undefined {
-  if (header === undefined || header === '' || header === 'identity') return 'identity';
-  if (header === 'gzip' || header === 'x-gzip') return 'gzip';
-  return undefined;
 }
 
 function causeOf(err: Error): string | undefined {

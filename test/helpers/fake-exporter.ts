@@ -11,7 +11,7 @@ import { gzipSync } from 'node:zlib';
 export type Fault =
   | 'none'
   | 'hang' // never answers
-  | 'reset' // destroys the socket before answering
+  | 'reset' // resets the connection (TCP RST) before answering
   | 'reset-mid-body' // sends headers and half the body, then destroys the socket
   | 'truncate' // declares a Content-Length, sends less, closes
   | 'garbage' // answers bytes that are not HTTP
@@ -88,7 +88,9 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     const fault = state.fault;
     if (fault === 'hang') return;
     if (fault === 'reset') {
-      req.socket.destroy();
+      // A TCP RST: a connection closed with a FIN before any answer is what a keep-alive race
+      // looks like, and the proxy sends such a GET once more (RFC 9112 9.3.1).
+      req.socket.resetAndDestroy();
       return;
     }
     if (fault === 'garbage') {
