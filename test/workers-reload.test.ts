@@ -4,7 +4,7 @@
  * serving from the old upstream while the primary reports success.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, unlinkSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,10 +15,10 @@ import { gunzipSync } from 'node:zlib';
 import { startApp } from '../src/app.js';
 import { loadConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
+import { startCli } from './helpers/cli-process.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, SCRAPE_HEADERS } from './helpers/proxy.js';
 
-const cli = new URL('../src/cli.js', import.meta.url).pathname;
 let a: FakeExporter;
 let b: FakeExporter;
 let child: ChildProcess;
@@ -43,25 +43,7 @@ before(async () => {
   b = await startFakeExporter();
   file = join(mkdtempSync(join(tmpdir(), 'scrapecache-workers-reload-')), 'proxy.yaml');
   writeFileSync(file, config(`${a.url}/from-a`));
-  child = spawn(process.execPath, [cli, '--config.file', file], { stdio: ['ignore', 'pipe', 'inherit'] });
-  exited = new Promise((r) => child.once('exit', (code) => r(code)));
-  await new Promise<void>((resolve, reject) => {
-    let buffered = '';
-    const timer = setTimeout(() => reject(new Error('no "scrapecache listening" line within 15 s')), 15_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (const line of buffered.split('\n').slice(0, -1)) {
-        const entry = JSON.parse(line) as { msg: string; scrape?: string; admin?: string };
-        if (entry.msg === 'scrapecache listening') {
-          scrapeUrl = `http://${entry.scrape}`;
-          adminUrl = `http://${entry.admin}`;
-          clearTimeout(timer);
-          resolve();
-        }
-      }
-      buffered = buffered.slice(buffered.lastIndexOf('\n') + 1);
-    });
-  });
+  ({ child, exited, scrapeUrl, adminUrl } = await startCli(file));
 });
 
 after(async () => {

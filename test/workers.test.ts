@@ -1,15 +1,15 @@
 /** `workers: N`: hits from every worker's memory, one upstream fetch per key for the whole group. */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { startCli } from './helpers/cli-process.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, SCRAPE_HEADERS, sleep } from './helpers/proxy.js';
 
-const cli = new URL('../src/cli.js', import.meta.url).pathname;
 let exporter: FakeExporter;
 let child: ChildProcess;
 let file: string;
@@ -34,26 +34,7 @@ before(async () => {
   exporter = await startFakeExporter();
   file = join(mkdtempSync(join(tmpdir(), 'scrapecache-workers-')), 'proxy.yaml');
   writeFileSync(file, config());
-  child = spawn(process.execPath, [cli, '--config.file', file], { stdio: ['ignore', 'pipe', 'inherit'] });
-  exited = new Promise((r) => child.once('exit', (code) => r(code)));
-  await new Promise<void>((resolve, reject) => {
-    let buffered = '';
-    const timer = setTimeout(() => reject(new Error('no "scrapecache listening" line within 10 s')), 10_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (const line of buffered.split('\n').slice(0, -1)) {
-        const entry = JSON.parse(line) as { msg: string; pid: number; scrape?: string; admin?: string };
-        pids.add(entry.pid);
-        if (entry.msg === 'scrapecache listening') {
-          scrapeUrl = `http://${entry.scrape}`;
-          adminUrl = `http://${entry.admin}`;
-          clearTimeout(timer);
-          resolve();
-        }
-      }
-      buffered = buffered.slice(buffered.lastIndexOf('\n') + 1);
-    });
-  });
+  ({ child, exited, scrapeUrl, adminUrl } = await startCli(file, { onEntry: (entry) => pids.add(entry.pid), timeoutMs: 10_000 }));
 });
 
 after(async () => {
