@@ -32,6 +32,14 @@ const LOCK = 'scrapecache.lock';
 const LOAD_CONCURRENCY = 16;
 const HEARTBEAT_MS = 10_000;
 
+/** A write asked for and not yet renamed into place: an invalidation that selects it cancels it. */
+interface PendingWrite {
+  route: string;
+  path: string;
+  query: string;
+  cancelled: boolean;
+}
+
 interface Indexed {
   file: string;
   bytes: number;
@@ -74,6 +82,12 @@ export class DiskStore implements Store {
   private totalBytes = 0;
   /** The last operation per key: a set and a delete of one key happen in the order they were asked. */
   private readonly queue = new Map<string, Promise<unknown>>();
+  /**
+   * Writes asked for and not yet in the index. A record enters the index only once its file is
+   * renamed into place, so an invalidation looks here too: a write it selects is cancelled (its
+   * temporary file is never renamed) and the delete it queues runs after it (issue 17 #1).
+   */
+  private readonly pending = new Map<string, Set<PendingWrite>>();
   /** The error code the last failed write gave; one warning per change, not one per write. */
   private failing: string | undefined;
   private readonly lockBody: string;
@@ -153,7 +167,14 @@ export class DiskStore implements Store {
       this.op('set', 'too_large');
       return Promise.resolve(false);
     }
-    return this.enqueue(record.key, () => this.write(record, bytes));
+    const ticket: PendingWrite = { route: record.route, path: record.path, query: record.query, cancelled: false };
+    let tickets = this.pending.get(record.key);
+    if (!tickets) this.pending.set(record.key, (tickets = new Set()));
+    tickets.add(ticket);
+    return this.enqueue(record.key, () => this.write(record, bytes, ticket)).finally(() => {
+      tickets.delete(ticket);
+      if (tickets.size === 0 && this.pending.get(record.key) === tickets) this.pending.delete(record.key);
+    });
   }
 
   delete(key: string): Promise<boolean> {
@@ -161,6 +182,8 @@ export class DiskStore implements Store {
     const file = fileOf(key);
     this.forget(key);
     return this.enqueue(key, async () => {
+      // A write queued before this delete may have indexed the key again since.
+      this.forget(key);
       try {
         await unlink(join(this.dir, file));
         this.op('delete', 'ok');
@@ -175,7 +198,18 @@ export class DiskStore implements Store {
 
   async deleteSelected(selection: EntrySelection): Promise<number> {
     const keys = [...this.index].filter(([, at]) => selects(selection, at)).map(([key]) => key);
-    await Promise.all(keys.map((key) => this.delete(key)));
+    // Writes in flight: cancelled, and their keys deleted after them (the per-key queue keeps the order).
+    const inFlight: string[] = [];
+    for (const [key, tickets] of this.pending) {
+      let selected = false;
+      for (const ticket of tickets) {
+        if (!selects(selection, ticket)) continue;
+        ticket.cancelled = true;
+        selected = true;
+      }
+      if (selected && !this.index.has(key)) inFlight.push(key);
+    }
+    await Promise.all([...keys, ...inFlight].map((key) => this.delete(key)));
     return keys.length;
   }
 
@@ -252,11 +286,17 @@ export class DiskStore implements Store {
     return run;
   }
 
-  private async write(record: StoredRecord, bytes: Buffer): Promise<boolean> {
+  private async write(record: StoredRecord, bytes: Buffer, ticket: PendingWrite): Promise<boolean> {
+    if (ticket.cancelled) return false;
     const file = fileOf(record.key);
     const temp = `${file}${TEMP}${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       await this.writeDurably(join(this.dir, temp), bytes);
+      // Invalidated while it was being written: the old body never takes the name.
+      if (ticket.cancelled) {
+        await unlink(join(this.dir, temp)).catch(() => undefined);
+        return false;
+      }
       await rename(join(this.dir, temp), join(this.dir, file));
     } catch (err) {
       await unlink(join(this.dir, temp)).catch(() => undefined);

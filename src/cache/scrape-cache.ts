@@ -109,6 +109,11 @@ export class ScrapeCache {
   private readonly unsubscribe: () => void;
   private routesByName = new Map<string, Route>();
   private closed = false;
+  /**
+   * Counts invalidations (drop and markStale): a read from the second level that an invalidation
+   * overtook is not taken into memory, since it may hold a body the invalidation removed.
+   */
+  private invalidations = 0;
 
   constructor(parts: ScrapeCacheParts) {
     this.memory = parts.memory;
@@ -304,6 +309,7 @@ export class ScrapeCache {
    */
   private markStale(selection: EntrySelection): { marked: StoredResponse[]; dropped: number } {
     const now = this.now();
+    this.invalidations++;
     this.supersedeFills(selection);
     const dropped = this.memory.deleteWhere((entry) => selects(selection, entry) && isDead(entry, now));
     const marked = [...this.memory.entries()].filter((entry) => selects(selection, entry));
@@ -338,6 +344,7 @@ export class ScrapeCache {
    * new requests do not join them.
    */
   private drop(selection: EntrySelection, each?: (entry: StoredResponse) => void): number {
+    this.invalidations++;
     this.supersedeFills(selection);
     return this.memory.deleteWhere((entry) => {
       if (!selects(selection, entry)) return false;
@@ -617,7 +624,9 @@ export class ScrapeCache {
   /** A live record of the second level for this target, taken into memory; never one of a route that fetches differently now. */
   private async fromSecond(key: string, target: ScrapeTarget, previous?: StoredResponse): Promise<StoredResponse | undefined> {
     if (!this.second) return undefined;
+    const epoch = this.invalidations;
     const record = await this.second.get(key);
+    if (epoch !== this.invalidations) return undefined;
     if (!record || record.fingerprint !== target.route.recordFingerprint || !isFresh(record, this.now())) return undefined;
     // A refresh (prefetch, stale-while-revalidate) wants a newer copy than the one it refreshes,
     // which may well be the fresh record below: that one is no refresh.
