@@ -11,12 +11,14 @@ import { after, before, describe, test } from 'node:test';
 import { DiskStore } from '../src/cache/disk-store.js';
 import { MemoryStore } from '../src/cache/memory-store.js';
 import { ScrapeCache } from '../src/cache/scrape-cache.js';
+import { openRedisLevel } from '../src/cache/redis/redis-level.js';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
 import { UpstreamFiller } from '../src/upstream/upstream-filler.js';
 import { startCli } from './helpers/cli-process.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, PROMETHEUS_ACCEPT, SCRAPE_HEADERS } from './helpers/proxy.js';
+import { startRedis, type TestRedis } from './helpers/redis-server.js';
 
 let exporter: FakeExporter;
 before(async () => {
@@ -109,6 +111,77 @@ describe('#1 an invalidation is undone by a disk write in flight', () => {
     } finally {
       cli.child.kill('SIGKILL');
       await cli.exited;
+    }
+  });
+});
+
+/** A cache as one replica builds it on a real Redis, on the test's clock. */
+async function replicaOn(redisUrl: string, routesYaml: string, now: () => number) {
+  const config = parseConfig(`cache:\n  redis:\n    url: ${redisUrl}\nroutes:\n${routesYaml}`, '/replica.yaml');
+  const log = quiet();
+  const level = await openRedisLevel(config.cache.redis!, undefined, log, now);
+  const cache = new ScrapeCache({
+    memory: new MemoryStore(64 << 20, {}, now),
+    filler: new UpstreamFiller(undefined, log, now),
+    second: level.store,
+    lease: level.lease,
+    bus: level.bus,
+    log,
+    now,
+  });
+  cache.setRoutes(config.routes);
+  return {
+    config,
+    cache,
+    level,
+    target: (name: string, query = '') => {
+      const route = config.routes.find((r) => r.name === name)!;
+      return { route, path: route.path!, query, representation: 'openmetrics' as const, accept: PROMETHEUS_ACCEPT };
+    },
+    /** Resolves once this replica's cache has heard the next event of that type from the bus. */
+    heard: (type: string) =>
+      new Promise<void>((resolve) => {
+        const off = level.bus.subscribe((e) => {
+          if (e.type !== type) return;
+          off();
+          // After the cache's own listener, and after what it read from Redis for it.
+          setTimeout(resolve, 100);
+        });
+      }),
+    async close() {
+      await cache.close();
+      await level.close();
+    },
+  };
+}
+
+describe('#2 replicas adopt records from the bus without the route-fingerprint check', () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(() => redis.close());
+
+  test("a replica whose route fetches differently (rolling change of headers) never serves the other's record", async () => {
+    let t = Date.now();
+    const now = () => t;
+    const route = (scope: string) => `  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n    ttl: 1m\n    headers: { X-Scope: ${scope} }\n`;
+    const b = await replicaOn(redis.url, route('old'), now);
+    const a = await replicaOn(redis.url, route('new'), now);
+    try {
+      const own = await b.cache.lookup(b.target('node'));
+      assert.equal(own.cache, 'miss');
+      t += 120_000; // B's copy is stale now
+      const heard = b.heard('stored');
+      const theirs = await a.cache.lookup(a.target('node'));
+      assert.equal(theirs.cache, 'miss', 'A fetched for itself: B fetches differently');
+      await heard;
+      const again = await b.cache.lookup(b.target('node'));
+      assert.equal(again.cache, 'miss', `B answered ${again.cache} with A's record`);
+      assert.notDeepEqual(again.entry.body, theirs.entry.body);
+      assert.equal(exporter.requests.at(-1)!.headers['x-scope'], 'old');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
     }
   });
 });

@@ -452,7 +452,9 @@ export class ScrapeCache {
   private onEvent(event: CacheEvent): void {
     switch (event.type) {
       case 'stored': {
-        const entry = event.record ? this.adopt(event.record) : undefined;
+        // Never a record of a route that fetches differently here (a rolling change of its upstream, headers or identity).
+        const own = event.record && this.routesByName.get(event.record.route)?.recordFingerprint === event.record.fingerprint;
+        const entry = own ? this.adopt(event.record!) : undefined;
         if (entry && isPrefetched(this.targetOf(entry))) this.schedulePrefetch(this.targetOf(entry)!, entry);
         break;
       }
