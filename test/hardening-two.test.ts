@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -19,6 +20,7 @@ import { startCli } from './helpers/cli-process.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, PROMETHEUS_ACCEPT, SCRAPE_HEADERS } from './helpers/proxy.js';
 import { startRedis, type TestRedis } from './helpers/redis-server.js';
+import { startReplicas, until, type Replica, type ReplicaSet } from './helpers/replicas.js';
 
 let exporter: FakeExporter;
 before(async () => {
@@ -182,6 +184,83 @@ describe('#2 replicas adopt records from the bus without the route-fingerprint c
       assert.equal(exporter.requests.at(-1)!.headers['x-scope'], 'old');
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+/** A plain subscriber on the replicas' event channel: how many bytes the bus carries, and whether Redis cut it off. */
+function rawSubscriber(port: number, channel: string) {
+  const socket = createConnection({ host: '127.0.0.1', port });
+  const state = { text: '', bytes: 0, closed: false };
+  socket.on('data', (chunk: Buffer) => {
+    state.bytes += chunk.length;
+    state.text += chunk.toString('latin1');
+  });
+  socket.on('close', () => (state.closed = true));
+  socket.on('error', () => undefined);
+  socket.write(`*2\r\n$9\r\nSUBSCRIBE\r\n$${channel.length}\r\n${channel}\r\n`);
+  return { state, close: () => socket.destroy() };
+}
+
+describe('#3 a large record cuts every replica off the bus', () => {
+  let redis: TestRedis;
+  let set: ReplicaSet;
+  const yaml = () => `cache:\n  redis:\n    url: ${redis.url}\n    timeout: 1s\nroutes:\n  - name: big\n    path: /big\n    upstream: ${exporter.url}/big\n    ttl: 1h\n`;
+  before(async () => {
+    redis = await startRedis();
+    // The default is 32mb; a smaller limit shows the same thing with a 4 MiB body.
+    await redis.command('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 1mb 1mb 0');
+    set = await startReplicas(2, yaml());
+  });
+  after(async () => {
+    await set.close();
+    await redis.close();
+  });
+
+  test('a 4 MiB record crosses the bus as a notice: no subscriber is disconnected, and the next invalidation reaches the other replica', async () => {
+    const [a, b] = set.replicas as [Replica, Replica];
+    const sub = rawSubscriber(redis.port, 'scrapecache:events');
+    try {
+      await until('subscribed', () => sub.state.text.includes('subscribe'));
+      exporter.padding = 4 << 20;
+      const filled = await get(`${a.scrape}/big`, { accept: PROMETHEUS_ACCEPT });
+      exporter.padding = 0;
+      assert.equal(filled.headers['cache-status'], 'scrapecache; fwd=miss; stored');
+      await until('the notice arrived', () => sub.state.text.includes('"stored"') || sub.state.closed);
+      assert.equal(sub.state.closed, false, 'redis cut the subscriber off');
+      assert.ok(sub.state.bytes < 64 * 1024, `the bus carried ${sub.state.bytes} bytes`);
+      const read = await get(`${b.scrape}/big`, { accept: PROMETHEUS_ACCEPT });
+      assert.match(String(read.headers['cache-status']), /^scrapecache; hit/);
+      assert.deepEqual(read.body, filled.body);
+      // Only the replicas on the bus now (the plain subscriber would not confirm the invalidation).
+      sub.close();
+      await until('the plain subscriber is gone', async () => (await redis.command('PUBSUB', 'NUMSUB', 'scrapecache:events')).endsWith(':2\r\n'));
+      const answer = JSON.parse((await post(`${a.admin}/invalidate`, { route: 'big' })).body.toString()) as Record<string, unknown>;
+      assert.deepEqual(answer, { invalidated: 1 });
+      const after = await get(`${b.scrape}/big`, { accept: PROMETHEUS_ACCEPT });
+      assert.equal(after.headers['cache-status'], 'scrapecache; fwd=miss; stored');
+    } finally {
+      exporter.padding = 0;
+      sub.close();
+    }
+  });
+
+  test('an invalidation that could not reach the fleet says so in its answer and on the status page', async () => {
+    const [a] = set.replicas as [Replica, Replica];
+    await get(`${a.scrape}/big`, { accept: PROMETHEUS_ACCEPT });
+    await redis.kill();
+    try {
+      const res = await post(`${a.admin}/invalidate`, { route: 'big' });
+      assert.equal(res.status, 200);
+      const answer = JSON.parse(res.body.toString()) as Record<string, unknown>;
+      assert.equal(answer['invalidated'], 1);
+      assert.equal(answer['reached'], 'this replica only');
+      assert.match(String(answer['reason']), /redis unavailable/);
+      const page = await get(`${a.admin}/`, { accept: 'text/html' });
+      assert.match(page.body.toString(), /reached this replica only: redis unavailable/);
+    } finally {
+      await redis.start();
+      await redis.command('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 1mb 1mb 0');
     }
   });
 });

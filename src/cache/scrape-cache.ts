@@ -13,7 +13,7 @@ import { ProxyError } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
-import type { CacheEvent, EventBus } from './event-bus.js';
+import type { CacheEvent, EventBus, Reach } from './event-bus.js';
 import type { FillLease } from './fill-lease.js';
 import type { Filler, FillOutcome, ScrapeTarget } from './filler.js';
 import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
@@ -262,13 +262,13 @@ export class ScrapeCache {
    * Drops the selected entries here, in the second level and (through the bus) in the other
    * caches; with refresh, fetches the dropped query-less keys again and waits for them.
    */
-  async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
+  async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number; reach?: Reach }> {
     const dropped: StoredResponse[] = [];
     const invalidated = this.drop(selection, (entry) => dropped.push(entry));
     // The shared level first (deleting the leases of fills in flight, see store), then the
     // others' copies: once the bus has delivered, no replica holds or can read back an old one.
     await this.second?.deleteSelected(selection);
-    await this.bus?.publish({ type: 'invalidated', selection });
+    const reach = this.reached(await this.bus?.publish({ type: 'invalidated', selection }));
     this.metrics?.invalidations.inc(invalidated);
     let refreshed = 0;
     if (refresh) {
@@ -280,7 +280,15 @@ export class ScrapeCache {
       }
       await Promise.all(fills);
     }
-    return { invalidated, refreshed };
+    return reach ? { invalidated, refreshed, reach } : { invalidated, refreshed };
+  }
+
+  /** The last invalidation that did not reach the whole fleet, while no later one did (for the status page). */
+  lastUnreached: (Reach & { at: number }) | undefined;
+
+  private reached(reach: Reach | void | undefined): Reach | undefined {
+    this.lastUnreached = reach ? { ...reach, at: this.now() } : undefined;
+    return reach ?? undefined;
   }
 
   /**
@@ -289,9 +297,9 @@ export class ScrapeCache {
    * their next scrape. The others caches mark theirs the same way (their next scrape joins this
    * refetch). With wait, resolves once those refetches are done.
    */
-  async softInvalidate(selection: EntrySelection, wait = false): Promise<{ invalidated: number; refetching: number; refreshed: number }> {
+  async softInvalidate(selection: EntrySelection, wait = false): Promise<{ invalidated: number; refetching: number; refreshed: number; reach?: Reach }> {
     const { marked, dropped } = this.markStale(selection);
-    await this.bus?.publish({ type: 'invalidated', selection, soft: true });
+    const reach = this.reached(await this.bus?.publish({ type: 'invalidated', selection, soft: true }));
     const invalidated = marked.length + dropped;
     this.metrics?.invalidations.inc(invalidated);
     const refetches: Promise<boolean>[] = [];
@@ -300,7 +308,7 @@ export class ScrapeCache {
       if (target) refetches.push(this.fill(entry.key, target, entry).then((r) => r.stored, () => false));
     }
     const refreshed = wait ? (await Promise.all(refetches)).filter(Boolean).length : 0;
-    return { invalidated, refetching: refetches.length, refreshed };
+    return reach ? { invalidated, refetching: refetches.length, refreshed, reach } : { invalidated, refetching: refetches.length, refreshed };
   }
 
   /**
@@ -453,9 +461,10 @@ export class ScrapeCache {
     switch (event.type) {
       case 'stored': {
         // Never a record of a route that fetches differently here (a rolling change of its upstream, headers or identity).
-        const own = event.record && this.routesByName.get(event.record.route)?.recordFingerprint === event.record.fingerprint;
-        const entry = own ? this.adopt(event.record!) : undefined;
-        if (entry && isPrefetched(this.targetOf(entry))) this.schedulePrefetch(this.targetOf(entry)!, entry);
+        const route = this.routesByName.get(event.record?.route ?? event.key.slice(0, event.key.indexOf('\0')));
+        if (!route || route.recordFingerprint !== (event.record?.fingerprint ?? event.fingerprint)) break;
+        if (event.record) this.adopted(this.adopt(event.record));
+        else if (event.fetchedAt !== undefined) this.readNotice(event.key, route, event.fetchedAt);
         break;
       }
       case 'failed': {
@@ -475,6 +484,26 @@ export class ScrapeCache {
       this.peerFills.delete(event.key);
       for (const w of waiters ?? []) w(event);
     }
+  }
+
+  /** A record adopted from another cache: a prefetched key is kept fresh here too. */
+  private adopted(entry: StoredResponse | undefined): void {
+    if (entry && isPrefetched(this.targetOf(entry))) this.schedulePrefetch(this.targetOf(entry)!, entry);
+  }
+
+  /**
+   * Another replica stored a newer record of a key (a notice: SPEC 2.2). A copy held here is
+   * replaced by it, read from the second level; a key not held here is read there on its next
+   * scrape. An invalidation while the read is out wins (see fromSecond).
+   */
+  private readNotice(key: string, route: Route, fetchedAt: number): void {
+    const held = this.memory.peek(key);
+    if (!held || held.fetchedAt >= fetchedAt || this.closed) return;
+    const target: ScrapeTarget = { route, path: held.path, query: held.query, representation: held.representation, accept: held.accept };
+    this.fromSecond(key, target, held).then(
+      (entry) => this.adopted(entry),
+      () => undefined,
+    );
   }
 
   private targetOf(entry: StoredResponse): ScrapeTarget | undefined {
@@ -607,7 +636,9 @@ export class ScrapeCache {
     this.failures.delete(entry.key);
     const written = this.second?.set(entry);
     if (!release) {
-      void this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+      // Replicas read the record from the shared level on the notice: it is told once written there.
+      if (this.lease && written instanceof Promise) void written.then(() => this.bus?.publish({ type: 'stored', key: entry.key, record: entry }));
+      else void this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
       return entry;
     }
     // Under a shared lease the others hear of it once the write below is done, and only if the

@@ -23,6 +23,8 @@ export interface StatusSource {
   samples(): Promise<MetricSample[]>;
   lastFetches(): Promise<Map<string, LastFetch>>;
   reloadError(): string | undefined;
+  /** The last invalidation that did not reach every replica, in words (SPEC 2.2). */
+  unreachedInvalidation?(): string | undefined;
   notes: ResultNotes;
 }
 
@@ -73,6 +75,7 @@ export async function serveStatusPage(req: IncomingMessage, res: ServerResponse,
       entries,
       lastFetch: (route) => fetches.get(route),
       reloadError: source.reloadError(),
+      unreachedInvalidation: source.unreachedInvalidation?.(),
       view: parseEntryView(url.searchParams),
     });
     body = renderStatusPage(model, view);

@@ -66,6 +66,8 @@ export interface StatusModel {
   /** Entries before the filter. */
   totalEntries: number;
   reload: ReloadStatus;
+  /** The last invalidation that did not reach every replica, while no later one did. */
+  unreachedInvalidation?: string | undefined;
   view: EntryView;
 }
 
@@ -99,6 +101,7 @@ export interface StatusInputs {
   entries: readonly EntryRow[];
   lastFetch(route: string): LastFetch | undefined;
   reloadError: string | undefined;
+  unreachedInvalidation?: string | undefined;
   view: EntryView;
 }
 
@@ -190,6 +193,7 @@ export function buildStatusModel(input: StatusInputs): StatusModel {
       successAt: gauge(input.samples, 'scrapecache_config_last_reload_success_timestamp_seconds'),
       error: ok ? undefined : input.reloadError,
     },
+    unreachedInvalidation: input.unreachedInvalidation,
     view: input.view,
   };
 }

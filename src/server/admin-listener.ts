@@ -167,7 +167,7 @@ function describeSelection(selection: Selection): string {
   return selection.route !== undefined ? `${verb} every entry of route ${selection.route}` : `${verb} every entry`;
 }
 
-function describeAnswer(answer: Record<string, number>): string {
+function describeAnswer(answer: Record<string, number | string>): string {
   return Object.entries(answer)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
@@ -209,6 +209,10 @@ export function createAdminHandler(deps: AdminDeps) {
     samples: async () => (deps.metricsJson ? deps.metricsJson() : ((await metrics.registry.getMetricsAsJSON()) as MetricSample[])),
     lastFetches: async () => (deps.lastFetches ? deps.lastFetches() : new Map(metrics.lastFetch.entries())),
     reloadError: () => deps.reloadError?.(),
+    unreachedInvalidation: () => {
+      const last = cache.lastUnreached;
+      return last && `The last invalidation (${new Date(last.at).toISOString()}) reached ${last.reached === 'unconfirmed' ? 'this replica, and the others unconfirmed' : 'this replica only'}: ${last.reason}.`;
+    },
     notes,
   };
 
@@ -276,16 +280,19 @@ export function createAdminHandler(deps: AdminDeps) {
         const select = selector(selection, deps.table());
         if (selection.soft) {
           // Answers at once unless refresh asks to wait for the refetches.
-          const { invalidated, refetching, refreshed } = await cache.softInvalidate(select, selection.refresh);
-          log.info({ ...selection, invalidated, refetching, refreshed }, 'invalidated');
-          const answer: Record<string, number> = selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching };
-          if (input.fromPage) return backToPage(res, true, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
+          const { invalidated, refetching, refreshed, reach } = await cache.softInvalidate(select, selection.refresh);
+          log.info({ ...selection, invalidated, refetching, refreshed, ...reach }, 'invalidated');
+          const answer: Record<string, number | string> = selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching };
+          if (reach) Object.assign(answer, reach);
+          if (input.fromPage) return backToPage(res, !reach, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
           return json(res, 200, answer);
         }
-        const { invalidated, refreshed } = await cache.invalidate(select, selection.refresh);
-        log.info({ ...selection, invalidated, refreshed }, 'invalidated');
-        const answer: Record<string, number> = selection.refresh ? { invalidated, refreshed } : { invalidated };
-        if (input.fromPage) return backToPage(res, true, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
+        const { invalidated, refreshed, reach } = await cache.invalidate(select, selection.refresh);
+        log.info({ ...selection, invalidated, refreshed, ...reach }, 'invalidated');
+        // SPEC 2.2: one that could not reach the fleet says so (reached, reason).
+        const answer: Record<string, number | string> = selection.refresh ? { invalidated, refreshed } : { invalidated };
+        if (reach) Object.assign(answer, reach);
+        if (input.fromPage) return backToPage(res, !reach, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
         return json(res, 200, answer);
       }
       case '/cache': {
