@@ -3,6 +3,7 @@
  * broke for real (the built CLI, redis-server, a real disk directory).
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -261,6 +262,41 @@ describe('#3 a large record cuts every replica off the bus', () => {
     } finally {
       await redis.start();
       await redis.command('CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 1mb 1mb 0');
+    }
+  });
+});
+
+/** A bcrypt hash as `htpasswd -nBC cost` writes it. */
+function htpasswd(user: string, password: string, cost = 10): string {
+  const line = execFileSync('htpasswd', ['-nbBC', String(cost), user, password], { encoding: 'utf8' }).trim();
+  return line.slice(line.indexOf(':') + 1);
+}
+
+describe('#4 pass-through routes forward the listener\'s own credentials', () => {
+  test('a cache: false route sends the upstream neither the password to the proxy nor the cookies; a route with basic_auth sends its own', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'scrapecache-i17-4-'));
+    writeFileSync(join(base, 'web.yml'), `basic_auth_users:\n  prom: ${htpasswd('prom', 'to-the-proxy')}\n`);
+    writeFileSync(join(base, 'upstream-password'), 'to-the-upstream\n');
+    writeFileSync(
+      join(base, 'proxy.yaml'),
+      `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nroutes:\n  - name: pages\n    path_prefix: /pages/\n    upstream: ${exporter.url}/\n    cache: false\n  - name: secured\n    path_prefix: /secured/\n    upstream: ${exporter.url}/\n    cache: false\n    basic_auth: { username: up, password_file: ${join(base, 'upstream-password')} }\n`,
+    );
+    const cli = await startCli(join(base, 'proxy.yaml'), { args: ['--web.config.file', join(base, 'web.yml')] });
+    const proxyAuth = `Basic ${Buffer.from('prom:to-the-proxy').toString('base64')}`;
+    try {
+      const since = exporter.count;
+      const plain = await get(`${cli.scrapeUrl}/pages/metrics`, { authorization: proxyAuth, cookie: 'session=secret' });
+      assert.equal(plain.status, 200);
+      const secured = await get(`${cli.scrapeUrl}/secured/metrics`, { authorization: proxyAuth, cookie: 'session=secret' });
+      assert.equal(secured.status, 200);
+      const [first, second] = exporter.requests.slice(since);
+      assert.equal(first!.headers.authorization, undefined, 'the password to the proxy reached the upstream');
+      assert.equal(first!.headers.cookie, undefined);
+      assert.equal(second!.headers.authorization, `Basic ${Buffer.from('up:to-the-upstream').toString('base64')}`);
+      assert.equal(second!.headers.cookie, undefined);
+    } finally {
+      cli.child.kill('SIGKILL');
+      await cli.exited;
     }
   });
 });
