@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { Agent, get as httpGet } from 'node:http';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ import { ScrapeCache } from '../src/cache/scrape-cache.js';
 import { openRedisLevel } from '../src/cache/redis/redis-level.js';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
+import { BasicAuth, loadBcrypt } from '../src/server/basic-auth.js';
 import { UpstreamFiller } from '../src/upstream/upstream-filler.js';
 import { startCli } from './helpers/cli-process.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
@@ -295,6 +297,60 @@ describe('#4 pass-through routes forward the listener\'s own credentials', () =>
       assert.equal(second!.headers.authorization, `Basic ${Buffer.from('up:to-the-upstream').toString('base64')}`);
       assert.equal(second!.headers.cookie, undefined);
     } finally {
+      cli.child.kill('SIGKILL');
+      await cli.exited;
+    }
+  });
+});
+
+describe('#5 a flood of wrong passwords locks out the right ones', () => {
+  test('a remembered success is renewed by use: a Prometheus scraping through it never goes back to bcrypt', async () => {
+    let t = 1_000_000;
+    const auth = new BasicAuth(await loadBcrypt(), new Map([['prom', htpasswd('prom', 'right', 4)]]), { cacheTtlMs: 60_000, now: () => t });
+    const header = `Basic ${Buffer.from('prom:right').toString('base64')}`;
+    assert.equal(await auth.check(header), 'ok');
+    for (let i = 0; i < 5; i++) {
+      t += 45_000; // every scrape within the ttl of the one before, 3m45s in all
+      assert.equal(auth.check(header), 'ok', `scrape ${i} needed bcrypt again`);
+    }
+  });
+
+  test('the built CLI: 160 clients sending wrong passwords; the right one gets 200 on both listeners every time', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'scrapecache-i17-5-'));
+    writeFileSync(join(base, 'web.yml'), `basic_auth_users:\n  prom: ${htpasswd('prom', 'right')}\n`);
+    writeFileSync(join(base, 'proxy.yaml'), `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n    ttl: 1h\n`);
+    const cli = await startCli(join(base, 'proxy.yaml'), { args: ['--web.config.file', join(base, 'web.yml')] });
+    const agent = new Agent({ keepAlive: true, maxSockets: 160 });
+    let flooding = true;
+    const refused = { busy: 0, denied: 0 };
+    const wrong = (i: number, n: number) => `Basic ${Buffer.from(i % 4 === 0 ? 'prom:wrong' : `user${i}-${n}:guess${n}`).toString('base64')}`;
+    const client = async (i: number) => {
+      for (let n = 0; flooding; n++) {
+        const status = await new Promise<number>((resolve) => {
+          const req = httpGet(`${cli.scrapeUrl}/node/metrics`, { agent, headers: { authorization: wrong(i, n) } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', () => resolve(0));
+        });
+        if (status === 429) refused.busy++;
+        else if (status === 401) refused.denied++;
+      }
+    };
+    const flood = Array.from({ length: 160 }, (_, i) => client(i));
+    const right = { authorization: `Basic ${Buffer.from('prom:right').toString('base64')}` };
+    try {
+      await until('the flood fills the queue', () => refused.busy > 0, 30_000);
+      const answers: string[] = [];
+      for (let i = 0; i < 9; i++) {
+        answers.push(`scrape ${(await get(`${cli.scrapeUrl}/node/metrics`, right)).status}`);
+        answers.push(`admin ${(await get(`${cli.adminUrl}/cache`, right)).status}`);
+      }
+      assert.deepEqual(answers.filter((a) => !a.endsWith(' 200')), [], `under the flood (${refused.busy} refused with 429, ${refused.denied} with 401)`);
+    } finally {
+      flooding = false;
+      await Promise.all(flood);
+      agent.destroy();
       cli.child.kill('SIGKILL');
       await cli.exited;
     }
