@@ -21,7 +21,7 @@ import { BasicAuth, loadBcrypt } from '../src/server/basic-auth.js';
 import { UpstreamFiller } from '../src/upstream/upstream-filler.js';
 import { startCli } from './helpers/cli-process.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
-import { get, post, PROMETHEUS_ACCEPT, SCRAPE_HEADERS } from './helpers/proxy.js';
+import { get, post, PROMETHEUS_ACCEPT, SCRAPE_HEADERS, startProxy } from './helpers/proxy.js';
 import { startRedis, type TestRedis } from './helpers/redis-server.js';
 import { startReplicas, until, type Replica, type ReplicaSet } from './helpers/replicas.js';
 
@@ -353,6 +353,62 @@ describe('#5 a flood of wrong passwords locks out the right ones', () => {
       agent.destroy();
       cli.child.kill('SIGKILL');
       await cli.exited;
+    }
+  });
+});
+
+describe('#6 soft invalidation is kept only in memory', () => {
+  test('disk: a restart during the refetch serves the soft-invalidated copy as stale, not as fresh', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scrapecache-i17-6-'));
+    const yaml = `cache:\n  disk:\n    path: ${dir}\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n    ttl: 1h\n    timeout: 1m\n`;
+    const a = await startProxy(yaml);
+    let release: (() => void) | undefined;
+    try {
+      const first = await get(`${a.url}/node/metrics`, SCRAPE_HEADERS);
+      await until('the entry is on disk', () => recFiles(dir).length === 1);
+      release = exporter.hold();
+      const answer = JSON.parse((await post(`${a.adminUrl}/invalidate`, { route: 'node', soft: true })).body.toString()) as Record<string, unknown>;
+      assert.deepEqual(answer, { invalidated: 1, refetching: 1 });
+      await a.close();
+      const b = await startProxy(yaml);
+      try {
+        const again = await get(`${b.url}/node/metrics`, SCRAPE_HEADERS);
+        assert.match(String(again.headers['cache-status']), /^scrapecache; hit; fwd=stale/, 'the soft-invalidated copy was served as fresh after the restart');
+        assert.deepEqual(again.body, first.body);
+      } finally {
+        release();
+        release = undefined;
+        await b.close();
+      }
+    } finally {
+      release?.();
+      await a.close();
+    }
+  });
+
+  test('redis: a replica reading the soft-invalidated record from Redis serves it as stale, at once', async () => {
+    const redis = await startRedis();
+    const now = Date.now;
+    const yaml = `  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n    ttl: 1h\n    timeout: 1m\n`;
+    const a = await replicaOn(redis.url, yaml, now);
+    const b = await replicaOn(redis.url, yaml, now);
+    try {
+      const first = await a.cache.lookup(a.target('node'));
+      assert.equal(first.cache, 'miss');
+      const hold = exporter.hold();
+      try {
+        const soft = await a.cache.softInvalidate({ route: 'node' });
+        assert.equal(soft.invalidated, 1);
+        const read = b.cache.lookup(b.target('node'));
+        const answer = read instanceof Promise ? await read : read;
+        assert.equal(answer.cache, 'stale', `B answered ${answer.cache} from the soft-invalidated record in Redis`);
+        assert.deepEqual(answer.entry.body, first.entry.body);
+      } finally {
+        hold();
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await redis.close();
     }
   });
 });

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import { selects, type EntrySelection, type Store } from './store.js';
-import { decodeRecord, encodeRecord, RecordError, type StoredRecord } from './stored-record.js';
+import { decodeRecord, encodeRecord, RecordError, servableUntil, type StoredRecord } from './stored-record.js';
 
 const SUFFIX = '.rec';
 const TEMP = '.tmp-';
@@ -156,7 +156,7 @@ export class DiskStore implements Store {
         return undefined;
       }
       this.op('get', 'ok');
-      return found.record.key === key && this.now() < found.record.deadAt ? found.record : undefined;
+      return found.record.key === key && this.now() < servableUntil(found.record) ? found.record : undefined;
     });
   }
 
@@ -252,7 +252,7 @@ export class DiskStore implements Store {
           this.log.warn({ file, reason: 'misnamed' }, 'cache file skipped');
           continue;
         }
-        if (this.now() >= found.deadAt) {
+        if (this.now() >= servableUntil(found)) {
           await unlink(join(this.dir, file)).catch(() => undefined);
           continue;
         }
@@ -337,7 +337,7 @@ export class DiskStore implements Store {
 
   private remember(record: StoredRecord, file: string, bytes: number): void {
     this.forget(record.key);
-    this.index.set(record.key, { file, bytes, route: record.route, path: record.path, query: record.query, deadAt: record.deadAt });
+    this.index.set(record.key, { file, bytes, route: record.route, path: record.path, query: record.query, deadAt: servableUntil(record) });
     this.totalBytes += bytes;
   }
 

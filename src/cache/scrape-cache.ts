@@ -221,6 +221,12 @@ export class ScrapeCache {
     return fill.then(
       (result): Lookup => {
         const as = result.via === 'held' ? 'hit' : collapsed || result.via === 'joined' ? 'collapsed' : 'miss';
+        if (result.stored && as === 'hit' && !isFresh(result.entry, this.now())) {
+          // A soft-invalidated record read from below: served stale while it is refetched.
+          this.background(target, result.entry);
+          result.entry.hits++;
+          return { cache: 'stale', entry: result.entry, stored: true };
+        }
         if (result.stored) {
           if (as === 'hit') result.entry.hits++;
           return { cache: as, entry: result.entry, stored: true };
@@ -299,6 +305,10 @@ export class ScrapeCache {
    */
   async softInvalidate(selection: EntrySelection, wait = false): Promise<{ invalidated: number; refetching: number; refreshed: number; reach?: Reach }> {
     const { marked, dropped } = this.markStale(selection);
+    // The mark is written where the record lives (SPEC 2.2), before the refetch can store over
+    // it (one key's writes keep their order): a restart during the refetch, or a replica reading
+    // the record there, serves it as stale, not fresh.
+    for (const entry of marked) void this.second?.set(entry);
     const reach = this.reached(await this.bus?.publish({ type: 'invalidated', selection, soft: true }));
     const invalidated = marked.length + dropped;
     this.metrics?.invalidations.inc(invalidated);
@@ -541,7 +551,7 @@ export class ScrapeCache {
   /** One fill: from the second level, or by the lease holder, or waiting for the holder elsewhere. */
   private async fillOnce(key: string, fill: Fill, previous: StoredResponse | undefined): Promise<FillResult> {
     const { target } = fill;
-    const below = await this.fromSecond(key, target, previous);
+    const below = await this.fromSecond(key, target, previous, true);
     if (below) return { entry: below, stored: true, via: 'held' };
     const held = this.lease ? await this.leaseOrPeer(key, fill, previous) : NO_LEASE;
     if (typeof held !== 'string') return held;
@@ -655,12 +665,16 @@ export class ScrapeCache {
   }
 
   /** A live record of the second level for this target, taken into memory; never one of a route that fetches differently now. */
-  private async fromSecond(key: string, target: ScrapeTarget, previous?: StoredResponse): Promise<StoredResponse | undefined> {
+  private async fromSecond(key: string, target: ScrapeTarget, previous?: StoredResponse, soft = false): Promise<StoredResponse | undefined> {
     if (!this.second) return undefined;
     const epoch = this.invalidations;
     const record = await this.second.get(key);
     if (epoch !== this.invalidations) return undefined;
-    if (!record || record.fingerprint !== target.route.recordFingerprint || !isFresh(record, this.now())) return undefined;
+    if (!record || record.fingerprint !== target.route.recordFingerprint) return undefined;
+    // A soft-invalidated record is taken by a fill that has nothing to serve (soft): it answers
+    // stale while its refetch runs, no scrape waits for the upstream.
+    const now = this.now();
+    if (!isFresh(record, now) && !(soft && !previous && canServeWhileSoftRefetching(record, now))) return undefined;
     // A refresh (prefetch, stale-while-revalidate) wants a newer copy than the one it refreshes,
     // which may well be the fresh record below: that one is no refresh.
     if (previous && record.fetchedAt <= previous.fetchedAt) return undefined;

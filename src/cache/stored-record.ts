@@ -59,6 +59,17 @@ export interface StoredRecord {
   readonly errorUntil: number;
   /** Past this no window can serve it: max(revalidateUntil, errorUntil). A second level expires it then. */
   readonly deadAt: number;
+  /**
+   * Set by a soft invalidation (SPEC 4 `soft`, see softTimes in freshness.ts), and written where
+   * the record lives (issue 17 #6): stale from staleFrom, served while refetched until softUntil.
+   */
+  readonly staleFrom?: number | undefined;
+  readonly softUntil?: number | undefined;
+}
+
+/** Until when some window (or a soft invalidation's refetch) can still serve a record: a second level keeps it that long. */
+export function servableUntil(record: Pick<StoredRecord, 'deadAt' | 'softUntil'>): number {
+  return record.softUntil !== undefined && record.softUntil > record.deadAt ? record.softUntil : record.deadAt;
 }
 
 /** A route's windows, as configured (see Route). */
@@ -88,7 +99,7 @@ export class RecordError extends Error {
   }
 }
 
-type Meta = Omit<StoredRecord, 'body' | 'version' | 'accept'> & { accept?: string };
+type Meta = Omit<StoredRecord, 'body' | 'version' | 'accept' | 'staleFrom' | 'softUntil'> & { accept?: string; staleFrom?: number; softUntil?: number };
 
 /** The record as bytes: one allocation, the body copied once. */
 export function encodeRecord(record: StoredRecord): Buffer {
@@ -109,6 +120,8 @@ export function encodeRecord(record: StoredRecord): Buffer {
     deadAt: record.deadAt,
   };
   if (record.accept !== undefined) meta.accept = record.accept;
+  if (record.staleFrom !== undefined) meta.staleFrom = record.staleFrom;
+  if (record.softUntil !== undefined) meta.softUntil = record.softUntil;
   const metaText = JSON.stringify(meta);
   const metaBytes = Buffer.byteLength(metaText);
   const out = Buffer.allocUnsafe(FIXED_BYTES + metaBytes + record.body.length);
@@ -179,6 +192,7 @@ export function checkRecord(value: unknown): StoredRecord {
   if (!(v['body'] instanceof Uint8Array)) bad('body');
   const times = ['fetchedAt', 'staleAt', 'revalidateUntil', 'errorUntil', 'deadAt'] as const;
   for (const f of times) if (typeof v[f] !== 'number' || !Number.isFinite(v[f])) bad(f);
+  for (const f of ['staleFrom', 'softUntil'] as const) if (v[f] !== undefined && (typeof v[f] !== 'number' || !Number.isFinite(v[f]))) bad(f);
   const t = v as unknown as StoredRecord;
   if (t.key !== cacheKey(t.route, t.path, t.query, t.representation)) bad('key');
   if (t.staleAt < t.fetchedAt || t.revalidateUntil < t.staleAt || t.errorUntil < t.staleAt || t.deadAt !== Math.max(t.revalidateUntil, t.errorUntil)) {
@@ -203,5 +217,6 @@ export function checkRecord(value: unknown): StoredRecord {
     errorUntil: t.errorUntil,
     deadAt: t.deadAt,
   };
+  if (t.staleFrom !== undefined || t.softUntil !== undefined) return { ...record, staleFrom: t.staleFrom, softUntil: t.softUntil };
   return record;
 }

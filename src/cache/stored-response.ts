@@ -90,7 +90,7 @@ export class StoredResponse implements StoredRecord {
   readonly revalidateUntil: number;
   readonly errorUntil: number;
   readonly deadAt: number;
-  /** Set by a soft invalidation in this process (SPEC 4 `soft`): see softTimes in freshness.ts. */
+  /** Set by a soft invalidation (SPEC 4 `soft`), here or where the record was read from: see softTimes in freshness.ts. */
   staleFrom: number | undefined;
   softUntil: number | undefined;
   hits = 0;
@@ -116,6 +116,8 @@ export class StoredResponse implements StoredRecord {
     this.revalidateUntil = record.revalidateUntil;
     this.errorUntil = record.errorUntil;
     this.deadAt = record.deadAt;
+    this.staleFrom = record.staleFrom;
+    this.softUntil = record.softUntil;
     let contentType = 'application/octet-stream';
     for (let i = 0; i < record.headers.length; i += 2) {
       if (record.headers[i]!.toLowerCase() === 'content-type') contentType = record.headers[i + 1]!;
