@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { Agent, get as httpGet } from 'node:http';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -409,6 +409,34 @@ describe('#6 soft invalidation is kept only in memory', () => {
     } finally {
       await Promise.all([a.close(), b.close()]);
       await redis.close();
+    }
+  });
+});
+
+describe('#7 a FIFO, a device or a huge file named *.rec stops start-up', () => {
+  test('the built CLI starts past a FIFO, a link to /dev/zero and a 600 MiB foreign file, each skipped with a warning, without reading them', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'scrapecache-i17-7-'));
+    const dir = join(base, 'cache');
+    mkdirSync(dir);
+    execFileSync('mkfifo', [join(dir, 'fifo.rec')]);
+    symlinkSync('/dev/zero', join(dir, 'zero.rec'));
+    execFileSync('truncate', ['-s', '600M', join(dir, 'huge.rec')]);
+    writeFileSync(join(base, 'proxy.yaml'), `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\ncache:\n  disk:\n    path: ${dir}\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n`);
+    const skipped: string[] = [];
+    const cli = await startCli(join(base, 'proxy.yaml'), {
+      timeoutMs: 20_000,
+      onEntry: (e) => e.msg === 'cache file skipped' && skipped.push(String((e as unknown as Record<string, unknown>)['file'])),
+    });
+    try {
+      assert.deepEqual(skipped.sort(), ['fifo.rec', 'huge.rec', 'zero.rec']);
+      const peakKiB = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${cli.child.pid}/status`, 'utf8'))![1]);
+      assert.ok(peakKiB < 300 * 1024, `peak memory ${Math.round(peakKiB / 1024)} MiB`);
+      assert.equal((await get(`${cli.scrapeUrl}/node/metrics`, SCRAPE_HEADERS)).status, 200);
+      // Not ours: skipped, left where they are.
+      for (const name of ['fifo.rec', 'huge.rec', 'zero.rec']) assert.ok(recFiles(dir).includes(name), name);
+    } finally {
+      cli.child.kill('SIGTERM');
+      await cli.exited;
     }
   });
 });

@@ -16,14 +16,14 @@
  * headers are the upstream's response headers, less hop-by-hop ones).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { open, readdir, readFile, rename, unlink, utimes } from 'node:fs/promises';
+import { constants, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open, readdir, rename, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import { selects, type EntrySelection, type Store } from './store.js';
-import { decodeRecord, encodeRecord, RecordError, servableUntil, type StoredRecord } from './stored-record.js';
+import { decodeRecord, encodeRecord, isRecordStart, RecordError, servableUntil, type StoredRecord } from './stored-record.js';
 
 const SUFFIX = '.rec';
 const TEMP = '.tmp-';
@@ -324,14 +324,37 @@ export class DiskStore implements Store {
     this.log.warn({ code }, `cannot write the cache directory (${why}); entries are kept in memory only until it can be written again`);
   }
 
-  /** The record in a file, or the error that kept it from being one. */
+  /**
+   * The record in a file, or the error that kept it from being one. Only a regular file, not
+   * through a link, no larger than max_bytes (no record is) and starting like a record is read
+   * whole (issue 17 #7): a FIFO, a device or a huge foreign file named `*.rec` costs an open,
+   * an fstat and a few bytes, never a hung start or gigabytes of memory.
+   */
   private async read(key: string | undefined, file: string): Promise<{ record: StoredRecord; bytes: number } | Error> {
+    let handle;
     try {
-      const bytes = await readFile(join(this.dir, file));
-      return { record: decodeRecord(bytes), bytes: bytes.length };
+      // O_NONBLOCK: opening a FIFO must not wait for a writer.
+      handle = await open(join(this.dir, file), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      const stat = await handle.stat();
+      if (!stat.isFile()) return new RecordError('foreign', 'not a regular file');
+      if (stat.size > this.maxBytes) return new RecordError('foreign', `${stat.size} bytes, more than cache.disk.max_bytes`);
+      const bytes = Buffer.allocUnsafe(stat.size);
+      const head = await handle.read(bytes, 0, Math.min(6, stat.size), 0);
+      if (!isRecordStart(bytes.subarray(0, head.bytesRead))) return new RecordError('foreign', 'not a scrapecache record');
+      let at = head.bytesRead;
+      while (at < stat.size) {
+        const { bytesRead } = await handle.read(bytes, at, stat.size - at, at);
+        if (bytesRead === 0) break;
+        at += bytesRead;
+      }
+      return { record: decodeRecord(bytes.subarray(0, at)), bytes: at };
     } catch (err) {
-      if (key !== undefined && (err as NodeJS.ErrnoException).code === 'ENOENT') this.forget(key);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (key !== undefined && code === 'ENOENT') this.forget(key);
+      if (code === 'ELOOP') return new RecordError('foreign', 'a symbolic link');
       return err as Error;
+    } finally {
+      await handle?.close();
     }
   }
 

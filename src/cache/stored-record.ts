@@ -135,6 +135,12 @@ export function encodeRecord(record: StoredRecord): Buffer {
   return out;
 }
 
+/** Whether bytes start as a record does (magic and version, or as many of them as there are): the rest is worth reading. */
+export function isRecordStart(head: Uint8Array): boolean {
+  const n = Math.min(4, head.length);
+  return Buffer.from(head.buffer, head.byteOffset, n).equals(MAGIC.subarray(0, n));
+}
+
 /**
  * The record in bytes made by encodeRecord. The body is a view of `bytes`, not a copy. Throws
  * RecordError for anything else: too short, not a record, another version, a checksum or field
