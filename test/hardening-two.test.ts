@@ -3,9 +3,9 @@
  * broke for real (the built CLI, redis-server, a real disk directory).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { Agent, get as httpGet } from 'node:http';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -434,6 +434,40 @@ describe('#7 a FIFO, a device or a huge file named *.rec stops start-up', () => 
       assert.equal((await get(`${cli.scrapeUrl}/node/metrics`, SCRAPE_HEADERS)).status, 200);
       // Not ours: skipped, left where they are.
       for (const name of ['fifo.rec', 'huge.rec', 'zero.rec']) assert.ok(recFiles(dir).includes(name), name);
+    } finally {
+      cli.child.kill('SIGTERM');
+      await cli.exited;
+    }
+  });
+});
+
+describe('#8 the lock file is written through a symlink', () => {
+  const cliPath = new URL('../src/cli.js', import.meta.url).pathname;
+  const setUp = () => {
+    const base = mkdtempSync(join(tmpdir(), 'scrapecache-i17-8-'));
+    const dir = join(base, 'cache');
+    mkdirSync(dir);
+    writeFileSync(join(base, 'proxy.yaml'), `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\ncache:\n  disk:\n    path: ${dir}\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n`);
+    return { base, dir, file: join(base, 'proxy.yaml') };
+  };
+
+  test('a link planted as scrapecache.lock is refused, with a start-up error naming it, and its target is left alone', () => {
+    const { base, dir, file } = setUp();
+    writeFileSync(join(base, 'precious'), 'precious data\n');
+    symlinkSync(join(base, 'precious'), join(dir, 'scrapecache.lock'));
+    const run = spawnSync(process.execPath, [cliPath, '--config.file', file], { encoding: 'utf8', timeout: 15_000, killSignal: 'SIGKILL' });
+    assert.equal(readFileSync(join(base, 'precious'), 'utf8'), 'precious data\n');
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /scrapecache\.lock is a symbolic link; refusing to write through it/);
+  });
+
+  test('a cache directory others can write to gets a warning at start-up', async () => {
+    const { dir, file } = setUp();
+    chmodSync(dir, 0o777);
+    const warnings: string[] = [];
+    const cli = await startCli(file, { onEntry: (e) => (e as unknown as { level: number }).level >= 40 && warnings.push(e.msg) });
+    try {
+      assert.ok(warnings.some((w) => w.startsWith('the cache directory is writable by every user')), warnings.join('\n'));
     } finally {
       cli.child.kill('SIGTERM');
       await cli.exited;

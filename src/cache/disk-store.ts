@@ -16,8 +16,8 @@
  * headers are the upstream's response headers, less hop-by-hop ones).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { open, readdir, rename, unlink, utimes } from 'node:fs/promises';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { lutimes, open, readdir, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -110,15 +110,34 @@ export class DiskStore implements Store {
     const lock = join(this.dir, LOCK);
     try {
       mkdirSync(this.dir, { recursive: true });
+      this.warnIfOpen();
       this.warnIfShared(lock);
-      writeFileSync(lock, this.lockBody);
+      writeLock(lock, this.lockBody);
     } catch (err) {
-      throw new Error(`cache.disk.path ${this.dir}: cannot write there (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new Error(`cache.disk.path ${this.dir}: ${LOCK} is a symbolic link; refusing to write through it (remove it)`);
+      throw new Error(`cache.disk.path ${this.dir}: cannot write there (${code ?? (err as Error).message})`);
     }
     this.metrics?.storeUp.set({ store: 'disk' }, 1);
     // The lock's mtime says the holder is alive; another process started on this directory warns.
-    this.timers.push(setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => undefined), HEARTBEAT_MS).unref());
+    this.timers.push(setInterval(() => void lutimes(lock, new Date(), new Date()).catch(() => undefined), HEARTBEAT_MS).unref());
     this.timers.push(setInterval(() => this.sweep(), 30_000).unref());
+  }
+
+  /**
+   * A directory another user owns, or one others may write to: whoever can write there can plant
+   * entries that the next start serves (issue 17 #8). The proxy goes on, and says so once.
+   */
+  private warnIfOpen(): void {
+    const stat = statSync(this.dir);
+    const uid = process.getuid?.();
+    const others = (stat.mode & 0o002) !== 0 ? 'every user' : (stat.mode & 0o020) !== 0 ? 'its group' : undefined;
+    if (others !== undefined) {
+      this.log.warn({ mode: (stat.mode & 0o7777).toString(8) }, `the cache directory is writable by ${others}: anyone who can write there can plant entries the proxy serves after a restart; make it the proxy user's alone (chmod 700)`);
+    }
+    if (uid !== undefined && stat.uid !== uid) {
+      this.log.warn({ owner: stat.uid, uid }, "the cache directory belongs to another user: its owner can plant entries the proxy serves after a restart; make it the proxy user's own");
+    }
   }
 
   /** Two processes on one directory: both go on (writes are atomic renames), but say so once. */
@@ -126,8 +145,10 @@ export class DiskStore implements Store {
     let other: { pid?: number; host?: string } | undefined;
     let mtimeMs = 0;
     try {
+      const stat = lstatSync(lock);
+      if (!stat.isFile()) return;
       other = JSON.parse(readFileSync(lock, 'utf8')) as { pid?: number; host?: string };
-      mtimeMs = statSync(lock).mtimeMs;
+      mtimeMs = stat.mtimeMs;
     } catch {
       return;
     }
@@ -386,6 +407,16 @@ export class DiskStore implements Store {
 
   private op(operation: string, result: string): void {
     this.metrics?.storeOperations.inc({ store: 'disk', operation, result });
+  }
+}
+
+/** Writes the lock file, never through a link planted in its place (O_NOFOLLOW: ELOOP). */
+function writeLock(path: string, body: string): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, body);
+  } finally {
+    closeSync(fd);
   }
 }
 
