@@ -474,3 +474,26 @@ describe('#8 the lock file is written through a symlink', () => {
     }
   });
 });
+
+describe('#9 timing tells users apart', () => {
+  test('with users of two bcrypt costs, unknown names are checked at both costs, each name always at the same one', async () => {
+    const real = await loadBcrypt();
+    const costs: number[] = [];
+    const recording = { verify: (password: string | Buffer, hash: string | Buffer) => (costs.push(Number(String(hash).slice(4, 6))), real.verify(password, hash)) };
+    const users = new Map([
+      ['prom', htpasswd('prom', 'a', 4)],
+      ['admin', htpasswd('admin', 'b', 5)],
+    ]);
+    const auth = new BasicAuth(recording, users);
+    const basic = (user: string) => `Basic ${Buffer.from(`${user}:wrong`).toString('base64')}`;
+    // A known user costs its own hash's time: cost 5 for admin.
+    assert.equal(await auth.check(basic('admin')), 'denied');
+    assert.deepEqual(costs.splice(0), [5]);
+    for (let i = 0; i < 40; i++) assert.equal(await auth.check(basic(`nobody-${i}`)), 'denied');
+    const unknown = costs.splice(0);
+    assert.ok(unknown.includes(5) && unknown.includes(4), `unknown names were checked at costs ${[...new Set(unknown)].join(', ')} only: a cost-5 answer tells that the user exists`);
+    // The same name again (a different password, so no remembered failure): the same cost.
+    for (let i = 0; i < 40; i++) await auth.check(`Basic ${Buffer.from(`nobody-${i}:other`).toString('base64')}`);
+    assert.deepEqual(costs, unknown);
+  });
+});

@@ -13,9 +13,9 @@
  * full an unknown name's check is shed to make room for a user's. Each listener has its own
  * BasicAuth (see ListenerSecurity), so a flood on one does not spend the other's budget.
  */
+import { createHmac, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { LRUCache } from 'lru-cache';
-import { bcryptCost } from '../config/web-config.js';
 
 interface Bcrypt {
   verify(password: string | Buffer, hash: string | Buffer): Promise<boolean>;
@@ -62,7 +62,10 @@ const MAX_PASSWORD_BYTES = 72;
 
 export class BasicAuth {
   private readonly users: ReadonlyMap<string, string>;
-  private readonly dummy: string;
+  /** The configured hashes: an unknown name is checked against one of them (see dummyFor). */
+  private readonly hashes: readonly string[];
+  /** Keys which hash an unknown name is checked against: fixed per process, unknown outside it. */
+  private readonly dummyKey = randomBytes(16);
   /**
    * Authorization headers, exactly as sent, that passed bcrypt in the last `cacheTtlMs`: a hit
    * costs one Map lookup, no decoding or hashing. Like exporter-toolkit's cache, this keeps what
@@ -84,7 +87,7 @@ export class BasicAuth {
     options: BasicAuthOptions = {},
   ) {
     this.users = users;
-    this.dummy = dummyHash(users);
+    this.hashes = [...users.values()];
     this.concurrency = options.concurrency ?? Math.max(1, Math.floor(availableParallelism() / 2));
     this.maxWaiting = options.maxWaiting ?? 64;
     // An injected clock is read on every look-up (lru-cache otherwise keeps one reading for a millisecond).
@@ -112,7 +115,7 @@ export class BasicAuth {
     const password = decoded.slice(colon + 1);
     const hash = this.users.get(user);
     if (Buffer.byteLength(password) > MAX_PASSWORD_BYTES) return 'denied';
-    return this.verify(password, hash ?? this.dummy, hash !== undefined).then(
+    return this.verify(password, hash ?? this.dummyFor(user), hash !== undefined).then(
       (ok): AuthResult => {
         if (ok === 'busy') return 'busy';
         if (!ok || hash === undefined) {
@@ -144,6 +147,19 @@ export class BasicAuth {
     }
   }
 
+  /**
+   * The hash an unknown name is checked against (and always refused): one of the configured
+   * users' own, picked by a keyed hash of the name (issue 17 #9). With users of several bcrypt
+   * costs, an unknown name then takes as long as some user does, the same every time, so its
+   * timing matches a user's of that cost; what remains is that the costs themselves show (the
+   * README advises one cost for every user).
+   */
+  private dummyFor(user: string): string {
+    if (this.hashes.length === 1) return this.hashes[0]!;
+    const pick = createHmac('sha256', this.dummyKey).update(user).digest().readUInt32BE(0) % this.hashes.length;
+    return this.hashes[pick]!;
+  }
+
   /** Users' checks before unknown names', each in arrival order. */
   private enqueue(waiter: Waiter): void {
     if (!waiter.user) {
@@ -166,17 +182,4 @@ export class BasicAuth {
   }
 }
 
-/**
- * A hash that costs what most users' hashes cost: an unknown user is checked against it (and
- * always refused), so that a wrong name takes as long as a wrong password.
- */
-function dummyHash(users: ReadonlyMap<string, string>): string {
-  const byCost = new Map<number, string[]>();
-  for (const hash of users.values()) {
-    const cost = bcryptCost(hash)!;
-    byCost.set(cost, [...(byCost.get(cost) ?? []), hash]);
-  }
-  let pick: string[] = [];
-  for (const hashes of byCost.values()) if (hashes.length > pick.length) pick = hashes;
-  return pick[0]!;
-}
+
