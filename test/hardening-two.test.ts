@@ -5,12 +5,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { Agent, get as httpGet } from 'node:http';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
 import { DiskStore } from '../src/cache/disk-store.js';
 import { MemoryStore } from '../src/cache/memory-store.js';
 import { ScrapeCache } from '../src/cache/scrape-cache.js';
@@ -495,5 +496,39 @@ describe('#9 timing tells users apart', () => {
     // The same name again (a different password, so no remembered failure): the same cost.
     for (let i = 0; i < 40; i++) await auth.check(`Basic ${Buffer.from(`nobody-${i}:other`).toString('base64')}`);
     assert.deepEqual(costs, unknown);
+  });
+});
+
+describe('#10 DNS rebinding on the admin listener', { skip: existsSync('/usr/bin/chromium') ? false : '/usr/bin/chromium is not installed' }, () => {
+  test('without a token, a page whose name was rebound to the admin address can neither read /cache nor invalidate; a configured name can', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'scrapecache-i17-10-'));
+    writeFileSync(
+      join(base, 'proxy.yaml'),
+      `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n  allowed_hosts: [scrapecache.internal]\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n    ttl: 1h\n`,
+    );
+    const cli = await startCli(join(base, 'proxy.yaml'));
+    const port = new URL(cli.adminUrl).port;
+    // The attacker's name now resolves to the admin listener's address, as after a rebinding.
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--host-resolver-rules=MAP rebound.example 127.0.0.1, MAP scrapecache.internal 127.0.0.1'],
+    });
+    try {
+      await get(`${cli.scrapeUrl}/node/metrics`, SCRAPE_HEADERS);
+      const page = await browser.newPage();
+      const read = await page.goto(`http://rebound.example:${port}/cache`);
+      assert.equal(read!.status(), 403, `the rebound page read /cache: ${await read!.text()}`);
+      const invalidated = await page.evaluate(async () => (await fetch('/invalidate', { method: 'POST' })).status);
+      assert.equal(invalidated, 403);
+      const listed = JSON.parse((await get(`${cli.adminUrl}/cache`)).body.toString()) as unknown[];
+      assert.equal(listed.length, 1, 'the entry is still there');
+      const named = await page.goto(`http://scrapecache.internal:${port}/cache`);
+      assert.equal(named!.status(), 200);
+      assert.equal(((await named!.json()) as unknown[]).length, 1);
+    } finally {
+      await browser.close();
+      cli.child.kill('SIGKILL');
+      await cli.exited;
+    }
   });
 });
