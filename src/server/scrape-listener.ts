@@ -29,6 +29,9 @@ import type { RouteTable } from './route-table.js';
 const ALLOW = { Allow: 'GET, HEAD' };
 const METRICS_FORMATS: readonly Representation[] = ['openmetrics', 'text', 'protobuf'];
 const VARY = { Vary: 'Accept' };
+/** Every answer has a Cache-Status (issue 17 #11): a 406 is the cache's own, nothing forwarded. */
+const NOT_ACCEPTABLE = { 'Cache-Status': 'scrapecache; detail=not-acceptable' };
+const VARY_NOT_ACCEPTABLE = { ...VARY, ...NOT_ACCEPTABLE };
 
 export interface ScrapeListenerDeps {
   table(): RouteTable;
@@ -121,7 +124,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     if (coding === null) {
-      writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`);
+      writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`, NOT_ACCEPTABLE);
       return;
     }
     let variant = entry.variant(coding);
@@ -206,7 +209,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       res,
       406,
       `route ${route.name}: too many distinct Accept headers for this target (at most ${MAX_EXACT_ACCEPTS_PER_KEY} get an entry of their own), and this one admits no format held`,
-      {},
+      NOT_ACCEPTABLE,
       req.method === 'HEAD',
     );
   }
@@ -271,7 +274,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const accept = req.headers.accept;
     const format = route.format;
     if (format !== undefined && !admitsFormat(accept, format)) {
-      writeText(res, 406, `route ${route.name} serves ${format} only (format: ${format}), which this client's Accept does not admit`, VARY, req.method === 'HEAD');
+      writeText(res, 406, `route ${route.name} serves ${format} only (format: ${format}), which this client's Accept does not admit`, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
       return;
     }
     const target: ScrapeTarget =
@@ -296,7 +299,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       ) {
         if (format !== undefined) {
           const message = `route ${route.name}: the upstream answered ${found.entry.contentType} for format: ${format}, which this client's Accept does not admit`;
-          writeText(res, 406, message, VARY, req.method === 'HEAD');
+          writeText(res, 406, message, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
           return;
         }
         const exactTarget = { ...target, representation: exactRepresentation(accept) };
