@@ -13,8 +13,10 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { DiskStore } from '../src/cache/disk-store.js';
+import { cacheKey } from '../src/cache/key.js';
 import { MemoryStore } from '../src/cache/memory-store.js';
 import { ScrapeCache } from '../src/cache/scrape-cache.js';
+import { encodeRecord, RECORD_VERSION, recordTimes, type StoredRecord } from '../src/cache/stored-record.js';
 import { openRedisLevel } from '../src/cache/redis/redis-level.js';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
@@ -548,6 +550,63 @@ describe('#11 406 answers on pinned routes carry no Cache-Status', () => {
     } finally {
       cli.child.kill('SIGKILL');
       await cli.exited;
+    }
+  });
+});
+
+describe('#12 records planted in Redis by another writer are served unchecked', () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(() => redis.close());
+
+  test('a planted record with a 1xx status or a malformed header name is skipped; the scrape is fetched and answered 200', async () => {
+    const routes = `routes:\n  - name: one\n    path: /one\n    upstream: ${exporter.url}/one\n    ttl: 1h\n  - name: two\n    path: /two\n    upstream: ${exporter.url}/two\n    ttl: 1h\n`;
+    const yaml = `cache:\n  redis:\n    url: ${redis.url}\n${routes}`;
+    const config = parseConfig(yaml, '/planted.yaml');
+    const plant = async (name: string, change: Partial<StoredRecord>) => {
+      const route = config.routes.find((r) => r.name === name)!;
+      const record: StoredRecord = {
+        version: RECORD_VERSION,
+        key: cacheKey(name, route.path!, '', 'openmetrics'),
+        route: name,
+        path: route.path!,
+        query: '',
+        representation: 'openmetrics',
+        accept: PROMETHEUS_ACCEPT,
+        fingerprint: route.recordFingerprint,
+        status: 200,
+        coding: 'identity',
+        headers: ['Content-Type', 'application/openmetrics-text; version=1.0.0; charset=utf-8'],
+        body: Buffer.from('planted 1\n# EOF\n'),
+        ...recordTimes(Date.now(), { ttlMs: 3_600_000, staleWhileRevalidateMs: 0, staleIfErrorMs: 0 }),
+        ...change,
+      };
+      const resp = (args: Array<string | Buffer>) => Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.flatMap((a) => [Buffer.from(`$${Buffer.byteLength(a)}\r\n`), Buffer.from(a), Buffer.from('\r\n')])]);
+      // Another writer: the record's own bytes, SET as the replicas would.
+      await new Promise<void>((resolve, reject) => {
+        const socket = createConnection({ host: '127.0.0.1', port: redis.port });
+        socket.on('data', (d) => (d.toString().startsWith('+OK') ? (socket.end(), resolve()) : reject(new Error(d.toString()))));
+        socket.on('error', reject);
+        socket.write(resp(['SET', `scrapecache:e:${record.key}`, encodeRecord(record), 'PX', '3600000']));
+      });
+    };
+    await plant('one', { status: 103 });
+    await plant('two', { headers: ['Bad Header', 'x', 'Content-Type', 'text/plain'] });
+    const set = await startReplicas(1, yaml);
+    try {
+      const [replica] = set.replicas as [Replica];
+      for (const path of ['/one', '/two']) {
+        const res = await Promise.race([
+          get(`${replica.scrape}${path}`, SCRAPE_HEADERS),
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${path}: no answer within 5 s (a 1xx left the client waiting)`)), 5000)),
+        ]);
+        assert.equal(res.status, 200, `${path} answered ${res.status}`);
+        assert.equal(res.headers['cache-status'], 'scrapecache; fwd=miss; stored', path);
+      }
+    } finally {
+      await set.close();
     }
   });
 });

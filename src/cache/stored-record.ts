@@ -174,6 +174,46 @@ export function decodeRecord(bytes: Uint8Array): StoredRecord {
   return checkRecord({ ...(meta as object), version, body: buf.subarray(bodyAt, end) });
 }
 
+/** Headers that describe one connection or one encoding, never the stored resource (RFC 9110 7.6.1). */
+export const UNSTORED_HEADERS: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'content-length',
+  'content-encoding',
+  'vary',
+  'age',
+  'cache-status',
+  'set-cookie',
+]);
+
+/** RFC 9110 5.1 token: a header name. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** RFC 9110 5.5 field value as node writes it: no CR, LF or NUL (node refuses those with a throw). */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * Whether a header list is one the proxy can write as it is (issue 17 #12): names that are tokens,
+ * values without CR, LF or NUL, and nothing the proxy sets itself or never stores (framing,
+ * per-connection, Set-Cookie; Content-Encoding only on a record passed on with a coding the proxy
+ * cannot convert). A record planted in a second level by another writer is checked the same way.
+ */
+function writableHeaders(headers: readonly string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const lower = name.toLowerCase();
+    if (!TOKEN.test(name) || !FIELD_VALUE.test(headers[i + 1]!)) return false;
+    if (UNSTORED_HEADERS.has(lower) && lower !== 'content-encoding') return false;
+  }
+  return true;
+}
+
 const CODINGS = new Set(['gzip', 'identity']);
 const REPRESENTATION = /^(text|openmetrics|protobuf|accept:.*)$/s;
 
@@ -191,10 +231,11 @@ export function checkRecord(value: unknown): StoredRecord {
   for (const f of ['key', 'route', 'path', 'query', 'fingerprint'] as const) if (typeof v[f] !== 'string') bad(f);
   if (typeof v['representation'] !== 'string' || !REPRESENTATION.test(v['representation'])) bad('representation');
   if (v['accept'] !== undefined && typeof v['accept'] !== 'string') bad('accept');
-  if (!Number.isInteger(v['status']) || (v['status'] as number) < 100 || (v['status'] as number) > 599) bad('status');
+  // No 1xx: an interim answer would leave the client waiting for the final one.
+  if (!Number.isInteger(v['status']) || (v['status'] as number) < 200 || (v['status'] as number) > 599) bad('status');
   if (typeof v['coding'] !== 'string' || !CODINGS.has(v['coding'])) bad('coding');
   const headers = v['headers'];
-  if (!Array.isArray(headers) || headers.length % 2 !== 0 || !headers.every((h) => typeof h === 'string')) bad('headers');
+  if (!Array.isArray(headers) || headers.length % 2 !== 0 || !headers.every((h) => typeof h === 'string') || !writableHeaders(headers as string[])) bad('headers');
   if (!(v['body'] instanceof Uint8Array)) bad('body');
   const times = ['fetchedAt', 'staleAt', 'revalidateUntil', 'errorUntil', 'deadAt'] as const;
   for (const f of times) if (typeof v[f] !== 'number' || !Number.isFinite(v[f])) bad(f);

@@ -7,29 +7,12 @@ import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import { softTimes } from './freshness.js';
 import { admits, type Coding, type Representation } from './representation.js';
-import { RECORD_VERSION, type StoredRecord } from './stored-record.js';
+import { RECORD_VERSION, UNSTORED_HEADERS, type StoredRecord } from './stored-record.js';
 
 const gunzipAsync = promisify(gunzip);
 const gzipAsync = promisify(gzip);
 
-/** Headers that describe one connection or one encoding, never the stored resource (RFC 9110 7.6.1). */
-const DROPPED = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'content-length',
-  'content-encoding',
-  'vary',
-  'age',
-  'cache-status',
-  'set-cookie',
-]);
+const DROPPED = UNSTORED_HEADERS;
 
 /** Upstream headers worth storing, as a flat [name, value, ...] list. */
 export function storableHeaders(raw: Record<string, string | string[] | undefined>, keepEncoding = false): string[] {
