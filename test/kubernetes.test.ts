@@ -435,3 +435,73 @@ test('what a user edits lives in files the docs name', () => {
   }
   assert.ok(readFileSync(join(kubernetesDir, 'base/proxy.yaml'), 'utf8').includes('routes:'));
 });
+
+/** The docs' shell commands, one per line (continuations joined, comments dropped). */
+function docsCommands(): string[] {
+  const docs = readFileSync(join(root, 'docs/kubernetes.md'), 'utf8');
+  return [...docs.matchAll(/```sh\n([\s\S]*?)```/g)]
+    .flatMap((m) => m[1]!.replace(/\\\n\s*/g, ' ').split('\n'))
+    .map((line) => line.replace(/\s+#.*$/, '').replace(/^#.*$/, '').trim())
+    .filter(Boolean);
+}
+
+test("docs/kubernetes.md's commands name kustomizations, objects, ports and Secret keys that exist", { skip }, () => {
+  const commands = docsCommands();
+  const everything = deployables().map((dir) => ({ dir, objects: build(dir) }));
+  const kinds: Record<string, string> = { deployment: 'Deployment', statefulset: 'StatefulSet', svc: 'Service', pod: 'Pod' };
+  const find = (namespace: string, kind: string, name: string) =>
+    everything.some(({ objects }) => objects.some((o) => o.kind === kinds[kind] && o.metadata.name === name && o.metadata.namespace === namespace));
+  const secretKeys = new Map<string, Set<string>>();
+  let checked = 0;
+  for (const command of commands) {
+    for (const [, path] of command.matchAll(/kubectl (?:apply|create) -k (\S+)/g)) {
+      const dir = path!.replace(/^deploy\/kubernetes\//, '');
+      assert.ok(kustomizations().some((k) => k.dir === dir && !k.component), `${command}: ${path} is a kustomization`);
+      checked++;
+    }
+    const ns = /kubectl -n (\S+) /.exec(command)?.[1];
+    for (const [, kind, name] of command.matchAll(/rollout (?:status|restart) (deployment|statefulset)\/(\S+)/g)) {
+      assert.ok(ns && find(ns, kind!, name!), `${command}: a ${kind} ${name} in namespace ${ns}`);
+      checked++;
+    }
+    for (const [, name, local, remote] of command.matchAll(/port-forward svc\/(\S+) (\d+):(\d+)/g)) {
+      assert.equal(local, remote);
+      const service = everything.flatMap(({ objects }) => objects).find((o) => o.kind === 'Service' && o.metadata.name === name && (o.metadata.namespace === ns || (name === 'prometheus-operated' && ns === 'monitoring')));
+      // prometheus-operated is the operator's Service for the example Prometheus (port 9090).
+      assert.ok(name === 'prometheus-operated' ? remote === '9090' : service?.spec.ports.some((p: { port: number }) => p.port === Number(remote)), `${command}: Service ${name} has port ${remote}`);
+      checked++;
+    }
+    const secret = /create secret generic (\S+)/.exec(command)?.[1];
+    if (secret) {
+      assert.ok(USER_SECRETS.includes(secret), `${command}: ${secret} is one of the Secrets the manifests name`);
+      const keys = secretKeys.get(secret) ?? new Set<string>();
+      for (const [, key] of command.matchAll(/--from-(?:literal|file)=([^=\s]+)/g)) keys.add(key!);
+      secretKeys.set(secret, keys);
+    }
+  }
+  assert.ok(checked >= 15, `${checked} commands checked`);
+  // Every key a manifest reads from a user Secret is one the docs' command puts there.
+  const needed = new Map<string, Set<string>>();
+  const need = (name: string, key: string) => needed.set(name, (needed.get(name) ?? new Set()).add(key));
+  for (const { dir, objects } of everything) {
+    const walk = (value: unknown, key = ''): void => {
+      if (Array.isArray(value)) return value.forEach((v) => walk(v, key));
+      if (value === null || typeof value !== 'object') return;
+      const o = value as Record<string, unknown>;
+      if ((key === 'secretKeyRef' || key === 'secret') && typeof o['name'] === 'string' && typeof o['key'] === 'string') need(o['name'], o['key']);
+      if (key === 'secret' && typeof o['secretName'] === 'string') for (const item of (o['items'] as Array<{ key: string }> | undefined) ?? []) need(o['secretName'], item.key);
+      for (const [k, v] of Object.entries(o)) walk(v, k);
+    };
+    for (const object of objects) walk(object);
+    if (!dir.startsWith('overlays/')) continue;
+    for (const proxy of proxyContainers(objects)) {
+      const token = mountOf(proxy, proxy.config.admin.token_file);
+      need(token.volume.secret.secretName, token.rest);
+      if (proxy.webConfigPath) need('scrapecache-web-config', mountOf(proxy, proxy.webConfigPath).rest);
+    }
+  }
+  for (const [name, keys] of needed) {
+    for (const key of keys) assert.ok(secretKeys.get(name)?.has(key), `docs/kubernetes.md creates ${name} with the key ${key}`);
+  }
+  assert.deepEqual([...needed.keys()].sort(), [...USER_SECRETS].sort());
+});
