@@ -85,6 +85,29 @@ test("the PrometheusRule holds the README's alert rules", () => {
   assert.deepEqual(JSON.parse(dashboardMap.data['scrapecache-dashboard.json'] as string), dashboard());
 });
 
+test('the dashboard is well formed for Grafana: unique ids and refIds, panels that do not overlap, one data source variable', () => {
+  type Panel = { id: number; title: string; gridPos: { x: number; y: number; w: number; h: number }; targets?: Array<{ refId: string; datasource?: { uid: string } }> };
+  const d = dashboard() as unknown as { uid: string; panels: Panel[]; templating: Dashboard['templating'] };
+  assert.equal(d.uid, 'scrapecache');
+  const ids = d.panels.map((p) => p.id);
+  assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
+  const cells = new Set<string>();
+  for (const panel of d.panels) {
+    const { x, y, w, h } = panel.gridPos;
+    assert.ok(x >= 0 && w > 0 && x + w <= 24, `panel ${panel.id} fits the 24 columns`);
+    for (let row = y; row < y + h; row++) for (let col = x; col < x + w; col++) {
+      assert.ok(!cells.has(`${row}:${col}`), `panel ${panel.id} overlaps another at ${row}:${col}`);
+      cells.add(`${row}:${col}`);
+    }
+    const refIds = (panel.targets ?? []).map((t) => t.refId);
+    assert.equal(new Set(refIds).size, refIds.length, `panel ${panel.id}: refIds are unique`);
+    for (const t of panel.targets ?? []) assert.equal(t.datasource?.uid, '${datasource}', `panel ${panel.id} queries the chosen data source`);
+  }
+  assert.deepEqual(d.templating.list.filter((v) => v.type === 'datasource').map((v) => v.name), ['datasource']);
+  const titles = d.panels.map((p) => p.title.toLowerCase()).join(' | ');
+  for (const subject of ['hit ratio', 'fetches saved', 'latency', 'errors', 'oldest', 'second level', 'bytes']) assert.ok(titles.includes(subject), `a panel about ${subject}`);
+});
+
 test('promtool check rules accepts the PrometheusRule', { skip: skipUnlessPromtool() }, () => {
   const result = spawnSync(PROMTOOL, ['check', 'rules', writeRuleFile().file], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stdout + result.stderr);
