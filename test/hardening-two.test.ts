@@ -146,14 +146,14 @@ async function replicaOn(redisUrl: string, routesYaml: string, now: () => number
       const route = config.routes.find((r) => r.name === name)!;
       return { route, path: route.path!, query, representation: 'openmetrics' as const, accept: PROMETHEUS_ACCEPT };
     },
-    /** Resolves once this replica's cache has heard the next event of that type from the bus. */
+    /** Resolves once this replica's cache has handled the next event of that type from the bus. */
     heard: (type: string) =>
       new Promise<void>((resolve) => {
         const off = level.bus.subscribe((e) => {
           if (e.type !== type) return;
           off();
-          // After the cache's own listener, and after what it read from Redis for it.
-          setTimeout(resolve, 100);
+          // After the cache's own listener (subscribed first, called first, synchronously).
+          setImmediate(resolve);
         });
       }),
     async close() {
@@ -248,6 +248,29 @@ describe('#3 a large record cuts every replica off the bus', () => {
     } finally {
       exporter.padding = 0;
       sub.close();
+    }
+  });
+
+  test('on a notice, a replica holding an older copy takes the newer record from Redis', async () => {
+    let t = Date.now();
+    const now = () => t;
+    const route = `  - name: node\n    path: /node/metrics\n    upstream: ${exporter.url}/metrics\n    ttl: 1m\n`;
+    const b = await replicaOn(redis.url, route, now);
+    const a = await replicaOn(redis.url, route, now);
+    try {
+      assert.equal((await b.cache.lookup(b.target('node'))).cache, 'miss');
+      t += 120_000; // B's copy is stale now
+      const fetched = await a.cache.lookup(a.target('node'));
+      assert.equal(fetched.cache, 'miss');
+      await until('B took the record the notice named', () => b.cache.peek(b.target('node'))?.fetchedAt === fetched.entry.fetchedAt);
+      const since = exporter.count;
+      const again = b.cache.lookup(b.target('node'));
+      assert.ok(!(again instanceof Promise), 'B waited for a fill: it did not take the record on the notice');
+      assert.equal(again.cache, 'hit');
+      assert.deepEqual(again.entry.body, fetched.entry.body);
+      assert.equal(exporter.count, since);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
     }
   });
 
