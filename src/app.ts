@@ -12,6 +12,7 @@ import { MemoryStore } from './cache/memory-store.js';
 import { ScrapeCache, type ScrapeCacheParts } from './cache/scrape-cache.js';
 import type { Store } from './cache/store.js';
 import { UpstreamFiller } from './upstream/upstream-filler.js';
+import { applyListenOverrides, type ListenOverrides } from './config/listen-overrides.js';
 import { parseConfig, readConfigText } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
 import { configWarnings } from './config/warnings.js';
@@ -33,6 +34,8 @@ export interface AppOptions {
   defaultMetrics?: boolean;
   /** Keeps a --log.level from the command line over the file's on reload. */
   logLevelOverride?: boolean;
+  /** --web.listen-address and --web.admin-listen-address: kept over the file's on reload. */
+  listenOverrides?: ListenOverrides;
   /** Which listeners this process runs (a cluster primary runs only admin, a worker only scrape). */
   listeners?: { scrape: boolean; admin: boolean };
   /**
@@ -161,6 +164,12 @@ async function answerWaiting(waiting: Set<ServerResponse>): Promise<void> {
   if (flushed.length > 0) await Promise.race([Promise.all(flushed), new Promise((r) => setTimeout(r, 1000).unref())]);
 }
 
+/** Everything a route is configured with, as comparable text (secrets and TLS material only through the fingerprint). */
+function routeSettings(route: Route): string {
+  const { upstream, queryKeys, headers: _headers, tls: _tls, recordFingerprint: _record, ...rest } = route;
+  return JSON.stringify({ ...rest, upstream: upstream.href, queryKeys: queryKeys ? [...queryKeys] : null });
+}
+
 export async function startApp(options: AppOptions): Promise<App> {
   const { log } = options;
   // First: a web config error stops the start before anything else is running.
@@ -232,7 +241,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     let source: string;
     try {
       source = given ?? readConfigText(configFile);
-      next = parseConfig(source, configFile);
+      next = applyListenOverrides(parseConfig(source, configFile), options.listenOverrides);
     } catch (err) {
       reloadError = (err as Error).message;
       metrics.reloaded(false);
@@ -252,11 +261,18 @@ export async function startApp(options: AppOptions): Promise<App> {
       log.warn({ settings: restartNeeded }, 'these settings change only on restart; the running values stay');
     }
     const oldRoutes = new Map(config.routes.map((r) => [r.name, r]));
-    const changed = new Set<string>();
+    const newRoutes = new Map(next.routes.map((r) => [r.name, r]));
+    // Entries survive a reload while their route fetches the same way (fingerprint); the log
+    // names every route whose settings changed (a ttl too), was added or was removed.
+    const refetching = new Set<string>();
+    const changedRoutes: string[] = [];
     for (const [name, old] of oldRoutes) {
-      const now = next.routes.find((r) => r.name === name);
-      if (!now || now.fingerprint !== old.fingerprint) changed.add(name);
+      const now = newRoutes.get(name);
+      if (!now || now.fingerprint !== old.fingerprint) refetching.add(name);
+      if (now && routeSettings(now) !== routeSettings(old)) changedRoutes.push(name);
     }
+    const addedRoutes = next.routes.filter((r) => !oldRoutes.has(r.name)).map((r) => r.name);
+    const removedRoutes = config.routes.filter((r) => !newRoutes.has(r.name)).map((r) => r.name);
     config = {
       ...next,
       listen: config.listen,
@@ -265,12 +281,12 @@ export async function startApp(options: AppOptions): Promise<App> {
       cache: config.cache,
     };
     table = new RouteTable(config.routes);
-    const dropped = cache.dropRoutes(changed);
+    const dropped = cache.dropRoutes(refetching);
     cache.setRoutes(config.routes);
     passThrough?.retain(config.routes);
     metrics.setRoutes(config.routes.map((r) => r.name));
     if (!options.logLevelOverride) log.level = config.log.level;
-    log.info({ routes: config.routes.map((r) => r.name), changedRoutes: [...changed], droppedEntries: dropped }, 'config reloaded');
+    log.info({ routes: config.routes.map((r) => r.name), changedRoutes, addedRoutes, removedRoutes, droppedEntries: dropped }, 'config reloaded');
     const elsewhere = await options.afterReload?.(source);
     metrics.reloaded(elsewhere === undefined);
     reloadError = elsewhere;

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { startApp, type App } from './app.js';
+import type { ListenOverrides } from './config/listen-overrides.js';
 import { encodeRecord } from './cache/stored-record.js';
 import { PrimaryLink } from './cluster/primary-link.js';
 import { fetchesAnswer, hitsAnswer, metricsAnswer, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from './cluster/messages.js';
@@ -26,6 +27,8 @@ export interface RunOptions {
   file: string;
   log: Logger;
   logLevelOverride: boolean;
+  /** --web.listen-address and --web.admin-listen-address, kept over the file on reload. */
+  listenOverrides?: ListenOverrides;
   /** --web.config.file: every process that listens reads and watches it. */
   webConfigFile?: string;
 }
@@ -37,7 +40,7 @@ export interface Running {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, source, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
+export async function runPrimary({ config, source, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -105,6 +108,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
     log,
     configFile: file,
     logLevelOverride,
+    ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: false, admin: true },
     cacheParts: { bus: new WorkersBus(() => workers) },
@@ -242,7 +246,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
 }
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
-export async function runWorker({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
+export async function runWorker({ config, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
   const send = (m: ToPrimary) => process.send?.(m);
   const link = new PrimaryLink(send, () => process.connected);
 
@@ -251,6 +255,7 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
     log,
     configFile: file,
     logLevelOverride,
+    ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: true, admin: false },
     // The primary fetches, prefetches and keeps the disk level for the group.
