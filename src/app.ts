@@ -22,7 +22,7 @@ import { writeText } from './server/respond.js';
 import { warnExposedCredentials } from './server/exposed-credentials.js';
 import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from './server/listener-security.js';
 import { RouteTable } from './server/route-table.js';
-import { createScrapeHandler } from './server/scrape-listener.js';
+import { createScrapeHandler, type SelfMetricsText } from './server/scrape-listener.js';
 import type { PassThrough } from './upstream/pass-through.js';
 
 export interface AppOptions {
@@ -53,6 +53,8 @@ export interface AppOptions {
    * its workers); resolves to an error text when that failed somewhere, which the reload reports.
    */
   afterReload?: (source: string) => Promise<string | undefined>;
+  /** The scrape listener's `GET /metrics` (a cluster worker asks its primary for the group's); default: this process's. */
+  selfMetrics?: () => Promise<SelfMetricsText>;
   /** Client timeouts; tests shorten them. */
   limits?: ClientLimits;
   /** --web.config.file: TLS, basic auth, headers and rate limit for both listeners (SPEC 3.6). */
@@ -310,6 +312,7 @@ export async function startApp(options: AppOptions): Promise<App> {
           waiting,
           // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
           adminAddress: () => (adminAddress ? { host: config.admin.listen.host, port: adminAddress.port } : config.admin.listen),
+          selfMetrics: options.selfMetrics ?? (async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() })),
         }), log)),
     log,
     'scrape',

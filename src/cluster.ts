@@ -172,6 +172,14 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
       case 'answer':
         answers.get(message.id)?.(message.value);
         return;
+      case 'metrics?': {
+        const { id } = message;
+        metricsText().then(
+          ({ contentType, text }) => worker.isConnected() && worker.send({ t: 'metrics', id, contentType, text } satisfies ToWorker),
+          (err: unknown) => log.warn({ error: (err as Error).message }, 'cannot gather metrics for a worker'),
+        );
+        return;
+      }
       case 'fill': {
         const { id, target } = message;
         const route = app.table().byName.get(target.route);
@@ -250,6 +258,24 @@ export async function runWorker({ config, file, log, logLevelOverride, listenOve
   const send = (m: ToPrimary) => process.send?.(m);
   const link = new PrimaryLink(send, () => process.connected);
 
+  // GET /metrics on a worker's scrape listener: the primary gathers the whole group's.
+  let metricsId = 0;
+  const metricsAsked = new Map<number, (answer: { contentType: string; text: string }) => void>();
+  const selfMetrics = () =>
+    new Promise<{ contentType: string; text: string }>((resolve, reject) => {
+      const id = ++metricsId;
+      const timer = setTimeout(() => {
+        metricsAsked.delete(id);
+        reject(new Error('the primary process did not answer within 5 s'));
+      }, 5000);
+      metricsAsked.set(id, (answer) => {
+        clearTimeout(timer);
+        metricsAsked.delete(id);
+        resolve(answer);
+      });
+      send({ t: 'metrics?', id });
+    });
+
   const app = await startApp({
     config,
     log,
@@ -257,6 +283,7 @@ export async function runWorker({ config, file, log, logLevelOverride, listenOve
     logLevelOverride,
     ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
+    selfMetrics,
     listeners: { scrape: true, admin: false },
     // The primary fetches, prefetches and keeps the disk level for the group.
     cacheParts: { filler: link, bus: link, prefetch: false, secondLevel: false },
@@ -291,6 +318,9 @@ export async function runWorker({ config, file, log, logLevelOverride, listenOve
         } else {
           send({ t: 'answer', id: message.id, value: [...app.cache.entries()].map((e) => [e.key, e.hits]) });
         }
+        return;
+      case 'metrics':
+        metricsAsked.get(message.id)?.({ contentType: message.contentType, text: message.text });
         return;
       case 'shutdown':
         void app.close().then(() => process.exit(0));
