@@ -172,3 +172,14 @@ test('SIGTERM stops the primary and its workers with exit code 0', async () => {
   assert.equal(await exited, 0);
   await assert.rejects(get(`${scrapeUrl}/node/metrics`), /ECONNREFUSED/);
 });
+
+test("the scrape listener's /metrics is the group's, whichever worker answers", async () => {
+  const answers = await Promise.all(Array.from({ length: 8 }, () => get(`${scrapeUrl}/metrics`)));
+  for (const res of answers) {
+    assert.equal(res.status, 200);
+    const text = res.body.toString();
+    const value = (cache: string) => Number(new RegExp(`^scrapecache_requests_total\\{route="node",cache="${cache}"\\} (\\d+)`, 'm').exec(text)?.[1]);
+    assert.equal(value('hit') + value('miss') + value('collapsed'), 120);
+    assert.equal(text.match(/^scrapecache_build_info\{.*\} (\d+)$/gm)?.length, 1);
+  }
+});
