@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
-import { ProxyError } from '../errors.js';
+import { ProxyError, upstreamAddress } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
@@ -712,7 +712,7 @@ const PEER_POLL_MS = 500;
 /** Another replica's fill failed: this one answers that failure rather than fetch again. */
 function peerFailed(target: ScrapeTarget, fwdStatus: number | string, retryInMs: number): ProxyError {
   const code = fwdStatus === 504 || fwdStatus === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE';
-  return new ProxyError(code, `route ${target.route.name}: the upstream fetch failed (${fwdStatus}); next try in ${Math.max(1, Math.ceil(retryInMs / 1000))}s`);
+  return new ProxyError(code, `route ${target.route.name}: the upstream fetch from ${upstreamAddress(target.route.upstream)} failed (${fwdStatus}); next try in ${Math.max(1, Math.ceil(retryInMs / 1000))}s`);
 }
 
 /**
