@@ -24,6 +24,7 @@ import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from '.
 import { RouteTable } from './server/route-table.js';
 import { createScrapeHandler, type SelfMetricsText } from './server/scrape-listener.js';
 import type { PassThrough } from './upstream/pass-through.js';
+import { checkUpstreams, type ProbeResult } from './upstream/reachability.js';
 
 export interface AppOptions {
   config: Config;
@@ -75,6 +76,8 @@ export interface App {
    * Resolves to the error text when invalid; the running config stays.
    */
   reload(source?: string): Promise<string | undefined>;
+  /** The connection check of every upstream made at start-up or by the last reload. */
+  upstreamsChecked(): Promise<ProbeResult[]>;
   /** Stops accepting, lets requests in flight finish (bounded), then releases everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -236,6 +239,10 @@ export async function startApp(options: AppOptions): Promise<App> {
   await preparePassThrough(config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
 
+  const run = options.listeners ?? { scrape: true, admin: true };
+  /** The last start-up or reload's connection check of the upstreams (tests wait for it). */
+  let upstreamsChecked: Promise<ProbeResult[]> = Promise.resolve([]);
+
   /** The last reload's error while it stands, for the status page. */
   let reloadError: string | undefined;
   async function reload(given?: string): Promise<string | undefined> {
@@ -289,6 +296,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     metrics.setRoutes(config.routes.map((r) => r.name));
     if (!options.logLevelOverride) log.level = config.log.level;
     log.info({ routes: config.routes.map((r) => r.name), changedRoutes, addedRoutes, removedRoutes, droppedEntries: dropped }, 'config reloaded');
+    if (run.admin) upstreamsChecked = checkUpstreams(config.routes, log, 'reload');
     const elsewhere = await options.afterReload?.(source);
     metrics.reloaded(elsewhere === undefined);
     reloadError = elsewhere;
@@ -342,7 +350,6 @@ export async function startApp(options: AppOptions): Promise<App> {
     limits,
   );
 
-  const run = options.listeners ?? { scrape: true, admin: true };
   let scrapeAddress: AddressInfo | undefined;
   let adminAddress: AddressInfo | undefined;
   try {
@@ -362,6 +369,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   if (run.admin) for (const warning of configWarnings(config, security?.config())) log.warn(warning);
   ready = true;
   if (run.admin) warnExposedCredentials(config, security?.config(), log);
+  // Not awaited: an upstream that is down must not hold up the start (one process of a group checks).
+  if (run.admin) upstreamsChecked = checkUpstreams(config.routes, log, 'start-up');
   const where = (a: AddressInfo | undefined) => (a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : undefined);
   log.info(
     {
@@ -380,6 +389,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     metrics,
     config: () => config,
     reload,
+    upstreamsChecked: () => upstreamsChecked,
     async close(graceMs = 5000) {
       ready = false;
       const closed = Promise.all([

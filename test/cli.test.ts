@@ -400,6 +400,19 @@ describe('--web.listen-address and --web.admin-listen-address', { concurrency: t
 });
 
 describe('messages that name things', { concurrency: true }, () => {
+  it('a reload names the routes it changed (a ttl too), added and removed', async () => {
+    const upstream = await startUpstream();
+    const file = writeConfig(`${LOOPBACK}routes:\n${routeYaml('a', '/a', `${upstream}/a`)}    ttl: 30s\n${routeYaml('b', '/b', `${upstream}/b`)}${routeYaml('gone', '/gone', `${upstream}/gone`)}`);
+    const p = await startCli(['--config.file', file]);
+    writeFileSync(file, `${LOOPBACK}routes:\n${routeYaml('a', '/a', `${upstream}/a`)}    ttl: 1m\n${routeYaml('b', '/b', `${upstream}/b`)}${routeYaml('new', '/new', `${upstream}/new`)}`);
+    p.child.kill('SIGHUP');
+    const line = await until('the reload', () => logLines(p.stdout()).find((l) => l.msg === 'config reloaded'));
+    assert.deepEqual(line.changedRoutes, ['a']);
+    assert.deepEqual(line.addedRoutes, ['new']);
+    assert.deepEqual(line.removedRoutes, ['gone']);
+    assert.equal((await stopCli(p)).code, 0);
+  });
+
   it('a missing config file is named without a line and column', async () => {
     const missing = join(tempDir(), 'nope.yaml');
     const r = await run(['--config.file', missing]);
