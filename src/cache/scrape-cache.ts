@@ -268,10 +268,25 @@ export class ScrapeCache {
     let refreshed = 0;
     if (refresh) {
       const fills: Promise<unknown>[] = [];
+      const refetched = new Set<string>();
+      const refetch = (key: string, target: ScrapeTarget) => {
+        refetched.add(key);
+        // A new fetch even when one is in flight: that one started before the data changed.
+        fills.push(this.fill(key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
+      };
       for (const old of dropped) {
         const target = this.refetchTarget(old);
-        // A new fetch even when one is in flight: that one started before the data changed.
-        if (target) fills.push(this.fill(old.key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
+        if (target) refetch(old.key, target);
+      }
+      // A selected exact-path route is fetched too when nothing of it was cached (an earlier
+      // invalidation, a restart), in the representation Prometheus asks for, as prefetch does:
+      // "drop and fetch again now, so the next scrape is a hit" holds whatever came before.
+      // Not a route with query_keys: it is scraped with a query (blackbox's /probe?target=...).
+      for (const route of this.routesByName.values()) {
+        if (!route.cache || route.path === undefined || route.queryKeys !== null || !selects(selection, { route: route.name, path: route.path, query: '' })) continue;
+        const target = startupTarget(route, route.path);
+        const key = keyOf(target);
+        if (!refetched.has(key)) refetch(key, target);
       }
       await Promise.all(fills);
     }
