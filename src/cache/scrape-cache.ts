@@ -20,7 +20,7 @@ import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching
 import { cacheKey } from './key.js';
 import type { MemoryStore } from './memory-store.js';
 import { formatAccept } from './pinned-format.js';
-import { selects, type EntryIdentity, type EntrySelection, type Store } from './store.js';
+import { selects, type EntryIdentity, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
 import { StoredResponse } from './stored-response.js';
 
@@ -413,6 +413,12 @@ export class ScrapeCache {
 
   get bytes(): number {
     return this.memory.bytes;
+  }
+
+  /** How each level is doing: memory, then the second level (the status page). */
+  async levels(): Promise<LevelStatus[]> {
+    const second = this.second?.status ? await this.second.status() : undefined;
+    return second ? [this.memory.status(), second] : [this.memory.status()];
   }
 
   /** Fills and background refreshes still running, for graceful shutdown. */

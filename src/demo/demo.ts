@@ -96,6 +96,7 @@ async function main(): Promise<void> {
   out.write(`  exporter     ${direct}\n`);
   out.write(`  proxied      ${proxied}\n`);
   out.write(`  landing page ${scrapeAt}/\n`);
+  out.write(`  own metrics  ${scrapeAt}/metrics\n`);
   out.write(`  status page  ${statusPage}\n`);
   out.write(`Ctrl-C stops both.\n`);
 
