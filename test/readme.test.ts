@@ -155,7 +155,7 @@ describe('links', () => {
     it(`every relative link of ${page} reaches a file, and its #anchor a heading there`, () => {
       const text = readFileSync(join(root, page), 'utf8');
       const links = [...text.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((l) => !/^[a-z]+:/.test(l));
-      assert.ok(links.length > 0);
+      if (page === 'README.md') assert.ok(links.length > 0);
       for (const link of links) {
         const [path, anchor] = link.split('#') as [string, string | undefined];
         const target = path === '' ? join(root, page) : resolve(dirname(join(root, page)), path);
