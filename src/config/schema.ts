@@ -57,8 +57,9 @@ const listenAddress = z
 
 const upstreamUrl = z.string({ error: 'expected an http:// or https:// URL' }).transform((text, ctx) => {
   // "localhost:9100" parses as a URL whose scheme is "localhost:": say what was meant.
-  if (!/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text)) {
-    ctx.addIssue({ code: 'custom', message: `upstream must be an http:// or https:// URL, e.g. "http://${text.replace(/^\/+/, '') || 'localhost:9100'}/metrics"; got "${text}"` });
+  const bare = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?(\/\S*)?$/.exec(text);
+  if (bare && !/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text)) {
+    ctx.addIssue({ code: 'custom', message: `upstream must be an http:// or https:// URL, e.g. "http://${text}${bare[1] === undefined ? '/metrics' : ''}"; got "${text}"` });
     return z.NEVER;
   }
   let url: URL;
