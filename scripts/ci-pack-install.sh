@@ -3,7 +3,7 @@
 # temporary prefix; the `scrapecache` on that PATH must print its version, pass --check-config on
 # the shipped proxy.yaml, and start and answer on it. The tarball must hold what the command
 # needs (package.json, README.md, dist/src/**/*.js, dist/src/build-info.json) and nothing else:
-# no tests, no source maps, no TypeScript, no demo.
+# no tests, no source maps, no TypeScript, no demo, no schema generator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,7 @@ echo "packed $tarball"
 echo "-- the tarball's files"
 files=$(tar -tzf "$work/$tarball")
 unexpected=$(grep -Ev '^package/(package\.json|README\.md|dist/src/.+\.js|dist/src/build-info\.json)$' <<<"$files" || true)
-misplaced=$(grep -E '^package/dist/src/demo/|\.map$|\.ts$|/test/' <<<"$files" || true)
+misplaced=$(grep -E '^package/dist/src/demo/|json-schema\.js$|\.map$|\.ts$|/test/' <<<"$files" || true)
 if [ -n "$unexpected$misplaced" ]; then
   echo "files the command does not need:" >&2
   echo "$unexpected$misplaced" >&2
