@@ -23,6 +23,7 @@ function route(name: string, extra: Partial<Route> = {}): Route {
     maxBodyBytes: 1 << 20,
     staleWhileRevalidateMs: 0,
     staleIfErrorMs: 0,
+    overrides: [],
     prefetch: false,
     cache: true,
     queryKeys: null,

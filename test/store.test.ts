@@ -143,7 +143,7 @@ describe('the disk level', () => {
       const dir = tempDir();
       let failing = false;
       const { log, warnings, lines } = capture();
-      const metrics = new Metrics({ usageByRoute: () => new Map() }, { defaultMetrics: false });
+      const metrics = new Metrics({ usage: () => ({ entries: 0, bytes: 0, oldestAgeSeconds: undefined }) }, { defaultMetrics: false });
       const store = new DiskStore({
         dir,
         maxBytes: 1 << 20,

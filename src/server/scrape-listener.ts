@@ -16,6 +16,7 @@ import {
   type Representation,
 } from '../cache/representation.js';
 import { admitsFormat, formatAccept } from '../cache/pinned-format.js';
+import { windowsFor } from '../cache/route-windows.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
@@ -182,7 +183,8 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
 
   function admitExact(target: ScrapeTarget): boolean {
     const { route } = target;
-    const lifetimeMs = route.ttlMs + Math.max(route.staleWhileRevalidateMs, route.staleIfErrorMs);
+    const windows = windowsFor(route, target.query);
+    const lifetimeMs = windows.ttlMs + Math.max(windows.staleWhileRevalidateMs, windows.staleIfErrorMs);
     return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, Date.now());
   }
 
