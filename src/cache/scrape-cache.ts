@@ -239,6 +239,11 @@ export class ScrapeCache {
     return this.memory.peek(keyOf(target));
   }
 
+  /** The entry held under a key, without touching recency (a listing's hit counts). */
+  peekKey(key: string): StoredResponse | undefined {
+    return this.memory.peek(key);
+  }
+
   /**
    * The stale entry for a target, when stale_if_error allows serving it: for a client whose own
    * scrape timeout ends before a refresh does (a timeout is an error too).
