@@ -185,7 +185,7 @@ test('a route with overrides shows each with its windows, and an entry says the 
     { tokenRequired: false },
   );
   assert.match(page, /<li><code>module=inventory<\/code>: ttl 6h, stale_if_error 1d<\/li>/);
-  assert.match(page, /title="stored with ttl 6h \(override module=inventory\)"/);
+  assert.match(page, /title="stored with ttl 6 h \(override module=inventory\)"/);
 });
 
 test('a canonical query shows decoded, with &, = and % inside values kept encoded', () => {
