@@ -27,33 +27,38 @@ class RouteEntries {
   bytes = 0;
   readonly byPath = new Map<string, Map<string, Slot>>();
   /** Entries by fetchedAt, oldest first; entries let go or dead are dropped when they come to the top. */
-  readonly oldest = new FetchedAtHeap();
+  readonly oldest: FetchedAtHeap;
+
+  constructor(holds: (entry: StoredResponse) => boolean) {
+    this.oldest = new FetchedAtHeap(holds);
+  }
 }
 
-/** Bytes an entry was counted with while held, on the entry itself (its size grows with a converted variant). */
-const COUNTED = Symbol('counted');
-type Counted = StoredResponse & { [COUNTED]?: number };
 
 const BTree = SortedTree.default;
 
 export class EntryIndex {
   private readonly routes = new Map<string, RouteEntries>();
+  /**
+   * Bytes each entry held was counted with (its size grows with a converted variant). Per index:
+   * one entry object may sit in two stores of one process (an in-process bus in tests).
+   */
+  private readonly counted = new WeakMap<StoredResponse, number>();
   /** Every entry by key (route, path, query, representation): pages of a listing in a stable order. */
   private readonly byKey = new BTree<string, StoredResponse>();
   private total = 0;
 
   add(entry: StoredResponse): void {
-    const e = entry as Counted;
-    if (e[COUNTED] !== undefined) return this.resized(entry);
+    if (this.counted.has(entry)) return this.resized(entry);
     let r = this.routes.get(entry.route);
-    if (!r) this.routes.set(entry.route, (r = new RouteEntries()));
+    if (!r) this.routes.set(entry.route, (r = new RouteEntries((e) => this.counted.has(e))));
     let queries = r.byPath.get(entry.path);
     if (!queries) r.byPath.set(entry.path, (queries = new Map()));
     const slot = queries.get(entry.query);
     if (slot === undefined) queries.set(entry.query, entry);
     else if (Array.isArray(slot)) slot.push(entry);
     else queries.set(entry.query, [slot, entry]);
-    e[COUNTED] = entry.bytes;
+    this.counted.set(entry, entry.bytes);
     this.byKey.set(entry.key, entry);
     this.total++;
     r.entries++;
@@ -62,10 +67,9 @@ export class EntryIndex {
   }
 
   remove(entry: StoredResponse): void {
-    const e = entry as Counted;
-    const counted = e[COUNTED];
+    const counted = this.counted.get(entry);
     if (counted === undefined) return;
-    e[COUNTED] = undefined;
+    this.counted.delete(entry);
     if (this.byKey.get(entry.key) === entry) this.byKey.delete(entry.key);
     this.total--;
     const r = this.routes.get(entry.route)!;
@@ -85,16 +89,15 @@ export class EntryIndex {
 
   /** An entry held grew (a converted variant): count its new size. */
   resized(entry: StoredResponse): void {
-    const e = entry as Counted;
-    const counted = e[COUNTED];
+    const counted = this.counted.get(entry);
     if (counted === undefined) return;
     this.routes.get(entry.route)!.bytes += entry.bytes - counted;
-    e[COUNTED] = entry.bytes;
+    this.counted.set(entry, entry.bytes);
   }
 
   /** Whether the index holds this entry object. */
   holds(entry: StoredResponse): boolean {
-    return (entry as Counted)[COUNTED] !== undefined;
+    return this.counted.has(entry);
   }
 
   /** The entries a selection names, without looking at any other. */
@@ -154,11 +157,7 @@ export class EntryIndex {
   }
 
   clear(): void {
-    for (const r of this.routes.values()) {
-      for (const queries of r.byPath.values()) {
-        for (const slot of queries.values()) for (const e of Array.isArray(slot) ? slot : [slot]) (e as Counted)[COUNTED] = undefined;
-      }
-    }
+    for (const entry of this.byKey.values()) this.counted.delete(entry);
     this.routes.clear();
     this.byKey.clear();
     this.total = 0;
@@ -172,6 +171,8 @@ export class EntryIndex {
  */
 class FetchedAtHeap {
   private items: StoredResponse[] = [];
+
+  constructor(private readonly holds: (entry: StoredResponse) => boolean) {}
 
   push(entry: StoredResponse): void {
     const items = this.items;
@@ -202,7 +203,7 @@ class FetchedAtHeap {
   }
 
   private rebuild(): void {
-    this.items = this.items.filter((e) => (e as Counted)[COUNTED] !== undefined).sort((a, b) => a.fetchedAt - b.fetchedAt);
+    this.items = this.items.filter(this.holds).sort((a, b) => a.fetchedAt - b.fetchedAt);
   }
 
   private pop(): void {
