@@ -6,10 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import fc from 'fast-check';
-import { isDead } from '../src/cache/freshness.js';
+import { expiresAt, isDead } from '../src/cache/freshness.js';
 import { MemoryStore } from '../src/cache/memory-store.js';
 import { selects, type EntrySelection } from '../src/cache/store.js';
 import type { StoredResponse } from '../src/cache/stored-response.js';
+import { parseEntryView, SORT_KEYS } from '../src/pages/status-model.js';
+import { MAX_RANKED_ROWS, viewPage } from '../src/server/entry-listing.js';
 import { startFakeExporter } from './helpers/fake-exporter.js';
 import { get, post, SCRAPE_HEADERS, startProxy } from './helpers/proxy.js';
 import { makeRecord, T0 } from './helpers/store-conformance.js';
@@ -114,6 +116,49 @@ test('per-route entries, bytes and oldest age, selections and key order equal a 
       }
     }),
     { numRuns: 150 },
+  );
+});
+
+test("the status page's pages equal sorting and filtering every entry at once, for any sort, order, filter and page", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.record({ route: routeArb, path: pathArb, query: queryArb, representation: repArb, size: fc.integer({ min: 1, max: 50 }), age: fc.integer({ min: 0, max: 50_000 }), hits: fc.nat({ max: 5 }) }), { maxLength: 60 }),
+      fc.constantFrom(...SORT_KEYS),
+      fc.constantFrom('asc', 'desc'),
+      fc.constantFrom('', 'A', 't=1', '/y', 'nothing'),
+      fc.integer({ min: 1, max: 5 }),
+      async (rows, sort, order, filter, page) => {
+        const store = new MemoryStore(1 << 30, {}, () => T0);
+        try {
+          for (const r of rows) {
+            store.set(makeRecord({ route: r.route, path: r.path, query: r.query, representation: r.representation, body: 'x'.repeat(r.size), fetchedAt: T0 - r.age }));
+            store.peek(makeRecord(r).key)!.hits = r.hits;
+          }
+          const view = parseEntryView(new URLSearchParams({ sort, order, filter }));
+          const pageSize = 7;
+          const shown = await viewPage(store, view, page, pageSize, (e) => e.hits);
+          // The naive answer: every entry, filtered, sorted, then the page cut out.
+          const key = (e: StoredResponse): string | number =>
+            ({ route: e.key, path: `${e.path}\u0000${e.query}`, query: e.query, representation: e.representation, bytes: e.bytes, age: -e.fetchedAt, ttl: expiresAt(e), hits: e.hits })[sort];
+          const cmp = (a: StoredResponse, b: StoredResponse) => {
+            const [x, y] = [key(a), key(b)];
+            const base = x < y ? -1 : x > y ? 1 : 0;
+            return (order === 'asc' ? base : -base) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+          };
+          const needle = filter.toLowerCase();
+          const all = [...store.entries()].filter((e) => [e.route, e.path, e.query, e.representation].some((f) => f.toLowerCase().includes(needle))).sort(cmp);
+          const pages = Math.max(1, Math.ceil(Math.min(all.length, MAX_RANKED_ROWS) / pageSize));
+          const expectedPage = Math.min(page, pages);
+          assert.equal(shown.matched, all.length);
+          assert.equal(shown.pages, pages);
+          assert.equal(shown.page, expectedPage);
+          assert.deepEqual(shown.entries.map((e) => e.key), all.slice((expectedPage - 1) * pageSize, expectedPage * pageSize).map((e) => e.key));
+        } finally {
+          store.close();
+        }
+      },
+    ),
+    { numRuns: 200 },
   );
 });
 

@@ -68,7 +68,7 @@ function comparator(sort: SortKey, hits: (e: StoredResponse) => number): Compare
       return (a, b) => byText(a.representation, b.representation);
     case 'bytes':
       return (a, b) => a.bytes - b.bytes;
-    // Older first: the one fetched earlier.
+    // By age: ascending is the one fetched last first.
     case 'age':
       return (a, b) => b.fetchedAt - a.fetchedAt;
     case 'ttl':
