@@ -260,20 +260,8 @@ export class ScrapeCache {
    * caches; with refresh, fetches the dropped query-less keys again and waits for them.
    */
   async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
-    const dropped: StoredResponse[] = [];
-    // Fills that started before are superseded at once; the entries go in slices that let
-    // scrapes in between (issue 21), and the answer waits for the last one.
-    this.supersedeFills(selection);
-    const chosen = this.memory.selected(selection);
-    for (let i = 0; i < chosen.length; i += INVALIDATION_SLICE) {
-      if (i > 0) await yieldToScrapes();
-      for (const entry of chosen.slice(i, i + INVALIDATION_SLICE)) {
-        // An entry stored meanwhile was fetched after the invalidation began: it stays.
-        if (!this.memory.deleteIf(entry)) continue;
-        this.failures.delete(entry.key);
-        dropped.push(entry);
-      }
-    }
+    // The answer waits for the last slice (issue 21).
+    const dropped = await this.dropInSlices(selection);
     const invalidated = dropped.length;
     // The shared level first (deleting the leases of fills in flight, see store), then the
     // others' copies: once the bus has delivered, no replica holds or can read back an old one.
@@ -366,6 +354,27 @@ export class ScrapeCache {
       n++;
     }
     return n;
+  }
+
+  /**
+   * drop() for a selection of any size: fills that started before are superseded at once, and
+   * the entries go in slices that let scrapes be answered in between (issue 21). Resolves to the
+   * entries dropped once the last slice is done.
+   */
+  private async dropInSlices(selection: EntrySelection): Promise<StoredResponse[]> {
+    this.supersedeFills(selection);
+    const chosen = this.memory.selected(selection);
+    const dropped: StoredResponse[] = [];
+    for (let i = 0; i < chosen.length; i += INVALIDATION_SLICE) {
+      if (i > 0) await yieldToScrapes();
+      for (const entry of chosen.slice(i, i + INVALIDATION_SLICE)) {
+        // An entry stored meanwhile was fetched after the invalidation began: it stays.
+        if (!this.memory.deleteIf(entry)) continue;
+        this.failures.delete(entry.key);
+        dropped.push(entry);
+      }
+    }
+    return dropped;
   }
 
   /** Fills in flight for selected keys answer their waiters but store nothing; new requests do not join them. */
@@ -475,8 +484,10 @@ export class ScrapeCache {
       }
       case 'invalidated':
         // Soft: keep serving the copy; the next scrape's fill joins the publisher's refetch.
+        // Another cache's invalidation (a cluster worker hearing its primary): in slices too, so
+        // that 50 000 entries of a route do not hold this process's scrapes.
         if (event.soft) this.markStale(event.selection);
-        else this.drop(event.selection);
+        else void this.dropInSlices(event.selection);
         break;
     }
     if (event.type !== 'invalidated') {
