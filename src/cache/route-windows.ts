@@ -20,6 +20,13 @@ export function windowsFor(route: Route, query: string): WindowPolicy {
   return i < 0 ? route : route.overrides[i]!;
 }
 
+/** How long the longest-lived key of a route may be served: ttl plus the longer stale window, over the route and its overrides. */
+export function longestLifetimeMs(route: Route): number {
+  let longest = route.ttlMs + Math.max(route.staleWhileRevalidateMs, route.staleIfErrorMs);
+  for (const o of route.overrides) longest = Math.max(longest, o.ttlMs + Math.max(o.staleWhileRevalidateMs, o.staleIfErrorMs));
+  return longest;
+}
+
 /** `module=inventory`, `target=10.1.*&module=if_mib`: an override's match as a query would say it. */
 export function describeOverride(o: WindowOverride): string {
   return o.query.map(({ name, values }) => `${name}=${values.join('|')}`).join('&');
