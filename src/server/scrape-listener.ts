@@ -16,6 +16,7 @@ import {
   type Representation,
 } from '../cache/representation.js';
 import { admitsFormat, formatAccept } from '../cache/pinned-format.js';
+import { longestLifetimeMs } from '../cache/route-windows.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
@@ -213,7 +214,9 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
 
   function admitExact(target: ScrapeTarget): boolean {
     const { route } = target;
-    const lifetimeMs = route.ttlMs + Math.max(route.staleWhileRevalidateMs, route.staleIfErrorMs);
+    // The longest any key of the route may live (its own windows or an override's): a slot is
+    // reused no earlier than its entry could be, and no query is parsed on a hit.
+    const lifetimeMs = longestLifetimeMs(route);
     return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, Date.now());
   }
 
