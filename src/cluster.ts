@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { startApp, type App } from './app.js';
+import type { ListenOverrides } from './config/listen-overrides.js';
 import { encodeRecord } from './cache/stored-record.js';
 import { PrimaryLink } from './cluster/primary-link.js';
 import { fetchesAnswer, hitsAnswer, metricsAnswer, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from './cluster/messages.js';
@@ -26,6 +27,8 @@ export interface RunOptions {
   file: string;
   log: Logger;
   logLevelOverride: boolean;
+  /** --web.listen-address and --web.admin-listen-address, kept over the file on reload. */
+  listenOverrides?: ListenOverrides;
   /** --web.config.file: every process that listens reads and watches it. */
   webConfigFile?: string;
 }
@@ -37,7 +40,7 @@ export interface Running {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, source, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
+export async function runPrimary({ config, source, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -51,7 +54,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
   };
 
   /** Asks every live worker; one that does not answer within 2 s, or answers nonsense, counts as `none`. */
-  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T, check: { safeParse(v: unknown): { success: boolean; data?: unknown } }): Promise<T[]> {
+  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T, check: { safeParse(v: unknown): { success: boolean; data?: unknown } }, keys?: string[]): Promise<T[]> {
     const asked = [...workers].filter((w) => w.isConnected()).map(
       (w) =>
         new Promise<T>((resolve) => {
@@ -67,7 +70,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
             if (!parsed.success) log.warn({ worker: w.process.pid, what }, 'worker answered with a malformed message; counted as none');
             resolve(parsed.success ? (parsed.data as T) : none);
           });
-          w.send({ t: 'ask', id, what } satisfies ToWorker);
+          w.send((keys === undefined ? { t: 'ask', id, what } : { t: 'ask', id, what, keys }) satisfies ToWorker);
         }),
     );
     return Promise.all(asked);
@@ -91,10 +94,10 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
     return new Map(merged.entries());
   }
 
-  /** Hits per key, summed over the workers: the primary itself serves none. */
-  async function cacheHits(): Promise<Map<string, number>> {
+  /** Hits per key (of these keys, or of all), summed over the workers: the primary itself serves none. */
+  async function cacheHits(keys?: string[]): Promise<Map<string, number>> {
     const total = new Map<string, number>();
-    for (const hits of await askWorkers<Array<[string, number]>>('hits', [], hitsAnswer)) {
+    for (const hits of await askWorkers<Array<[string, number]>>('hits', [], hitsAnswer, keys)) {
       for (const [key, n] of hits) total.set(key, (total.get(key) ?? 0) + n);
     }
     return total;
@@ -105,6 +108,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
     log,
     configFile: file,
     logLevelOverride,
+    ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: false, admin: true },
     cacheParts: { bus: new WorkersBus(() => workers) },
@@ -168,6 +172,14 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
       case 'answer':
         answers.get(message.id)?.(message.value);
         return;
+      case 'metrics?': {
+        const { id } = message;
+        metricsText().then(
+          ({ contentType, text }) => worker.isConnected() && worker.send({ t: 'metrics', id, contentType, text } satisfies ToWorker),
+          (err: unknown) => log.warn({ error: (err as Error).message }, 'cannot gather metrics for a worker'),
+        );
+        return;
+      }
       case 'fill': {
         const { id, target } = message;
         const route = app.table().byName.get(target.route);
@@ -242,16 +254,36 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
 }
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
-export async function runWorker({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
+export async function runWorker({ config, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
   const send = (m: ToPrimary) => process.send?.(m);
   const link = new PrimaryLink(send, () => process.connected);
+
+  // GET /metrics on a worker's scrape listener: the primary gathers the whole group's.
+  let metricsId = 0;
+  const metricsAsked = new Map<number, (answer: { contentType: string; text: string }) => void>();
+  const selfMetrics = () =>
+    new Promise<{ contentType: string; text: string }>((resolve, reject) => {
+      const id = ++metricsId;
+      const timer = setTimeout(() => {
+        metricsAsked.delete(id);
+        reject(new Error('the primary process did not answer within 5 s'));
+      }, 5000);
+      metricsAsked.set(id, (answer) => {
+        clearTimeout(timer);
+        metricsAsked.delete(id);
+        resolve(answer);
+      });
+      send({ t: 'metrics?', id });
+    });
 
   const app = await startApp({
     config,
     log,
     configFile: file,
     logLevelOverride,
+    ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
+    selfMetrics,
     listeners: { scrape: true, admin: false },
     // The primary fetches, prefetches and keeps the disk level for the group.
     cacheParts: { filler: link, bus: link, prefetch: false, secondLevel: false },
@@ -284,8 +316,12 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
         } else if (message.what === 'fetches') {
           send({ t: 'answer', id: message.id, value: app.metrics.lastFetch.entries() });
         } else {
-          send({ t: 'answer', id: message.id, value: [...app.cache.entries()].map((e) => [e.key, e.hits]) });
+          const held = message.keys === undefined ? [...app.cache.entries()] : message.keys.map((key) => app.cache.peekKey(key)).filter((e) => e !== undefined);
+          send({ t: 'answer', id: message.id, value: held.map((e) => [e.key, e.hits]) });
         }
+        return;
+      case 'metrics':
+        metricsAsked.get(message.id)?.({ contentType: message.contentType, text: message.text });
         return;
       case 'shutdown':
         void app.close().then(() => process.exit(0));

@@ -16,13 +16,13 @@
  * headers are the upstream's response headers, less hop-by-hop ones).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
 import { lutimes, open, readdir, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
-import { selects, type EntrySelection, type Store } from './store.js';
+import { selects, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import { decodeRecord, encodeRecord, isRecordStart, RecordError, servableUntil, type StoredRecord } from './stored-record.js';
 
 const SUFFIX = '.rec';
@@ -31,6 +31,10 @@ const LOCK = 'scrapecache.lock';
 /** Reads at once while loading: enough to keep a disk busy, few enough to bound memory in flight. */
 const LOAD_CONCURRENCY = 16;
 const HEARTBEAT_MS = 10_000;
+/** Keys looked at, and files removed at once, between two turns of the event loop in a large deletion. */
+const DELETE_SLICE = 500;
+/** When the file system does not say its block size. */
+const DEFAULT_BLOCK = 4096;
 
 /** A write asked for and not yet renamed into place: an invalidation that selects it cancels it. */
 interface PendingWrite {
@@ -42,6 +46,7 @@ interface PendingWrite {
 
 interface Indexed {
   file: string;
+  /** What the file occupies: its length rounded up to whole blocks of the file system. */
   bytes: number;
   route: string;
   path: string;
@@ -79,7 +84,11 @@ export class DiskStore implements Store {
   private readonly now: () => number;
   /** What is on disk, in write order (the first is the first to go when the bound is reached). */
   private readonly index = new Map<string, Indexed>();
+  /** Keys by route, path and query (the representations of one target): a one-key invalidation walks nothing. */
+  private readonly byTarget = new Map<string, string | string[]>();
   private totalBytes = 0;
+  /** The file system's block: max_bytes bounds what the directory occupies, not the sum of lengths (issue 21). */
+  private readonly blockBytes: number;
   /** The last operation per key: a set and a delete of one key happen in the order they were asked. */
   private readonly queue = new Map<string, Promise<unknown>>();
   /**
@@ -90,6 +99,9 @@ export class DiskStore implements Store {
   private readonly pending = new Map<string, Set<PendingWrite>>();
   /** The error code the last failed write gave; one warning per change, not one per write. */
   private failing: string | undefined;
+  /** Since when the directory has been writable, or not (the status page). */
+  private since: number;
+  private lastError: { message: string; at: number } | undefined;
   private readonly lockBody: string;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly writeDurably: (path: string, bytes: Buffer) => Promise<void>;
@@ -118,7 +130,9 @@ export class DiskStore implements Store {
       if (code === 'ELOOP') throw new Error(`cache.disk.path ${this.dir}: ${LOCK} is a symbolic link; refusing to write through it (remove it)`);
       throw new Error(`cache.disk.path ${this.dir}: cannot write there (${code ?? (err as Error).message})`);
     }
+    this.blockBytes = blockSizeOf(this.dir);
     this.metrics?.storeUp.set({ store: 'disk' }, 1);
+    this.since = this.now();
     // The lock's mtime says the holder is alive; another process started on this directory warns.
     this.timers.push(setInterval(() => void lutimes(lock, new Date(), new Date()).catch(() => undefined), HEARTBEAT_MS).unref());
     this.timers.push(setInterval(() => this.sweep(), 30_000).unref());
@@ -174,6 +188,7 @@ export class DiskStore implements Store {
         this.forget(key);
         void unlink(join(this.dir, at.file)).catch(() => undefined);
         this.log.warn({ file: at.file, err: found.message }, 'cache file unreadable; dropped');
+        this.lastError = { message: `${at.file} unreadable, dropped: ${found.message}`, at: this.now() };
         return undefined;
       }
       this.op('get', 'ok');
@@ -217,9 +232,13 @@ export class DiskStore implements Store {
     });
   }
 
+  /**
+   * Removes the selected files: one target's through the index, a larger selection in slices
+   * that let scrapes run between them (issue 21). Resolves once every file is gone.
+   */
   async deleteSelected(selection: EntrySelection): Promise<number> {
-    const keys = [...this.index].filter(([, at]) => selects(selection, at)).map(([key]) => key);
-    // Writes in flight: cancelled, and their keys deleted after them (the per-key queue keeps the order).
+    // Writes in flight, first and at once (before any await lets one finish): cancelled, and
+    // their keys deleted after them (the per-key queue keeps the order).
     const inFlight: string[] = [];
     for (const [key, tickets] of this.pending) {
       let selected = false;
@@ -230,8 +249,29 @@ export class DiskStore implements Store {
       }
       if (selected && !this.index.has(key)) inFlight.push(key);
     }
-    await Promise.all([...keys, ...inFlight].map((key) => this.delete(key)));
+    const cancelled = Promise.all(inFlight.map((key) => this.delete(key)));
+    let keys: string[];
+    if (selection.route !== undefined && selection.path !== undefined && selection.query !== undefined) {
+      const slot = this.byTarget.get(targetOf(selection.route, selection.path, selection.query));
+      keys = slot === undefined ? [] : Array.isArray(slot) ? [...slot] : [slot];
+    } else {
+      keys = [];
+      let seen = 0;
+      for (const [key, at] of this.index) {
+        if (selects(selection, at)) keys.push(key);
+        if (++seen % (DELETE_SLICE * 10) === 0) await yieldToScrapes();
+      }
+    }
+    for (let i = 0; i < keys.length; i += DELETE_SLICE) {
+      await Promise.all(keys.slice(i, i + DELETE_SLICE).map((key) => this.delete(key)));
+    }
+    await cancelled;
     return keys.length;
+  }
+
+  /** What the directory's records occupy, in whole blocks (for tests and the README's sizing). */
+  get occupiedBytes(): number {
+    return this.totalBytes;
   }
 
   /**
@@ -285,6 +325,19 @@ export class DiskStore implements Store {
     this.trim();
   }
 
+  status(): LevelStatus {
+    return {
+      name: this.name,
+      where: this.dir,
+      up: this.failing === undefined,
+      since: this.since,
+      entries: this.index.size,
+      bytes: this.totalBytes,
+      maxBytes: this.maxBytes,
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+    };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -330,6 +383,7 @@ export class DiskStore implements Store {
     if (this.failing !== undefined) {
       this.log.info({ previously: this.failing }, 'cache directory writable again');
       this.failing = undefined;
+      this.since = this.now();
       this.metrics?.storeUp.set({ store: 'disk' }, 1);
     }
     return true;
@@ -338,10 +392,12 @@ export class DiskStore implements Store {
   private writeFailed(err: NodeJS.ErrnoException): void {
     const code = err.code ?? 'EIO';
     this.op('set', errorKind(err));
+    const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : err.message;
+    this.lastError = { message: `cannot write (${why})`, at: this.now() };
     if (this.failing === code) return;
+    if (this.failing === undefined) this.since = this.now();
     this.failing = code;
     this.metrics?.storeUp.set({ store: 'disk' }, 0);
-    const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : err.message;
     this.log.warn({ code }, `cannot write the cache directory (${why}); entries are kept in memory only until it can be written again`);
   }
 
@@ -379,9 +435,13 @@ export class DiskStore implements Store {
     }
   }
 
-  private remember(record: StoredRecord, file: string, bytes: number): void {
+  private remember(record: StoredRecord, file: string, length: number): void {
     this.forget(record.key);
+    const bytes = Math.max(1, Math.ceil(length / this.blockBytes)) * this.blockBytes;
     this.index.set(record.key, { file, bytes, route: record.route, path: record.path, query: record.query, deadAt: servableUntil(record) });
+    const target = targetOf(record.route, record.path, record.query);
+    const slot = this.byTarget.get(target);
+    this.byTarget.set(target, slot === undefined ? record.key : Array.isArray(slot) ? [...slot, record.key] : [slot, record.key]);
     this.totalBytes += bytes;
   }
 
@@ -389,6 +449,14 @@ export class DiskStore implements Store {
     const at = this.index.get(key);
     if (!at) return;
     this.index.delete(key);
+    const target = targetOf(at.route, at.path, at.query);
+    const slot = this.byTarget.get(target);
+    if (Array.isArray(slot)) {
+      const rest = slot.filter((k) => k !== key);
+      this.byTarget.set(target, rest.length === 1 ? rest[0]! : rest);
+    } else {
+      this.byTarget.delete(target);
+    }
     this.totalBytes -= at.bytes;
   }
 
@@ -418,6 +486,25 @@ function writeLock(path: string, body: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+
+function targetOf(route: string, path: string, query: string): string {
+  return `${route}\0${path}\0${query}`;
+}
+
+/** The file system's block size at dir (statfs), which every file's length is rounded up to. */
+function blockSizeOf(dir: string): number {
+  try {
+    const { bsize } = statfsSync(dir);
+    return Number.isSafeInteger(bsize) && bsize > 0 ? bsize : DEFAULT_BLOCK;
+  } catch {
+    return DEFAULT_BLOCK;
+  }
+}
+
+function yieldToScrapes(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export function fileOf(key: string): string {

@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
-import { ProxyError } from '../errors.js';
+import { ProxyError, upstreamAddress } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
@@ -18,9 +18,11 @@ import type { FillLease } from './fill-lease.js';
 import type { Filler, FillOutcome, ScrapeTarget } from './filler.js';
 import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
 import { cacheKey } from './key.js';
+import { windowsFor } from './route-windows.js';
+import type { RouteUsage } from './entry-index.js';
 import type { MemoryStore } from './memory-store.js';
 import { formatAccept } from './pinned-format.js';
-import { selects, type EntryIdentity, type EntrySelection, type Store } from './store.js';
+import { selects, type EntryIdentity, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
 import { StoredResponse } from './stored-response.js';
 
@@ -66,12 +68,7 @@ interface FailureState {
   fetchedAt: number | undefined;
 }
 
-export interface RouteUsage {
-  entries: number;
-  bytes: number;
-  /** Undefined when no entry of the route can be served. */
-  oldestAgeSeconds: number | undefined;
-}
+export type { RouteUsage } from './entry-index.js';
 
 export interface ScrapeCacheParts {
   memory: MemoryStore;
@@ -114,6 +111,8 @@ export class ScrapeCache {
    * overtook is not taken into memory, since it may hold a body the invalidation removed.
    */
   private invalidations = 0;
+  /** Invalidations whose second-level part is still running: reads below skip what they select. */
+  private readonly clearing = new Set<EntrySelection>();
 
   constructor(parts: ScrapeCacheParts) {
     this.memory = parts.memory;
@@ -150,8 +149,8 @@ export class ScrapeCache {
         else this.background(target, undefined);
       }
       // Other representations loaded from a second level are kept fresh as they were before.
-      for (const entry of this.memory.entries()) {
-        if (entry.route !== route.name || entry.path !== route.path || entry.query !== '' || entry.key === key) continue;
+      for (const entry of this.memory.selected({ route: route.name, path: route.path, query: '' })) {
+        if (entry.key === key) continue;
         const other = { ...target, representation: entry.representation, accept: entry.accept };
         if (isPrefetched(other) && !this.prefetchTimers.has(entry.key)) this.schedulePrefetch(other, entry);
       }
@@ -253,6 +252,11 @@ export class ScrapeCache {
     return this.memory.peek(keyOf(target));
   }
 
+  /** The entry held under a key, without touching recency (a listing's hit counts). */
+  peekKey(key: string): StoredResponse | undefined {
+    return this.memory.peek(key);
+  }
+
   /**
    * The stale entry for a target, when stale_if_error allows serving it: for a client whose own
    * scrape timeout ends before a refresh does (a timeout is an error too).
@@ -269,20 +273,43 @@ export class ScrapeCache {
    * caches; with refresh, fetches the dropped query-less keys again and waits for them.
    */
   async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number; reach?: Reach }> {
-    const dropped: StoredResponse[] = [];
-    const invalidated = this.drop(selection, (entry) => dropped.push(entry));
-    // The shared level first (deleting the leases of fills in flight, see store), then the
-    // others' copies: once the bus has delivered, no replica holds or can read back an old one.
-    await this.second?.deleteSelected(selection);
+    // The answer waits for the last slice (issue 21).
+    // Until the second level is cleared too, nothing it holds for the selection is read back.
+    this.clearing.add(selection);
+    let dropped: StoredResponse[];
+    try {
+      dropped = await this.dropInSlices(selection);
+      // The shared level first (deleting the leases of fills in flight, see store), then the
+      // others' copies: once the bus has delivered, no replica holds or can read back an old one.
+      await this.second?.deleteSelected(selection);
+    } finally {
+      this.clearing.delete(selection);
+    }
+    const invalidated = dropped.length;
     const reach = this.reached(await this.bus?.publish({ type: 'invalidated', selection }));
     this.metrics?.invalidations.inc(invalidated);
     let refreshed = 0;
     if (refresh) {
       const fills: Promise<unknown>[] = [];
+      const refetched = new Set<string>();
+      const refetch = (key: string, target: ScrapeTarget) => {
+        refetched.add(key);
+        // A new fetch even when one is in flight: that one started before the data changed.
+        fills.push(this.fill(key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
+      };
       for (const old of dropped) {
         const target = this.refetchTarget(old);
-        // A new fetch even when one is in flight: that one started before the data changed.
-        if (target) fills.push(this.fill(old.key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
+        if (target) refetch(old.key, target);
+      }
+      // A selected exact-path route is fetched too when nothing of it was cached (an earlier
+      // invalidation, a restart), in the representation Prometheus asks for, as prefetch does:
+      // "drop and fetch again now, so the next scrape is a hit" holds whatever came before.
+      // Not a route with query_keys: it is scraped with a query (blackbox's /probe?target=...).
+      for (const route of this.routesByName.values()) {
+        if (!route.cache || route.path === undefined || route.queryKeys !== null || !selects(selection, { route: route.name, path: route.path, query: '' })) continue;
+        const target = startupTarget(route, route.path);
+        const key = keyOf(target);
+        if (!refetched.has(key)) refetch(key, target);
       }
       await Promise.all(fills);
     }
@@ -329,9 +356,14 @@ export class ScrapeCache {
     const now = this.now();
     this.invalidations++;
     this.supersedeFills(selection);
-    const dropped = this.memory.deleteWhere((entry) => selects(selection, entry) && isDead(entry, now));
-    const marked = [...this.memory.entries()].filter((entry) => selects(selection, entry));
-    for (const entry of marked) {
+    const marked: StoredResponse[] = [];
+    let dropped = 0;
+    for (const entry of this.memory.selected(selection)) {
+      if (isDead(entry, now)) {
+        if (this.memory.deleteIf(entry)) dropped++;
+        continue;
+      }
+      marked.push(entry);
       entry.markStale(now, this.routesByName.get(entry.route)?.timeoutMs ?? 0);
       // One refetch now, not after a back-off from failures before the data changed.
       this.failures.delete(entry.key);
@@ -361,15 +393,38 @@ export class ScrapeCache {
    * started before the data changed, so they still answer their waiters but store nothing, and
    * new requests do not join them.
    */
-  private drop(selection: EntrySelection, each?: (entry: StoredResponse) => void): number {
+  private drop(selection: EntrySelection): number {
     this.invalidations++;
     this.supersedeFills(selection);
-    return this.memory.deleteWhere((entry) => {
-      if (!selects(selection, entry)) return false;
-      each?.(entry);
+    let n = 0;
+    for (const entry of this.memory.selected(selection)) {
+      if (!this.memory.deleteIf(entry)) continue;
       this.failures.delete(entry.key);
-      return true;
-    });
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * drop() for a selection of any size: fills that started before are superseded at once, and
+   * the entries go in slices that let scrapes be answered in between (issue 21). Resolves to the
+   * entries dropped once the last slice is done.
+   */
+  private async dropInSlices(selection: EntrySelection): Promise<StoredResponse[]> {
+    this.invalidations++;
+    this.supersedeFills(selection);
+    const chosen = this.memory.selected(selection);
+    const dropped: StoredResponse[] = [];
+    for (let i = 0; i < chosen.length; i += INVALIDATION_SLICE) {
+      if (i > 0) await yieldToScrapes();
+      for (const entry of chosen.slice(i, i + INVALIDATION_SLICE)) {
+        // An entry stored meanwhile was fetched after the invalidation began: it stays.
+        if (!this.memory.deleteIf(entry)) continue;
+        this.failures.delete(entry.key);
+        dropped.push(entry);
+      }
+    }
+    return dropped;
   }
 
   /** Fills in flight for selected keys answer their waiters but store nothing; new requests do not join them. */
@@ -399,22 +454,19 @@ export class ScrapeCache {
     this.memory.resize(entry);
   }
 
-  /** Per route: entries, bytes, and the age of the oldest entry that may still be served. */
-  usageByRoute(): Map<string, RouteUsage> {
-    const usage = new Map<string, RouteUsage>();
-    const now = this.now();
-    for (const entry of this.memory.entries()) {
-      let u = usage.get(entry.route);
-      if (!u) usage.set(entry.route, (u = { entries: 0, bytes: 0, oldestAgeSeconds: undefined }));
-      u.entries++;
-      u.bytes += entry.bytes;
-      // An entry past every window waits for the sweep; it answers nobody, so it is not "served".
-      if (!isDead(entry, now)) {
-        const age = Math.max(0, (now - entry.fetchedAt) / 1000);
-        if (u.oldestAgeSeconds === undefined || age > u.oldestAgeSeconds) u.oldestAgeSeconds = age;
-      }
-    }
-    return usage;
+  /** Entries, bytes and the age of the oldest entry that may still be served, of one route; kept up to date, never a walk. */
+  usage(route: string): RouteUsage {
+    return this.memory.usage(route);
+  }
+
+  /** Entries in key order (route, path, query, representation) after a key: pages of a listing. */
+  inKeyOrder(after?: string): IterableIterator<StoredResponse> {
+    return this.memory.inKeyOrder(after);
+  }
+
+  /** How many entries a selection names in memory, found through the index. */
+  countSelected(selection: EntrySelection): number {
+    return this.memory.countSelected(selection);
   }
 
   get count(): number {
@@ -423,6 +475,12 @@ export class ScrapeCache {
 
   get bytes(): number {
     return this.memory.bytes;
+  }
+
+  /** How each level is doing: memory, then the second level (the status page). */
+  async levels(): Promise<LevelStatus[]> {
+    const second = this.second?.status ? await this.second.status() : undefined;
+    return second ? [this.memory.status(), second] : [this.memory.status()];
   }
 
   /** Fills and background refreshes still running, for graceful shutdown. */
@@ -485,8 +543,10 @@ export class ScrapeCache {
       }
       case 'invalidated':
         // Soft: keep serving the copy; the next scrape's fill joins the publisher's refetch.
+        // Another cache's invalidation (a cluster worker hearing its primary): in slices too, so
+        // that 50 000 entries of a route do not hold this process's scrapes.
         if (event.soft) this.markStale(event.selection);
-        else this.drop(event.selection);
+        else void this.dropInSlices(event.selection);
         break;
     }
     if (event.type !== 'invalidated') {
@@ -669,7 +729,7 @@ export class ScrapeCache {
     if (!this.second) return undefined;
     const epoch = this.invalidations;
     const record = await this.second.get(key);
-    if (epoch !== this.invalidations) return undefined;
+    if (epoch !== this.invalidations || this.beingCleared(target)) return undefined;
     if (!record || record.fingerprint !== target.route.recordFingerprint) return undefined;
     // A soft-invalidated record is taken by a fill that has nothing to serve (soft): it answers
     // stale while its refetch runs, no scrape waits for the upstream.
@@ -679,6 +739,11 @@ export class ScrapeCache {
     // which may well be the fresh record below: that one is no refresh.
     if (previous && record.fetchedAt <= previous.fetchedAt) return undefined;
     return this.adopt(record);
+  }
+
+  private beingCleared(target: ScrapeTarget): boolean {
+    for (const selection of this.clearing) if (selects(selection, { route: target.route.name, path: target.path, query: target.query })) return true;
+    return false;
   }
 
   private waitForPeer(key: string, timeoutMs: number): Promise<CacheEvent | undefined> {
@@ -711,7 +776,7 @@ export class ScrapeCache {
     if (isPrefetched(target) && !this.closed && this.prefetches) {
       const count = (this.prefetchFailureCount.get(key) ?? 0) + 1;
       this.prefetchFailureCount.set(key, count);
-      this.setPrefetchTimer(target, now + retryBackoffMs(count, target.route.ttlMs));
+      this.setPrefetchTimer(target, now + retryBackoffMs(count, windowsFor(target.route, target.query).ttlMs));
     }
   }
 
@@ -759,6 +824,13 @@ function startupTarget(route: Route, path: string): ScrapeTarget {
     : { route, path, query: '', representation: route.format, accept: formatAccept(route.format) };
 }
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Entries dropped between two turns of the event loop in a large invalidation. */
+const INVALIDATION_SLICE = 1000;
+
+/** Lets the I/O waiting (scrapes) run before going on. */
+function yieldToScrapes(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 const NO_LEASE = '';
 /** Beyond the route's timeout, so that a lease outlives the fetch it guards. */
 const LEASE_MARGIN_MS = 5000;
@@ -768,7 +840,7 @@ const PEER_POLL_MS = 500;
 /** Another replica's fill failed: this one answers that failure rather than fetch again. */
 function peerFailed(target: ScrapeTarget, fwdStatus: number | string, retryInMs: number): ProxyError {
   const code = fwdStatus === 504 || fwdStatus === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE';
-  return new ProxyError(code, `route ${target.route.name}: the upstream fetch failed (${fwdStatus}); next try in ${Math.max(1, Math.ceil(retryInMs / 1000))}s`);
+  return new ProxyError(code, `route ${target.route.name}: the upstream fetch from ${upstreamAddress(target.route.upstream)} failed (${fwdStatus}); next try in ${Math.max(1, Math.ceil(retryInMs / 1000))}s`);
 }
 
 /**

@@ -35,20 +35,33 @@ const size = z
   })
   .meta({ description: 'Size in bytes, or with a unit: B, KiB, MiB, GiB (and KB, MB, GB as powers of 1000)' });
 
+/** `host:port`, `[v6]:port`, or `:port` for every address (as in Go); undefined when it is none of these. */
+export function parseListenAddress(text: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) return undefined;
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+}
+
 const listenAddress = z
   .string({ error: 'expected host:port, e.g. 0.0.0.0:9180' })
   .transform((text, ctx) => {
-    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
-    const port = match ? Number(match[3]) : NaN;
-    if (!match || port > 65535) {
+    const address = parseListenAddress(text);
+    if (!address) {
       ctx.addIssue({ code: 'custom', message: `invalid listen address "${text}" (expected host:port, e.g. 0.0.0.0:9180 or [::1]:9180)` });
       return z.NEVER;
     }
-    return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+    return address;
   })
   .meta({ description: 'host:port, e.g. 0.0.0.0:9180 or [::1]:9180' });
 
 const upstreamUrl = z.string({ error: 'expected an http:// or https:// URL' }).transform((text, ctx) => {
+  // "localhost:9100" parses as a URL whose scheme is "localhost:": say what was meant.
+  const bare = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?(\/\S*)?$/.exec(text);
+  if (bare && !/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text)) {
+    ctx.addIssue({ code: 'custom', message: `upstream must be an http:// or https:// URL, e.g. "http://${text}${bare[1] === undefined ? '/metrics' : ''}"; got "${text}"` });
+    return z.NEVER;
+  }
   let url: URL;
   try {
     url = new URL(text);
@@ -108,6 +121,21 @@ export const basicAuthSchema = z.strictObject({
   password_file: z.string().min(1).optional(),
 });
 
+const queryValues = z
+  .union([z.string(), z.array(z.string()).min(1, 'list at least one value')], { error: 'expected a value or a list of values' })
+  .transform((v) => (typeof v === 'string' ? [v] : v))
+  .meta({ description: 'Values of the query parameter that select this override; * matches any run of characters (10.1.*)' });
+
+/** SPEC 2 `overrides`: freshness windows for the keys whose query parameters have given values. */
+export const overrideSchema = z
+  .strictObject({
+    query: z.record(z.string().min(1), queryValues, { error: 'expected a mapping of query parameter names to values, e.g. { module: [inventory] }' }),
+    ttl: duration.optional(),
+    stale_while_revalidate: duration.optional(),
+    stale_if_error: duration.optional(),
+  })
+  .meta({ description: 'Keys whose query has these parameter values (every listed parameter, any listed value) get these windows; the first matching override wins, else the route\'s own' });
+
 export const routeSchema = z.strictObject({
   name: routeName,
   path: scrapePath.optional(),
@@ -119,6 +147,7 @@ export const routeSchema = z.strictObject({
   prefetch: z.boolean().optional(),
   cache: z.boolean().optional(),
   query_keys: z.array(z.string().min(1)).optional(),
+  overrides: z.array(overrideSchema, { error: 'expected a list of overrides such as - { query: { module: [inventory] }, ttl: 6h }' }).optional(),
   headers: z
     .record(z.string().regex(headerName, 'invalid header name'), z.string({ error: 'header values are strings' }))
     .optional(),

@@ -16,6 +16,7 @@ import {
   type Representation,
 } from '../cache/representation.js';
 import { admitsFormat, formatAccept } from '../cache/pinned-format.js';
+import { longestLifetimeMs } from '../cache/route-windows.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
@@ -33,6 +34,35 @@ const VARY = { Vary: 'Accept' };
 const NOT_ACCEPTABLE = { 'Cache-Status': 'scrapecache; detail=not-acceptable' };
 const VARY_NOT_ACCEPTABLE = { ...VARY, ...NOT_ACCEPTABLE };
 
+/** Where the scrape listener answers with the proxy's own metrics when no route serves the path. */
+export const SELF_METRICS_PATH = '/metrics';
+
+export interface SelfMetricsText {
+  contentType: string;
+  text: string;
+}
+
+async function serveSelfMetrics(req: IncomingMessage, res: ServerResponse, selfMetrics: () => Promise<SelfMetricsText>): Promise<void> {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    writeText(res, 405, `${SELF_METRICS_PATH} (the proxy's own metrics) answers GET and HEAD only`, ALLOW);
+    return;
+  }
+  if (hasBody(req)) {
+    writeText(res, 400, `${SELF_METRICS_PATH}: a GET or HEAD request must not carry a body`, { Connection: 'close' });
+    return;
+  }
+  let metrics: SelfMetricsText;
+  try {
+    metrics = await selfMetrics();
+  } catch (err) {
+    writeText(res, 503, `the proxy's own metrics are not available: ${(err as Error).message}`, {}, req.method === 'HEAD');
+    return;
+  }
+  const body = Buffer.from(metrics.text);
+  res.writeHead(200, { 'Content-Type': metrics.contentType, 'Content-Length': body.length, 'Cache-Control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
 export interface ScrapeListenerDeps {
   table(): RouteTable;
   cache: ScrapeCache;
@@ -44,6 +74,8 @@ export interface ScrapeListenerDeps {
   waiting?: Set<ServerResponse>;
   /** Where the admin listener is, for the landing page's link to the status page. */
   adminAddress?: () => AdminWhere | undefined;
+  /** The proxy's own metrics (the whole group's, with workers) for `GET /metrics`; without, that path is 404. */
+  selfMetrics?: () => Promise<SelfMetricsText>;
 }
 
 /** Time kept back from the client's scrape timeout so that our 504 arrives before it gives up. */
@@ -185,7 +217,9 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
 
   function admitExact(target: ScrapeTarget): boolean {
     const { route } = target;
-    const lifetimeMs = route.ttlMs + Math.max(route.staleWhileRevalidateMs, route.staleIfErrorMs);
+    // The longest any key of the route may live (its own windows or an override's): a slot is
+    // reused no earlier than its entry could be, and no query is parsed on a hit.
+    const lifetimeMs = longestLifetimeMs(route);
     return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, Date.now());
   }
 
@@ -237,7 +271,9 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const route = deps.table().match(path);
     if (route === undefined) {
       // The landing page: `/` exactly (a route may still claim it above), GET or HEAD.
-      if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return serveLandingPage(req, res, deps.table().routes, deps.adminAddress?.());
+      if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return serveLandingPage(req, res, deps.table().routes, deps.adminAddress?.(), deps.selfMetrics !== undefined && deps.table().match(SELF_METRICS_PATH) === undefined);
+      // The proxy's own metrics where Prometheus looks first, read only (a route may claim the path above).
+      if (path === SELF_METRICS_PATH && deps.selfMetrics) return serveSelfMetrics(req, res, deps.selfMetrics);
       writeText(res, 404, 'no route for this path');
       return;
     }
