@@ -27,7 +27,11 @@ export async function startCli(file: string, options: { onEntry?: (entry: LogEnt
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const urls = await new Promise<{ scrapeUrl: string; adminUrl: string }>((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error(`no "scrapecache listening" line within ${timeoutMs / 1000} s`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // A start that hangs (the test's subject, perhaps) must not outlive the test.
+      child.kill('SIGKILL');
+      reject(new Error(`no "scrapecache listening" line within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
     child.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
       for (const line of buffered.split('\n').slice(0, -1)) {
