@@ -88,7 +88,7 @@ function serve(routes, port) {
       return;
     }
     const acceptEncoding = req.headers['accept-encoding'];
-    const representation = entry.gzip !== null && acceptEncoding !== undefined && acceptEncoding.includes('gzip')
+    const representation = entry.gzip && acceptEncoding?.includes('gzip')
       ? entry.gzip
       : entry.identity;
     // Strict reference (issue 9): the header block is built once and only rebuilt when Age

@@ -184,7 +184,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
         const { id, target } = message;
         const route = app.table().byName.get(target.route);
         const reply = (m: ToWorker) => worker.isConnected() && worker.send(m);
-        if (!route || !route.cache) {
+        if (!route?.cache) {
           reply({ t: 'failed', id, code: 'UPSTREAM_UNREACHABLE', message: `route ${target.route}: not a cached route in the primary's config` });
           return;
         }

@@ -24,7 +24,6 @@ export interface StoreView {
 
 export class Metrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<'route' | 'cache'>;
   private readonly upstreamRequests: Counter<'route' | 'code'>;
   private readonly upstreamDuration: Histogram<'route'>;
   /** Requests whose Accept would have needed an entry beyond the per-key cap, by how they were answered. */
@@ -49,7 +48,7 @@ export class Metrics {
   constructor(store: StoreView, options: { defaultMetrics?: boolean; storeGauges?: boolean } = {}) {
     const registers = [this.registry];
     const byRoute = this.byRoute;
-    this.requests = new Counter({
+    new Counter({
       name: 'scrapecache_requests_total',
       help: 'Scrape requests answered, by route and cache outcome (hit, miss, collapsed, stale, bypass).',
       labelNames: ['route', 'cache'],

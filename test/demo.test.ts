@@ -94,7 +94,7 @@ test('the demo says which address it cannot listen on and exits 1', async () => 
     SCRAPECACHE_DEMO_ADMIN_LISTEN: '127.0.0.1:0',
     SCRAPECACHE_DEMO_COLLECT_MS: '1',
   });
-  const taken = /^  exporter\s+http:\/\/(\S+)\/metrics$/m.exec(first.out)![1]!;
+  const taken = /^ {2}exporter\s+http:\/\/(\S+)\/metrics$/m.exec(first.out)![1]!;
   const second = spawn(process.execPath, [demo], { env: { ...process.env, SCRAPECACHE_DEMO_EXPORTER: taken }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   second.stderr!.on('data', (c: Buffer) => (err += c.toString()));

@@ -96,7 +96,7 @@ describe('the disk level in the proxy', () => {
 
   test('invalidated entries leave the disk, and a refresh writes the new one', async () => {
     const dir = newDir();
-    const p = await startProxy(config(dir, nodeRoute() + `  - name: probe\n    path: /probe\n    upstream: ${exporter.url}/probe\n    ttl: 1h\n`));
+    const p = await startProxy(config(dir, `${nodeRoute()}  - name: probe\n    path: /probe\n    upstream: ${exporter.url}/probe\n    ttl: 1h\n`));
     try {
       await get(`${p.url}/node/metrics`, SCRAPE_HEADERS);
       await get(`${p.url}/probe?target=a`, SCRAPE_HEADERS);
@@ -118,7 +118,7 @@ describe('the disk level in the proxy', () => {
 
   test('invalidating a large selection answers once every entry is gone from memory and disk, and scrapes of other routes go on meanwhile', async () => {
     const dir = newDir();
-    const p = await startProxy(config(dir, nodeRoute() + `  - name: probe\n    path: /probe\n    upstream: ${exporter.url}/probe\n    ttl: 1h\n    query_keys: [target]\n`));
+    const p = await startProxy(config(dir, `${nodeRoute()}  - name: probe\n    path: /probe\n    upstream: ${exporter.url}/probe\n    ttl: 1h\n    query_keys: [target]\n`));
     try {
       await get(`${p.url}/node/metrics`, SCRAPE_HEADERS);
       // More than one slice of memory (1 000) and of disk (500) deletions.

@@ -206,7 +206,7 @@ routes:
     await sleep(350);
     exporter.fault = 'reset-mid-body';
     await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
-    const listed = JSON.parse((await get(`${proxy.url.replace(/:\d+$/, ':' + proxy.app.adminAddress.port)}/cache`)).body.toString());
+    const listed = JSON.parse((await get(`${proxy.url.replace(/:\d+$/, `:${proxy.app.adminAddress.port}`)}/cache`)).body.toString());
     assert.equal(listed.length, 1);
     exporter.fault = 'none';
     await sleep(1050);
@@ -286,7 +286,7 @@ describe('prefetch', () => {
     }));
 
   test('a ttl longer than a timer can wait does not turn prefetch into a tight loop', () =>
-    withPrefetchRoute('ttl: 30d', async (exporter, proxy) => {
+    withPrefetchRoute('ttl: 30d', async (exporter) => {
       await sleep(600);
       assert.equal(exporter.count, 1);
     }));

@@ -106,7 +106,7 @@ function generate(rnd: ReturnType<typeof prng>, n: number): Generated {
   if (rnd.chance(0.1)) headers.push(`X-Prometheus-Scrape-Timeout-Seconds: ${rnd.pick(['10', '0', '-1', 'abc', '1e9', '0.5'])}`);
   if (rnd.chance(0.1)) headers.push(`Connection: ${rnd.pick(['keep-alive', 'close', 'keep-alive, Content-Length', 'Transfer-Encoding', 'x-foo, close', 'upgrade'])}`);
   if (rnd.chance(0.05)) headers.push(rnd.pick(['Upgrade: websocket', 'Expect: 100-continue', 'Proxy-Authorization: Basic eA==', 'Te: trailers', 'Trailer: X']));
-  if (rnd.chance(0.04)) headers.push(rnd.pick(['X-Folded: a\r\n b', 'Bad Header: x', 'X-Nul: a\0b', ': empty', 'X-Long: ' + 'v'.repeat(20_000), 'X-LF: a\nb']));
+  if (rnd.chance(0.04)) headers.push(rnd.pick(['X-Folded: a\r\n b', 'Bad Header: x', 'X-Nul: a\0b', ': empty', `X-Long: ${'v'.repeat(20_000)}`, 'X-LF: a\nb']));
   let body = '';
   let hasBody = false;
   if (rnd.chance(0.12)) {

@@ -252,7 +252,7 @@ describe('listener security', { skip }, () => {
   test('a client that sends garbage, or never finishes its handshake, is dropped while the listener serves the others', async () => {
     const p = await start(TLS, '', { limits: { headersTimeoutMs: 300, requestTimeoutMs: 1000, keepAliveTimeoutMs: 1000 } });
     const closed = (socket: Socket) => new Promise<void>((resolve) => socket.resume().on('close', () => resolve()).on('error', () => undefined));
-    const garbage = connect(p.scrape, '127.0.0.1', () => garbage.write(Buffer.from('16030100ff0100' + 'ab'.repeat(300), 'hex')));
+    const garbage = connect(p.scrape, '127.0.0.1', () => garbage.write(Buffer.from(`16030100ff0100${'ab'.repeat(300)}`, 'hex')));
     const silent = connect(p.scrape, '127.0.0.1');
     assert.equal((await ask(p.scrape, '/metrics')).status, 200);
     await closed(garbage);

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { startApp } from '../src/app.js';
-import { ScrapeCache, type ScrapeTarget } from '../src/cache/scrape-cache.js';
+import type { ScrapeCache, ScrapeTarget } from '../src/cache/scrape-cache.js';
 import { loadConfig, parseConfig } from '../src/config/load.js';
 import { Metrics } from '../src/metrics.js';
 import { createLogger } from '../src/log.js';

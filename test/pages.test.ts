@@ -34,6 +34,12 @@ function route(name: string, extra: Partial<Route> = {}): Route {
   };
 }
 
+/** A prefix route: pathPrefix set and no path (exactly one of the two). */
+function prefixRoute(name: string, pathPrefix: string): Route {
+  const { path: _path, ...rest } = route(name, { pathPrefix, cache: false });
+  return rest;
+}
+
 function entry(extra: Partial<EntryRow> = {}): EntryRow {
   return { route: 'node', path: '/node/metrics', query: '', representation: 'openmetrics', bytes: 2048, age_seconds: 5, ttl_seconds: 25, fresh: true, hits: 3, ...extra };
 }
@@ -197,7 +203,7 @@ test('a canonical query shows decoded, with &, = and % inside values kept encode
 test('the landing page lists the routes with links, shows a prefix route as its prefix, and links the status page', () => {
   const page = renderLandingPage({
     version: '1.2.3',
-    routes: [route('node'), route('pages', { path: undefined, pathPrefix: '/pages/', cache: false })],
+    routes: [route('node'), prefixRoute('pages', '/pages/')],
     statusUrl: 'http://127.0.0.1:9181/',
   });
   assert.match(page, /<a href="\/node\/metrics"><code>\/node\/metrics<\/code><\/a>/);

@@ -7,7 +7,7 @@
 import { newScrapeCache } from './helpers/scrape-cache.js';
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { ScrapeCache, type ScrapeTarget } from '../src/cache/scrape-cache.js';
+import type { ScrapeTarget } from '../src/cache/scrape-cache.js';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger } from '../src/log.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';

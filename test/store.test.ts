@@ -113,11 +113,11 @@ describe('the disk level', () => {
     writeFileSync(join(dir, fileOf(good.key)), encodeRecord(good));
     const truncated = encodeRecord(makeRecord({ path: '/truncated' }));
     writeFileSync(join(dir, fileOf(makeRecord({ path: '/truncated' }).key)), truncated.subarray(0, truncated.length - 3));
-    writeFileSync(join(dir, 'f'.repeat(64) + '.rec'), Buffer.from('\x89PNG random bytes that are not a record'));
+    writeFileSync(join(dir, `${'f'.repeat(64)}.rec`), Buffer.from('\x89PNG random bytes that are not a record'));
     const newer = Buffer.from(encodeRecord(makeRecord({ path: '/newer' })));
     newer.writeUInt16BE(RECORD_VERSION + 1, 4);
     writeFileSync(join(dir, fileOf(makeRecord({ path: '/newer' }).key)), newer);
-    writeFileSync(join(dir, 'e'.repeat(64) + '.rec'), encodeRecord(makeRecord({ path: '/misnamed' })));
+    writeFileSync(join(dir, `${'e'.repeat(64)}.rec`), encodeRecord(makeRecord({ path: '/misnamed' })));
     writeFileSync(join(dir, `${fileOf(good.key)}.tmp-999999999-abcd`), truncated.subarray(0, 10));
     writeFileSync(join(dir, 'README'), 'not ours');
 

@@ -273,8 +273,8 @@ function concurrencySection(concurrency, profileLabel) {
   const sc = concurrency.map((c) => pointOf(c.points, 'scrapecache'));
   const ref = concurrency.map((c) => pointOf(c.points, 'reference'));
   if (sc.some(measured) && ref.some(measured)) {
-    out.push('scrapecache p99 / reference p99: ' + concurrency.map((c, i) =>
-      `${c.connections} conn: ${measured(sc[i]) && measured(ref[i]) ? ratio(sc[i].p99, ref[i].p99) : 'n/a'}`).join(', ') + '.', '');
+    out.push(`scrapecache p99 / reference p99: ${concurrency.map((c, i) =>
+      `${c.connections} conn: ${measured(sc[i]) && measured(ref[i]) ? ratio(sc[i].p99, ref[i].p99) : 'n/a'}`).join(', ')}.`, '');
   }
   return out;
 }

@@ -6,9 +6,9 @@ export interface ListenAddress {
 }
 
 export interface UpstreamTls {
-  ca?: Buffer;
-  cert?: Buffer;
-  key?: Buffer;
+  ca?: Buffer | undefined;
+  cert?: Buffer | undefined;
+  key?: Buffer | undefined;
   serverName?: string;
   insecureSkipVerify: boolean;
 }

@@ -4,8 +4,8 @@
  */
 import type { LevelStatus } from '../cache/store.js';
 import { formatDuration } from '../config/units.js';
-import { formatAge, formatBytes, html, Html, type Value } from './html.js';
-import { type EntryRow, type RouteStatus, type SortKey, type StatusModel } from './status-model.js';
+import { formatAge, formatBytes, html, type Html, type Value } from './html.js';
+import type { EntryRow, RouteStatus, SortKey, StatusModel } from './status-model.js';
 
 export const STYLE_PATH = '/static/scrapecache.css';
 export const SCRIPT_PATH = '/static/status-page.js';
@@ -54,7 +54,7 @@ function noteBox(note: Note | undefined): Html {
   return html`<div id="note" class="note${note ? (note.ok ? ' ok' : ' error') : ''}" role="status" aria-live="polite">${note?.text}</div>`;
 }
 
-function tokenForm(view: PageView, refused: boolean): Html {
+function tokenForm(refused: boolean): Html {
   return html`<section id="token" aria-labelledby="token-h">
 <h2 id="token-h">Admin token</h2>
 <p>This proxy has an admin token: enter it to see the status and use the buttons. With JavaScript it stays in this tab (sessionStorage) until you close it or forget it here; it is never put in a URL.</p>
@@ -76,7 +76,7 @@ export function renderTokenPage(version: string, view: PageView, refused: boolea
     html`<header><h1>scrapecache status</h1><p class="meta muted">version ${version}</p></header>
 <main id="main">
 ${noteBox(view.note)}
-${tokenForm(view, refused)}
+${tokenForm(refused)}
 </main>`,
   );
 }

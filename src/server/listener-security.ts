@@ -191,7 +191,7 @@ export class ListenerSecurity {
     return (req, res) => {
       const s = this.state;
       if (s.kind === 'invalid') return writeText(res, 500, 'Internal Server Error: the web config is invalid (see the log)');
-      const free = exempt !== undefined && exempt(req);
+      const free = exempt?.(req);
       const rate = s.config.rateLimit;
       if (rate !== undefined && !free) {
         if (rate !== limiterFor) {

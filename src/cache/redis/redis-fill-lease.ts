@@ -24,7 +24,7 @@ export class RedisFillLease implements FillLease {
 
   constructor(
     private readonly redis: RedisConnection,
-    private readonly now: () => number = Date.now,
+    now: () => number = Date.now,
   ) {
     this.local = new LocalFillLease(now);
   }
