@@ -17,6 +17,7 @@ import { parseConfig, readConfigText } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
 import { configWarnings } from './config/warnings.js';
 import { Metrics } from './metrics.js';
+import { addressText } from './net/host-port.js';
 import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
 import { writeText } from './server/respond.js';
 import { warnExposedCredentials } from './server/exposed-credentials.js';
@@ -373,7 +374,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   if (run.admin) warnExposedCredentials(config, security?.config(), log);
   // Not awaited: an upstream that is down must not hold up the start (one process of a group checks).
   if (run.admin) upstreamsChecked = checkUpstreams(config.routes, log, 'start-up');
-  const where = (a: AddressInfo | undefined) => (a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : undefined);
+  const where = (a: AddressInfo | undefined) => (a ? addressText(a) : undefined);
   log.info(
     {
       scrape: where(scrapeAddress),

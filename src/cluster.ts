@@ -19,6 +19,7 @@ import type { ProxyError } from './errors.js';
 
 type MetricsJson = object[];
 import { LastFetchRecorder, type LastFetch } from './last-fetch.js';
+import { addressText } from './net/host-port.js';
 
 export interface RunOptions {
   config: Config;
@@ -338,7 +339,7 @@ export async function runWorker({ config, file, log, logLevelOverride, listenOve
   process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
 
   const a: AddressInfo = app.scrapeAddress;
-  send({ t: 'ready', scrape: `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` });
+  send({ t: 'ready', scrape: addressText(a) });
   return { reload: () => app.reload(), close: () => app.close() };
 }
 

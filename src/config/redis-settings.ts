@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { unbracketHost } from '../net/host-port.js';
 import type { RawRedis } from './schema.js';
 import type { RedisSettings, UpstreamTls } from './types.js';
 
@@ -45,7 +46,7 @@ export function buildRedisSettings(raw: RawRedis, baseDir: string, report: Repor
   const settings: RedisSettings = {
     url: bare.href,
     // URL keeps IPv6 literals in brackets; net.connect wants them bare.
-    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    host: unbracketHost(url.hostname),
     port,
     database,
     keyPrefix: raw.key_prefix,

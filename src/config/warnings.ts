@@ -1,17 +1,9 @@
 /** Configs that are valid but probably not what the operator meant: logged at start-up, printed by --check-config. */
-import { isIP } from 'node:net';
+import { hostPort, isLoopback } from '../net/host-port.js';
 import type { Config, ListenAddress } from './types.js';
 import type { WebConfig } from './web-config.js';
 
-/** Whether a listen host is reachable only from this machine. */
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (h === 'localhost' || h === '::1') return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  return h.startsWith('::ffff:127.');
-}
-
-const where = (a: ListenAddress) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
+const where = (a: ListenAddress) => hostPort(a.host, a.port);
 
 /** Basic auth from --web.config.file protects the admin listener as a token does. */
 export function configWarnings(config: Config, web?: WebConfig): string[] {

@@ -13,6 +13,7 @@ import pino from 'pino';
 import { startApp, type App } from '../app.js';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
+import { hostPort, unbracketHost } from '../net/host-port.js';
 import { startDemoExporter, type DemoExporter } from './demo-exporter.js';
 
 const SCRAPES = 3;
@@ -51,26 +52,25 @@ async function series(url: string, headers: Record<string, string>): Promise<Scr
   return out;
 }
 
-function hostPort(text: string): { host: string; port: number } {
+function parseHostPort(text: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(text);
   if (!m) throw new Error(`expected host:port, got "${text}"`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  return { host: unbracketHost(m[1]!), port: Number(m[2]) };
 }
 
-const where = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
 const secs = (s: number) => `${s.toFixed(3)} s`.padStart(9);
 
 async function main(): Promise<void> {
   const collectMs = Number(process.env['SCRAPECACHE_DEMO_COLLECT_MS'] ?? 2000);
-  const exporterAt = hostPort(process.env['SCRAPECACHE_DEMO_EXPORTER'] ?? '127.0.0.1:9279');
+  const exporterAt = parseHostPort(process.env['SCRAPECACHE_DEMO_EXPORTER'] ?? '127.0.0.1:9279');
   let exporter: DemoExporter;
   try {
     exporter = await startDemoExporter(exporterAt.host, exporterAt.port, collectMs);
   } catch (err) {
-    throw new Error(`demo exporter: cannot listen on ${where(exporterAt.host, exporterAt.port)}: ${(err as Error).message}`);
+    throw new Error(`demo exporter: cannot listen on ${hostPort(exporterAt.host, exporterAt.port)}: ${(err as Error).message}`);
   }
   // The config names the exporter by this variable: the address it actually got.
-  process.env['SCRAPECACHE_DEMO_EXPORTER'] = where(exporterAt.host, exporter.address.port);
+  process.env['SCRAPECACHE_DEMO_EXPORTER'] = hostPort(exporterAt.host, exporter.address.port);
   let app: App;
   try {
     const config = loadConfig(CONFIG);
@@ -79,10 +79,10 @@ async function main(): Promise<void> {
     await exporter.close();
     throw err instanceof ConfigError ? new Error(`invalid config: ${formatProblem(err.problems[0]!)}`) : err;
   }
-  const direct = `http://${where(exporterAt.host, exporter.address.port)}/metrics`;
-  const scrapeAt = `http://${where(app.config().listen.host, app.scrapeAddress.port)}`;
+  const direct = `http://${hostPort(exporterAt.host, exporter.address.port)}/metrics`;
+  const scrapeAt = `http://${hostPort(app.config().listen.host, app.scrapeAddress.port)}`;
   const proxied = `${scrapeAt}/demo/metrics`;
-  const statusPage = `http://${where(app.config().admin.listen.host, app.adminAddress.port)}/`;
+  const statusPage = `http://${hostPort(app.config().admin.listen.host, app.adminAddress.port)}/`;
 
   const out = process.stdout;
   out.write(`scrapecache demo: an exporter that takes ${collectMs / 1000} s per scrape, and scrapecache in front of it (${CONFIG})\n`);

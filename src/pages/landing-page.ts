@@ -4,9 +4,9 @@
  * nothing: its only style is inline, allowed by hash.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
 import type { Route } from '../config/types.js';
 import { buildInfo } from '../build-info.js';
+import { bracketHost, hostPort, isLoopback, isWildcardHost } from '../net/host-port.js';
 import { cspHash, html, Html, pageHeaders } from './html.js';
 import { STYLESHEET } from './style.js';
 
@@ -60,14 +60,6 @@ export interface AdminWhere {
   port: number;
 }
 
-function isLoopback(address: string): boolean {
-  return address === '::1' || address.startsWith('127.') || address === '::ffff:127.0.0.1' || address.startsWith('::ffff:127.');
-}
-
-function isWildcard(host: string): boolean {
-  return host === '0.0.0.0' || host === '::' || host === '';
-}
-
 /**
  * The status page URL a browser that sent this request can open, or undefined: an admin
  * listener on all addresses is reached by the host name the browser used; one on loopback only
@@ -80,14 +72,13 @@ export function statusUrlFor(req: IncomingMessage, admin: AdminWhere | undefined
   // The Host header's name part ([v6]:port, name:port or name); anything else gets no link.
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d+)?$/.exec(hostHeader);
   const browserHost = m?.[1];
-  const bracket = (h: string) => (isIP(h) === 6 ? `[${h}]` : h);
-  if (isWildcard(admin.host)) return browserHost ? `${scheme}://${browserHost}:${admin.port}/` : undefined;
-  if (isLoopback(admin.host) || admin.host === 'localhost') {
+  if (isWildcardHost(admin.host)) return browserHost ? `${scheme}://${browserHost}:${admin.port}/` : undefined;
+  if (isLoopback(admin.host)) {
     // Only a browser on this machine reaches it; by the address it listens on, not a name that may resolve elsewhere.
-    return isLoopback(req.socket.remoteAddress ?? '') ? `${scheme}://${bracket(admin.host)}:${admin.port}/` : undefined;
+    return isLoopback(req.socket.remoteAddress ?? '') ? `${scheme}://${hostPort(admin.host, admin.port)}/` : undefined;
   }
   const local = (req.socket.localAddress ?? '').replace(/^::ffff:/, '');
-  return local === admin.host ? `${scheme}://${browserHost ?? bracket(admin.host)}:${admin.port}/` : undefined;
+  return local === admin.host ? `${scheme}://${browserHost ?? bracketHost(admin.host)}:${admin.port}/` : undefined;
 }
 
 export function serveLandingPage(req: IncomingMessage, res: ServerResponse, routes: readonly Route[], admin: AdminWhere | undefined, selfMetrics = false): void {

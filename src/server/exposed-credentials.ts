@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { WebConfig } from '../config/web-config.js';
-import { isLoopback } from '../config/warnings.js';
+import { isLoopback } from '../net/host-port.js';
 
 
 /**

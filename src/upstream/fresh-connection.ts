@@ -7,6 +7,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { unbracketHost } from '../net/host-port.js';
 import type { Route } from '../config/types.js';
 
 export interface FreshResponse {
@@ -27,7 +28,7 @@ export function requestOnFreshConnection(
   return new Promise((resolve, reject) => {
     const options = {
       protocol: upstream.protocol,
-      host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
+      host: unbracketHost(upstream.hostname),
       port: upstream.port || (https ? 443 : 80),
       path,
       method: 'GET',

@@ -9,6 +9,7 @@ import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import { classifyUpstreamError, ProxyError, upstreamAddress } from '../errors.js';
+import { unbracketHost } from '../net/host-port.js';
 import type { Metrics } from '../metrics.js';
 import { writeText } from '../server/respond.js';
 import { upstreamTarget } from './fetch-upstream.js';
@@ -176,7 +177,7 @@ export class PassThrough {
         {
           target: {
             protocol: upstream.protocol,
-            host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
+            host: unbracketHost(upstream.hostname),
             port: upstream.port || (upstream.protocol === 'https:' ? 443 : 80),
             path: targetPath,
           } as never,

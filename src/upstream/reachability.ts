@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import { upstreamAddress } from '../errors.js';
+import { unbracketHost } from '../net/host-port.js';
 
 /** Longest a connection attempt may take before the upstream counts as unreachable. */
 const PROBE_TIMEOUT_MS = 5000;
@@ -21,7 +22,7 @@ export interface ProbeResult {
 function probe(host: string, port: number, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     // WHATWG URLs keep IPv6 hosts in brackets; net wants them bare.
-    const socket = connect({ host: host.replace(/^\[|\]$/g, ''), port });
+    const socket = connect({ host: unbracketHost(host), port });
     const done = (error: string | undefined) => {
       clearTimeout(timer);
       socket.destroy();
