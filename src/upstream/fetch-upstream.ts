@@ -19,6 +19,7 @@ const request = require('undici/lib/api/api-request.js') as (
 ) => Promise<Dispatcher.ResponseData>;
 import type { Route } from '../config/types.js';
 import { classifyUpstreamError, ProxyError } from '../errors.js';
+import { tlsClientOptions } from '../net/tls-client-options.js';
 import { checkGzipBody, contentCodingOf } from './content-coding.js';
 import { requestOnFreshConnection } from './fresh-connection.js';
 
@@ -59,15 +60,7 @@ export class Dispatchers {
       agent = new Agent({
         connections: 32,
         keepAliveTimeout: 30_000,
-        connect: tls
-          ? {
-              ...(tls.ca ? { ca: tls.ca } : {}),
-              ...(tls.cert ? { cert: tls.cert } : {}),
-              ...(tls.key ? { key: tls.key } : {}),
-              ...(tls.serverName ? { servername: tls.serverName } : {}),
-              rejectUnauthorized: !tls.insecureSkipVerify,
-            }
-          : {},
+        connect: tls ? tlsClientOptions(tls) : {},
       });
       this.agents.set(route.fingerprint, agent);
     }

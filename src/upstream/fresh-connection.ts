@@ -8,6 +8,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { unbracketHost } from '../net/host-port.js';
+import { tlsClientOptions } from '../net/tls-client-options.js';
 import type { Route } from '../config/types.js';
 
 export interface FreshResponse {
@@ -35,15 +36,7 @@ export function requestOnFreshConnection(
       headers: { ...headers, host: upstream.host, connection: 'close' },
       agent: false as const,
       signal,
-      ...(https
-        ? {
-            ...(tls?.ca ? { ca: tls.ca } : {}),
-            ...(tls?.cert ? { cert: tls.cert } : {}),
-            ...(tls?.key ? { key: tls.key } : {}),
-            ...(tls?.serverName ? { servername: tls.serverName } : {}),
-            rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
-          }
-        : {}),
+      ...(https ? tlsClientOptions(tls) : {}),
     };
     const req = (https ? httpsRequest : httpRequest)(options, (res) =>
       resolve({ statusCode: res.statusCode ?? 502, headers: res.headers, body: res }),

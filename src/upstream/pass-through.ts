@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import { classifyUpstreamError, ProxyError, upstreamAddress } from '../errors.js';
 import { unbracketHost } from '../net/host-port.js';
+import { tlsClientOptions } from '../net/tls-client-options.js';
 import type { Metrics } from '../metrics.js';
 import { writeText } from '../server/respond.js';
 import { upstreamTarget } from './fetch-upstream.js';
@@ -47,11 +48,7 @@ function newAgent(route: Route, keepAlive: boolean): HttpAgent {
   return route.upstream.protocol === 'https:'
     ? new HttpsAgent({
         keepAlive,
-        ...(tls?.ca ? { ca: tls.ca } : {}),
-        ...(tls?.cert ? { cert: tls.cert } : {}),
-        ...(tls?.key ? { key: tls.key } : {}),
-        ...(tls?.serverName ? { servername: tls.serverName } : {}),
-        rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
+        ...tlsClientOptions(tls),
       })
     : new HttpAgent({ keepAlive });
 }

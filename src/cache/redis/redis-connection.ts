@@ -12,6 +12,7 @@ import type { RedisClientType, TypeMapping } from '@redis/client';
 import type { Logger } from 'pino';
 import type { RedisSettings } from '../../config/types.js';
 import type { Metrics } from '../../metrics.js';
+import { tlsClientOptions } from '../../net/tls-client-options.js';
 
 /** What a call answers when Redis is down or the call failed: the caller goes on without Redis. */
 export const UNAVAILABLE: unique symbol = Symbol('redis unavailable');
@@ -221,11 +222,7 @@ export async function connectRedis(settings: RedisSettings, metrics: Metrics | u
     ...(tls
       ? {
           tls: true as const,
-          ...(tls.ca ? { ca: tls.ca } : {}),
-          ...(tls.cert ? { cert: tls.cert } : {}),
-          ...(tls.key ? { key: tls.key } : {}),
-          ...(tls.serverName ? { servername: tls.serverName } : {}),
-          rejectUnauthorized: !tls.insecureSkipVerify,
+          ...tlsClientOptions(tls),
         }
       : {}),
   };
