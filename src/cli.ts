@@ -3,7 +3,9 @@
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
 import { buildInfo } from './build-info.js';
-import { configFromPrimary, isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
+import { runPrimary } from './cluster/primary.js';
+import type { RunOptions, Running } from './cluster/run-options.js';
+import { configFromPrimary, isWorker, runWorker } from './cluster/worker.js';
 import { ConfigError, formatProblem, parseConfig, readConfigText } from './config/load.js';
 import { applyListenOverrides, type ListenOverrides } from './config/listen-overrides.js';
 import { parseListenAddress } from './config/schema.js';
