@@ -25,6 +25,7 @@ import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from '.
 import { RouteTable } from './server/route-table.js';
 import { createScrapeHandler, type SelfMetricsText } from './server/scrape-listener.js';
 import type { PassThrough } from './upstream/pass-through.js';
+import type { RedisLevel } from './cache/redis/redis-level.js';
 import { checkUpstreams, type ProbeResult } from './upstream/reachability.js';
 
 export interface AppOptions {
@@ -176,20 +177,44 @@ function routeSettings(route: Route): string {
   return JSON.stringify({ ...rest, upstream: upstream.href, queryKeys: queryKeys ? [...queryKeys] : null });
 }
 
-export async function startApp(options: AppOptions): Promise<App> {
-  const { log } = options;
-  // First: a web config error stops the start before anything else is running.
-  const security = options.webConfigFile ? await ListenerSecurity.open(options.webConfigFile, log, options.webSecurity) : undefined;
-  let config = options.config;
-  let table = new RouteTable(config.routes);
-  let ready = false;
-  const configFile = options.configFile ?? config.file;
+/** What startApp builds and reload swaps: read through these getters by the listeners. */
+interface AppState {
+  config: Config;
+  table: RouteTable;
+  /** False until both listeners listen, and again once closing starts (GET /-/ready). */
+  ready: boolean;
+  /** The last reload's error while it stands, for the status page. */
+  reloadError: string | undefined;
+  /** The last start-up or reload's connection check of the upstreams (tests wait for it). */
+  upstreamsChecked: Promise<ProbeResult[]>;
+  /** http-proxy (about 6 MiB of RSS) is loaded only once a config has a pass-through route. */
+  passThrough: PassThrough | undefined;
+  scrapeAddress: AddressInfo | undefined;
+  adminAddress: AddressInfo | undefined;
+}
 
-  let cacheRef: ScrapeCache | undefined;
-  const metrics = new Metrics(
-    { usage: (route) => cacheRef?.usage(route) ?? { entries: 0, bytes: 0, oldestAgeSeconds: undefined } },
-    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false },
-  );
+/** The cache and the levels under it, opened before anything listens. */
+interface CacheLevels {
+  cache: ScrapeCache;
+  redis: RedisLevel | undefined;
+}
+
+/** The parts of a running app that start-up, reload and close share. */
+interface Parts extends CacheLevels {
+  options: AppOptions;
+  log: Logger;
+  metrics: Metrics;
+  security: ListenerSecurity | undefined;
+  configFile: string;
+  run: { scrape: boolean; admin: boolean };
+  state: AppState;
+}
+
+/**
+ * The memory level, the second level (disk or Redis, SPEC 2.1 and 2.2) and the bus, joined in a
+ * ScrapeCache; a second level's entries are loaded before anything listens.
+ */
+async function openCache(config: Config, options: AppOptions, metrics: Metrics, log: Logger): Promise<CacheLevels> {
   const parts = options.cacheParts ?? {};
   // Opened before anything listens: an unwritable directory is a start-up error (SPEC 2.1).
   const disk: Store | undefined =
@@ -224,192 +249,245 @@ export async function startApp(options: AppOptions): Promise<App> {
     metrics,
     log,
   });
-  cacheRef = cache;
   if (second) {
     const started = performance.now();
     const { loaded, dropped } = await cache.load(config.routes);
     log.info({ store: second.name, loaded, dropped, ms: Math.round(performance.now() - started) }, 'cache loaded');
   }
-  // http-proxy (about 6 MiB of RSS) is loaded only once a config has a pass-through route.
-  let passThrough: PassThrough | undefined;
-  const preparePassThrough = async (routes: readonly Route[]) => {
-    if (passThrough || routes.every((r) => r.cache)) return;
-    const { PassThrough: Impl } = await import('./upstream/pass-through.js');
-    passThrough ??= new Impl(metrics, log).install();
-  };
-  await preparePassThrough(config.routes);
-  metrics.setRoutes(config.routes.map((r) => r.name));
+  return { cache, redis };
+}
 
-  const run = options.listeners ?? { scrape: true, admin: true };
-  /** The last start-up or reload's connection check of the upstreams (tests wait for it). */
-  let upstreamsChecked: Promise<ProbeResult[]> = Promise.resolve([]);
+/** Loads http-proxy the first time a config has a pass-through route. */
+async function preparePassThrough(p: Parts, routes: readonly Route[]): Promise<void> {
+  if (p.state.passThrough || routes.every((r) => r.cache)) return;
+  const { PassThrough: Impl } = await import('./upstream/pass-through.js');
+  p.state.passThrough ??= new Impl(p.metrics, p.log).install();
+}
 
-  /** The last reload's error while it stands, for the status page. */
-  let reloadError: string | undefined;
-  async function reload(given?: string): Promise<string | undefined> {
-    let next: Config;
-    let source: string;
-    try {
-      source = given ?? readConfigText(configFile);
-      next = applyListenOverrides(parseConfig(source, configFile), options.listenOverrides);
-    } catch (err) {
-      reloadError = (err as Error).message;
-      metrics.reloaded(false);
-      log.error({ file: configFile, error: (err as Error).message }, 'config reload failed; the running config stays');
-      return (err as Error).message;
-    }
-    await preparePassThrough(next.routes);
-    const restartNeeded: string[] = [];
-    const same = (a: ListenAddress, b: ListenAddress) => a.host === b.host && a.port === b.port;
-    if (!same(next.listen, config.listen)) restartNeeded.push('listen');
-    if (!same(next.admin.listen, config.admin.listen)) restartNeeded.push('admin.listen');
-    if (next.workers !== config.workers) restartNeeded.push('workers');
-    if (next.cache.maxBytes !== config.cache.maxBytes) restartNeeded.push('cache.max_bytes');
-    if (JSON.stringify(next.cache.disk) !== JSON.stringify(config.cache.disk)) restartNeeded.push('cache.disk');
-    if (JSON.stringify(next.cache.redis) !== JSON.stringify(config.cache.redis)) restartNeeded.push('cache.redis');
-    if (restartNeeded.length > 0) {
-      log.warn({ settings: restartNeeded }, 'these settings change only on restart; the running values stay');
-    }
-    const oldRoutes = new Map(config.routes.map((r) => [r.name, r]));
-    const newRoutes = new Map(next.routes.map((r) => [r.name, r]));
-    // Entries survive a reload while their route fetches the same way (fingerprint); the log
-    // names every route whose settings changed (a ttl too), was added or was removed.
-    const refetching = new Set<string>();
-    const changedRoutes: string[] = [];
-    for (const [name, old] of oldRoutes) {
-      const now = newRoutes.get(name);
-      if (!now || now.fingerprint !== old.fingerprint) refetching.add(name);
-      if (now && routeSettings(now) !== routeSettings(old)) changedRoutes.push(name);
-    }
-    const addedRoutes = next.routes.filter((r) => !oldRoutes.has(r.name)).map((r) => r.name);
-    const removedRoutes = config.routes.filter((r) => !newRoutes.has(r.name)).map((r) => r.name);
-    config = {
-      ...next,
-      listen: config.listen,
-      admin: { ...next.admin, listen: config.admin.listen },
-      workers: config.workers,
-      cache: config.cache,
-    };
-    table = new RouteTable(config.routes);
-    const dropped = cache.dropRoutes(refetching);
-    cache.setRoutes(config.routes);
-    passThrough?.retain(config.routes);
-    metrics.setRoutes(config.routes.map((r) => r.name));
-    if (!options.logLevelOverride) log.level = config.log.level;
-    log.info({ routes: config.routes.map((r) => r.name), changedRoutes, addedRoutes, removedRoutes, droppedEntries: dropped }, 'config reloaded');
-    if (run.admin) upstreamsChecked = checkUpstreams(config.routes, log, 'reload');
-    const elsewhere = await options.afterReload?.(source);
-    metrics.reloaded(elsewhere === undefined);
-    reloadError = elsewhere;
-    if (elsewhere !== undefined) log.error({ file: configFile, error: elsewhere }, 'config reload failed in a worker');
-    return elsewhere;
+/** The settings a reload cannot change in a running process (SPEC 3.4): named in a warning, the running values stay. */
+function restartOnlyChanges(next: Config, config: Config): string[] {
+  const changed: string[] = [];
+  const same = (a: ListenAddress, b: ListenAddress) => a.host === b.host && a.port === b.port;
+  if (!same(next.listen, config.listen)) changed.push('listen');
+  if (!same(next.admin.listen, config.admin.listen)) changed.push('admin.listen');
+  if (next.workers !== config.workers) changed.push('workers');
+  if (next.cache.maxBytes !== config.cache.maxBytes) changed.push('cache.max_bytes');
+  if (JSON.stringify(next.cache.disk) !== JSON.stringify(config.cache.disk)) changed.push('cache.disk');
+  if (JSON.stringify(next.cache.redis) !== JSON.stringify(config.cache.redis)) changed.push('cache.redis');
+  return changed;
+}
+
+/**
+ * Entries survive a reload while their route fetches the same way (fingerprint); the log names
+ * every route whose settings changed (a ttl too), was added or was removed.
+ */
+function routeChanges(config: Config, next: Config) {
+  const oldRoutes = new Map(config.routes.map((r) => [r.name, r]));
+  const newRoutes = new Map(next.routes.map((r) => [r.name, r]));
+  const refetching = new Set<string>();
+  const changedRoutes: string[] = [];
+  for (const [name, old] of oldRoutes) {
+    const now = newRoutes.get(name);
+    if (!now || now.fingerprint !== old.fingerprint) refetching.add(name);
+    if (now && routeSettings(now) !== routeSettings(old)) changedRoutes.push(name);
   }
+  const addedRoutes = next.routes.filter((r) => !oldRoutes.has(r.name)).map((r) => r.name);
+  const removedRoutes = config.routes.filter((r) => !newRoutes.has(r.name)).map((r) => r.name);
+  return { refetching, changedRoutes, addedRoutes, removedRoutes };
+}
 
+/** The new config with the running values of what only a restart changes. */
+function keepRestartOnly(next: Config, config: Config): Config {
+  return {
+    ...next,
+    listen: config.listen,
+    admin: { ...next.admin, listen: config.admin.listen },
+    workers: config.workers,
+    cache: config.cache,
+  };
+}
+
+/**
+ * Re-reads the config file, or applies the given text (a worker, from its primary). Resolves to
+ * the error text when invalid; the running config stays.
+ */
+async function reloadApp(p: Parts, given?: string): Promise<string | undefined> {
+  const { state, log, metrics, cache, configFile, options } = p;
+  let next: Config;
+  let source: string;
+  try {
+    source = given ?? readConfigText(configFile);
+    next = applyListenOverrides(parseConfig(source, configFile), options.listenOverrides);
+  } catch (err) {
+    state.reloadError = (err as Error).message;
+    metrics.reloaded(false);
+    log.error({ file: configFile, error: (err as Error).message }, 'config reload failed; the running config stays');
+    return (err as Error).message;
+  }
+  await preparePassThrough(p, next.routes);
+  const restartNeeded = restartOnlyChanges(next, state.config);
+  if (restartNeeded.length > 0) {
+    log.warn({ settings: restartNeeded }, 'these settings change only on restart; the running values stay');
+  }
+  const { refetching, changedRoutes, addedRoutes, removedRoutes } = routeChanges(state.config, next);
+  const config = keepRestartOnly(next, state.config);
+  state.config = config;
+  state.table = new RouteTable(config.routes);
+  const dropped = cache.dropRoutes(refetching);
+  cache.setRoutes(config.routes);
+  state.passThrough?.retain(config.routes);
+  metrics.setRoutes(config.routes.map((r) => r.name));
+  if (!options.logLevelOverride) log.level = config.log.level;
+  log.info({ routes: config.routes.map((r) => r.name), changedRoutes, addedRoutes, removedRoutes, droppedEntries: dropped }, 'config reloaded');
+  if (p.run.admin) state.upstreamsChecked = checkUpstreams(config.routes, log, 'reload');
+  const elsewhere = await options.afterReload?.(source);
+  metrics.reloaded(elsewhere === undefined);
+  state.reloadError = elsewhere;
+  if (elsewhere !== undefined) log.error({ file: configFile, error: elsewhere }, 'config reload failed in a worker');
+  return elsewhere;
+}
+
+/** The scrape and admin servers, hardened, with TLS and auth from --web.config.file when given. */
+function createServers(p: Parts, waiting: Set<ServerResponse>, reload: (source?: string) => Promise<string | undefined>) {
+  const { state, log, metrics, cache, options, security } = p;
   const limits = options.limits ?? CLIENT_LIMITS;
   // Node enforces the timeouts on this interval (default 30 s): check often enough that they hold.
   const serverOptions = { connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs / 2) };
-  const waiting = new Set<ServerResponse>();
   const serve = (handler: (req: IncomingMessage, res: ServerResponse) => void, exempt?: (req: IncomingMessage) => boolean): Server =>
     security ? security.createServer(serverOptions, handler, { handshakeTimeoutMs: limits.headersTimeoutMs, ...(exempt ? { exempt } : {}) }) : createServer(serverOptions, handler);
-  const scrapeServer = hardened(
-    serve(guard(createScrapeHandler({
-          table: () => table,
-          cache,
-          passThrough: () => passThrough,
-          metrics,
-          log,
-          waiting,
-          // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
-          adminAddress: () => (adminAddress ? { host: config.admin.listen.host, port: adminAddress.port } : config.admin.listen),
-          selfMetrics: options.selfMetrics ?? (async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() })),
-        }), log)),
+  const scrapeHandler = createScrapeHandler({
+    table: () => state.table,
+    cache,
+    passThrough: () => state.passThrough,
+    metrics,
     log,
-    'scrape',
-    limits,
-  );
-  const adminServer = hardened(
-    serve(
-      guard(
-        createAdminHandler({
-          token: () => config.admin.token,
-          allowedHosts: () => config.admin.allowedHosts,
-          listenHost: () => config.admin.listen.host,
-          ready: () => ready,
-          reload,
-          table: () => table,
-          cache,
-          metrics,
-          log,
-          configFile: () => configFile,
-          reloadError: () => reloadError,
-          ...options.admin,
-        }),
-        log,
-      ),
-      isHealthCheck,
-    ),
+    waiting,
+    // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
+    adminAddress: () => (state.adminAddress ? { host: state.config.admin.listen.host, port: state.adminAddress.port } : state.config.admin.listen),
+    selfMetrics: options.selfMetrics ?? (async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() })),
+  });
+  const adminHandler = createAdminHandler({
+    token: () => state.config.admin.token,
+    allowedHosts: () => state.config.admin.allowedHosts,
+    listenHost: () => state.config.admin.listen.host,
+    ready: () => state.ready,
+    reload,
+    table: () => state.table,
+    cache,
+    metrics,
     log,
-    'admin',
-    limits,
-  );
+    configFile: () => p.configFile,
+    reloadError: () => state.reloadError,
+    ...options.admin,
+  });
+  return {
+    scrapeServer: hardened(serve(guard(scrapeHandler, log)), log, 'scrape', limits),
+    adminServer: hardened(serve(guard(adminHandler, log), isHealthCheck), log, 'admin', limits),
+  };
+}
 
-  let scrapeAddress: AddressInfo | undefined;
-  let adminAddress: AddressInfo | undefined;
+/** Binds the listeners this process runs; when one cannot listen, everything opened so far is released. */
+async function listenAll(p: Parts, scrapeServer: Server, adminServer: Server): Promise<void> {
+  const { state, run } = p;
   try {
-    if (run.scrape) scrapeAddress = await listen(scrapeServer, config.listen, 'scrape');
-    if (run.admin) adminAddress = await listen(adminServer, config.admin.listen, 'admin');
+    if (run.scrape) state.scrapeAddress = await listen(scrapeServer, state.config.listen, 'scrape');
+    if (run.admin) state.adminAddress = await listen(adminServer, state.config.admin.listen, 'admin');
   } catch (err) {
     scrapeServer.close();
     adminServer.close();
-    security?.close();
-    passThrough?.close();
-    await cache.close();
-    await redis?.close();
+    p.security?.close();
+    state.passThrough?.close();
+    await p.cache.close();
+    await p.redis?.close();
     throw err;
   }
-  cache.setRoutes(config.routes);
-  metrics.reloaded(true);
+}
+
+/** Ready: routes in the cache, warnings, the upstream check (not awaited) and the listening line. */
+function announceReady(p: Parts): void {
+  const { state, run, log, security } = p;
+  const config = state.config;
+  p.cache.setRoutes(config.routes);
+  p.metrics.reloaded(true);
   if (run.admin) for (const warning of configWarnings(config, security?.config())) log.warn(warning);
-  ready = true;
+  state.ready = true;
   if (run.admin) warnExposedCredentials(config, security?.config(), log);
   // Not awaited: an upstream that is down must not hold up the start (one process of a group checks).
-  if (run.admin) upstreamsChecked = checkUpstreams(config.routes, log, 'start-up');
+  if (run.admin) state.upstreamsChecked = checkUpstreams(config.routes, log, 'start-up');
   const where = (a: AddressInfo | undefined) => (a ? addressText(a) : undefined);
   log.info(
     {
-      scrape: where(scrapeAddress),
-      admin: where(adminAddress),
+      scrape: where(state.scrapeAddress),
+      admin: where(state.adminAddress),
       routes: config.routes.map((r) => ({ name: r.name, path: r.path ?? `${r.pathPrefix}*`, upstream: r.upstream.href, cache: r.cache })),
     },
     run.scrape && run.admin ? 'scrapecache listening' : run.scrape ? 'worker listening' : 'primary listening',
   );
+}
+
+/** Stops accepting, lets requests in flight finish (bounded by graceMs), answers the rest 503, then releases everything. */
+async function closeApp(p: Parts, servers: { scrapeServer: Server; adminServer: Server }, waiting: Set<ServerResponse>, graceMs: number): Promise<void> {
+  const { scrapeServer, adminServer } = servers;
+  p.state.ready = false;
+  const closed = Promise.all([
+    p.run.scrape ? new Promise((r) => scrapeServer.close(r)) : undefined,
+    p.run.admin ? new Promise((r) => adminServer.close(r)) : undefined,
+  ]);
+  scrapeServer.closeIdleConnections();
+  adminServer.closeIdleConnections();
+  const grace = new Promise((r) => setTimeout(r, graceMs).unref());
+  await Promise.race([Promise.all([closed, p.cache.drain()]), grace]);
+  await answerWaiting(waiting);
+  scrapeServer.closeAllConnections();
+  adminServer.closeAllConnections();
+  p.security?.close();
+  p.state.passThrough?.close();
+  await p.cache.close();
+  await p.redis?.close();
+}
+
+export async function startApp(options: AppOptions): Promise<App> {
+  const { log } = options;
+  // First: a web config error stops the start before anything else is running.
+  const security = options.webConfigFile ? await ListenerSecurity.open(options.webConfigFile, log, options.webSecurity) : undefined;
+  const config = options.config;
+  let cacheRef: ScrapeCache | undefined;
+  const metrics = new Metrics(
+    { usage: (route) => cacheRef?.usage(route) ?? { entries: 0, bytes: 0, oldestAgeSeconds: undefined } },
+    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false },
+  );
+  const { cache, redis } = await openCache(config, options, metrics, log);
+  cacheRef = cache;
+  const state: AppState = {
+    config,
+    table: new RouteTable(config.routes),
+    ready: false,
+    reloadError: undefined,
+    upstreamsChecked: Promise.resolve([]),
+    passThrough: undefined,
+    scrapeAddress: undefined,
+    adminAddress: undefined,
+  };
+  const run = options.listeners ?? { scrape: true, admin: true };
+  const p: Parts = { options, log, metrics, security, configFile: options.configFile ?? config.file, run, state, cache, redis };
+  await preparePassThrough(p, config.routes);
+  metrics.setRoutes(config.routes.map((r) => r.name));
+
+  const reload = (given?: string) => reloadApp(p, given);
+  const waiting = new Set<ServerResponse>();
+  const servers = createServers(p, waiting, reload);
+  await listenAll(p, servers.scrapeServer, servers.adminServer);
+  announceReady(p);
 
   return {
-    scrapeAddress: scrapeAddress!,
-    adminAddress: adminAddress!,
-    table: () => table,
+    scrapeAddress: state.scrapeAddress!,
+    adminAddress: state.adminAddress!,
+    table: () => state.table,
     cache,
     metrics,
-    config: () => config,
+    config: () => state.config,
     reload,
-    upstreamsChecked: () => upstreamsChecked,
-    async close(graceMs = 5000) {
-      ready = false;
-      const closed = Promise.all([
-        run.scrape ? new Promise((r) => scrapeServer.close(r)) : undefined,
-        run.admin ? new Promise((r) => adminServer.close(r)) : undefined,
-      ]);
-      scrapeServer.closeIdleConnections();
-      adminServer.closeIdleConnections();
-      const grace = new Promise((r) => setTimeout(r, graceMs).unref());
-      await Promise.race([Promise.all([closed, cache.drain()]), grace]);
-      await answerWaiting(waiting);
-      scrapeServer.closeAllConnections();
-      adminServer.closeAllConnections();
-      security?.close();
-      passThrough?.close();
-      await cache.close();
-      await redis?.close();
-    },
+    upstreamsChecked: () => state.upstreamsChecked,
+    close: (graceMs = 5000) => closeApp(p, servers, waiting, graceMs),
   };
 }

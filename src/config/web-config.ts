@@ -173,8 +173,23 @@ export function loadWebConfig(file: string): WebConfig {
   return parseWebConfig(source, file);
 }
 
-/** Validates web config text; `file` names it in errors and anchors relative paths. */
-export function parseWebConfig(source: string, file: string): WebConfig {
+type RawWebConfig = NonNullable<z.infer<typeof webConfigSchema>>;
+type RawServerTls = NonNullable<RawWebConfig['tls_server_config']>;
+
+/** Where the checks of one web config put their problems, and what it read (for the fingerprint). */
+interface WebConfigReading {
+  report(path: Array<string | number>, message: string): void;
+  /** A problem with a key itself (an unknown header name, a user name), pointed at the key. */
+  atKey(path: string[], message: string): void;
+  problems: ConfigProblem[];
+  baseDir: string;
+  /** Every file read, the config itself first. */
+  files: string[];
+  read: Array<Buffer | string>;
+}
+
+/** The YAML, checked against the schema: a syntax or shape error stops here with every problem found. */
+function readWebYaml(source: string, file: string): { raw: RawWebConfig; locator: Locator } {
   const lines = new LineCounter();
   const doc = parseDocument(source, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const locator = new Locator(file, doc, { text: source, originalOffset: (o) => o, errors: [] }, lines);
@@ -192,118 +207,151 @@ export function parseWebConfig(source: string, file: string): WebConfig {
   }
   const parsed = webConfigSchema.safeParse(data ?? null);
   if (!parsed.success) throw new ConfigError(parsed.error.issues.flatMap((issue) => describeIssue(issue, data, locator)));
-  const raw = parsed.data ?? {};
-  const report = (path: Array<string | number>, message: string) => problems.push(locator.at(path, message));
-  const atKey = (path: string[], message: string) => problems.push(locator.atKey(path, message));
-  const baseDir = dirname(resolve(file));
-  const files = [resolve(file)];
-  const read: Array<Buffer | string> = [source];
+  return { raw: parsed.data ?? {}, locator };
+}
 
+/** http_server_config.headers: only the names and values exporter-toolkit allows; an empty value sends nothing. */
+function parseHeaders(raw: RawWebConfig, r: WebConfigReading): Array<[string, string]> {
   const headers: Array<[string, string]> = [];
   for (const [name, value] of Object.entries(raw.http_server_config?.headers ?? {})) {
     const allowed = ALLOWED_HEADERS[name];
     if (allowed === undefined) {
-      atKey(['http_server_config', 'headers', name], `HTTP header "${name}" can not be configured (allowed: ${Object.keys(ALLOWED_HEADERS).join(', ')})`);
+      r.atKey(['http_server_config', 'headers', name], `HTTP header "${name}" can not be configured (allowed: ${Object.keys(ALLOWED_HEADERS).join(', ')})`);
     } else if (allowed !== null && !allowed.includes(value)) {
-      report(['http_server_config', 'headers', name], `invalid value for ${name}: expected one of ${allowed.join(', ')}, got "${value}"`);
+      r.report(['http_server_config', 'headers', name], `invalid value for ${name}: expected one of ${allowed.join(', ')}, got "${value}"`);
     } else if (value !== '') {
       headers.push([name, value]);
     }
   }
+  return headers;
+}
 
+/** basic_auth_users: user names basic auth can send, bcrypt hashes only. */
+function parseUsers(raw: RawWebConfig, r: WebConfigReading): Map<string, string> {
   const users = new Map<string, string>();
   for (const [user, hash] of Object.entries(raw.basic_auth_users ?? {})) {
-    if (user.includes(':')) atKey(['basic_auth_users', user], `user name "${user}" contains ":", which basic auth cannot send`);
-    else if (bcryptCost(hash) === undefined) report(['basic_auth_users', user], `the password of "${user}" is not a bcrypt hash (make one with: htpasswd -nBC 10 "" | tr -d ':\\n')`);
+    if (user.includes(':')) r.atKey(['basic_auth_users', user], `user name "${user}" contains ":", which basic auth cannot send`);
+    else if (bcryptCost(hash) === undefined) r.report(['basic_auth_users', user], `the password of "${user}" is not a bcrypt hash (make one with: htpasswd -nBC 10 "" | tr -d ':\\n')`);
     else users.set(user, hash);
   }
+  return users;
+}
 
-  let rateLimit: WebConfig['rateLimit'];
+function parseRateLimit(raw: RawWebConfig, r: WebConfigReading): WebConfig['rateLimit'] {
   const interval = raw.rate_limit?.interval ?? 0;
-  if (interval > 0) {
-    const burst = raw.rate_limit?.burst ?? 0;
-    if (burst < 1) report(['rate_limit'], 'rate_limit: burst must be at least 1 when interval is set (0 would refuse every request)');
-    rateLimit = { intervalMs: interval, burst };
-  }
+  if (interval <= 0) return undefined;
+  const burst = raw.rate_limit?.burst ?? 0;
+  if (burst < 1) r.report(['rate_limit'], 'rate_limit: burst must be at least 1 when interval is set (0 would refuse every request)');
+  return { intervalMs: interval, burst };
+}
 
-  let tls: WebTls | undefined;
-  const t = raw.tls_server_config;
-  const tlsEnabled =
-    t != null && [t.cert, t.key, t.cert_file, t.key_file, t.client_ca, t.client_ca_file, t.client_auth_type].some((v) => v !== undefined && v !== '');
-  if (t && tlsEnabled) {
-    const path = (key: string) => ['tls_server_config', key];
-    const readPem = (key: 'cert_file' | 'key_file' | 'client_ca_file'): Buffer | undefined => {
-      const name = resolve(baseDir, t[key]!);
-      files.push(name);
-      try {
-        const bytes = readFileSync(name);
-        read.push(bytes);
-        return bytes;
-      } catch (err) {
-        report(path(key), `cannot read ${key} ${name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        return undefined;
-      }
-    };
-    const pick = (inline: 'cert' | 'key' | 'client_ca', fileKey: 'cert_file' | 'key_file' | 'client_ca_file', required: boolean) => {
-      const hasInline = t[inline] !== undefined && t[inline] !== '';
-      const hasFile = t[fileKey] !== undefined && t[fileKey] !== '';
-      if (hasInline && hasFile) report(path(fileKey), `set ${inline} or ${fileKey}, not both`);
-      if (hasFile) return readPem(fileKey);
-      if (hasInline) return Buffer.from(t[inline]!);
-      if (required) report(['tls_server_config'], `tls_server_config: missing one of ${inline} or ${fileKey}`);
+/** Any of these set turns TLS on (as exporter-toolkit does); all empty: plain HTTP. */
+function tlsWanted(t: RawServerTls | null | undefined): t is RawServerTls {
+  return t != null && [t.cert, t.key, t.cert_file, t.key_file, t.client_ca, t.client_ca_file, t.client_auth_type].some((v) => v !== undefined && v !== '');
+}
+
+/** The PEM material: inline text or a file (relative to the web config), not both. */
+function readTlsMaterial(t: RawServerTls, r: WebConfigReading) {
+  const path = (key: string) => ['tls_server_config', key];
+  const readPem = (key: 'cert_file' | 'key_file' | 'client_ca_file'): Buffer | undefined => {
+    const name = resolve(r.baseDir, t[key]!);
+    r.files.push(name);
+    try {
+      const bytes = readFileSync(name);
+      r.read.push(bytes);
+      return bytes;
+    } catch (err) {
+      r.report(path(key), `cannot read ${key} ${name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       return undefined;
-    };
-    const cert = pick('cert', 'cert_file', true);
-    const key = pick('key', 'key_file', true);
-    const ca = pick('client_ca', 'client_ca_file', false);
-    const clientAuth: ClientAuthType = t.client_auth_type === 'RequireClientCert' ? 'RequireAnyClientCert' : (t.client_auth_type ?? 'NoClientCert');
-    if (ca && clientAuth === 'NoClientCert') {
-      report(path(t.client_ca_file ? 'client_ca_file' : 'client_ca'), 'a client CA is configured without a client_auth_type that asks for client certificates (e.g. RequireAndVerifyClientCert)');
     }
-    if (ca) {
-      try {
-        new X509Certificate(ca);
-      } catch (err) {
-        report(path(t.client_ca_file ? 'client_ca_file' : 'client_ca'), `the client CA is not a PEM certificate: ${(err as Error).message}`);
-      }
-    }
-    const min = t.min_version ?? 'TLS12';
-    const max = t.max_version ?? 'TLS13';
-    if (VERSION_ORDER.indexOf(min) > VERSION_ORDER.indexOf(max)) report(path('min_version'), `min_version ${min} is above max_version ${max}`);
-    const options: WebTls['options'] = {
-      minVersion: TLS_VERSIONS[min]!,
-      maxVersion: TLS_VERSIONS[max]!,
-      honorCipherOrder: t.prefer_server_cipher_suites ?? true,
-      requestCert: clientAuth !== 'NoClientCert',
-      rejectUnauthorized: clientAuth === 'RequireAndVerifyClientCert',
-    };
-    if (cert) options.cert = cert;
-    if (key) options.key = key;
-    if (ca) options.ca = ca;
-    const suites = (t.cipher_suites ?? []).map((s) => CIPHER_SUITES[s]!).filter((s) => s !== '');
-    if (suites.length > 0) options.ciphers = `${suites.join(':')}:${TLS13_SUITES}`;
-    if (t.curve_preferences && t.curve_preferences.length > 0) options.ecdhCurve = t.curve_preferences.map((c) => CURVES[c]).join(':');
-    if (cert && key && problems.length === 0) {
-      // What Go's tls.X509KeyPair checks, and what OpenSSL refuses of the rest, before any client connects.
-      try {
-        createSecureContext(options);
-      } catch (err) {
-        report(['tls_server_config'], `tls_server_config: ${(err as Error).message} (do cert and key belong together?)`);
-      }
-    }
-    const sans = t.client_allowed_sans;
-    tls = { options, clientAuth, allowedSans: sans == null ? null : new Set(sans.map(normalizeSan)) };
+  };
+  const pick = (inline: 'cert' | 'key' | 'client_ca', fileKey: 'cert_file' | 'key_file' | 'client_ca_file', required: boolean) => {
+    const hasInline = t[inline] !== undefined && t[inline] !== '';
+    const hasFile = t[fileKey] !== undefined && t[fileKey] !== '';
+    if (hasInline && hasFile) r.report(path(fileKey), `set ${inline} or ${fileKey}, not both`);
+    if (hasFile) return readPem(fileKey);
+    if (hasInline) return Buffer.from(t[inline]!);
+    if (required) r.report(['tls_server_config'], `tls_server_config: missing one of ${inline} or ${fileKey}`);
+    return undefined;
+  };
+  return { cert: pick('cert', 'cert_file', true), key: pick('key', 'key_file', true), ca: pick('client_ca', 'client_ca_file', false) };
+}
+
+/** A client CA is only of use with a client_auth_type that asks for certificates, and must be a certificate. */
+function checkClientCa(t: RawServerTls, ca: Buffer | undefined, clientAuth: ClientAuthType, r: WebConfigReading): void {
+  const caKey = ['tls_server_config', t.client_ca_file ? 'client_ca_file' : 'client_ca'];
+  if (ca && clientAuth === 'NoClientCert') {
+    r.report(caKey, 'a client CA is configured without a client_auth_type that asks for client certificates (e.g. RequireAndVerifyClientCert)');
   }
+  if (ca) {
+    try {
+      new X509Certificate(ca);
+    } catch (err) {
+      r.report(caKey, `the client CA is not a PEM certificate: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** tls_server_config as exporter-toolkit reads it, turned into tls.createServer options. */
+function parseServerTls(t: RawServerTls, r: WebConfigReading): WebTls {
+  const { cert, key, ca } = readTlsMaterial(t, r);
+  const clientAuth: ClientAuthType = t.client_auth_type === 'RequireClientCert' ? 'RequireAnyClientCert' : (t.client_auth_type ?? 'NoClientCert');
+  checkClientCa(t, ca, clientAuth, r);
+  const min = t.min_version ?? 'TLS12';
+  const max = t.max_version ?? 'TLS13';
+  if (VERSION_ORDER.indexOf(min) > VERSION_ORDER.indexOf(max)) r.report(['tls_server_config', 'min_version'], `min_version ${min} is above max_version ${max}`);
+  const options: WebTls['options'] = {
+    minVersion: TLS_VERSIONS[min]!,
+    maxVersion: TLS_VERSIONS[max]!,
+    honorCipherOrder: t.prefer_server_cipher_suites ?? true,
+    requestCert: clientAuth !== 'NoClientCert',
+    rejectUnauthorized: clientAuth === 'RequireAndVerifyClientCert',
+  };
+  if (cert) options.cert = cert;
+  if (key) options.key = key;
+  if (ca) options.ca = ca;
+  const suites = (t.cipher_suites ?? []).map((s) => CIPHER_SUITES[s]!).filter((s) => s !== '');
+  if (suites.length > 0) options.ciphers = `${suites.join(':')}:${TLS13_SUITES}`;
+  if (t.curve_preferences && t.curve_preferences.length > 0) options.ecdhCurve = t.curve_preferences.map((c) => CURVES[c]).join(':');
+  if (cert && key && r.problems.length === 0) {
+    // What Go's tls.X509KeyPair checks, and what OpenSSL refuses of the rest, before any client connects.
+    try {
+      createSecureContext(options);
+    } catch (err) {
+      r.report(['tls_server_config'], `tls_server_config: ${(err as Error).message} (do cert and key belong together?)`);
+    }
+  }
+  const sans = t.client_allowed_sans;
+  return { options, clientAuth, allowedSans: sans == null ? null : new Set(sans.map(normalizeSan)) };
+}
+
+/** Validates web config text; `file` names it in errors and anchors relative paths. */
+export function parseWebConfig(source: string, file: string): WebConfig {
+  const { raw, locator } = readWebYaml(source, file);
+  const problems: ConfigProblem[] = [];
+  const r: WebConfigReading = {
+    report: (path, message) => problems.push(locator.at(path, message)),
+    atKey: (path, message) => problems.push(locator.atKey(path, message)),
+    problems,
+    baseDir: dirname(resolve(file)),
+    files: [resolve(file)],
+    read: [source],
+  };
+  const headers = parseHeaders(raw, r);
+  const users = parseUsers(raw, r);
+  const rateLimit = parseRateLimit(raw, r);
+  const t = raw.tls_server_config;
+  const tls = tlsWanted(t) ? parseServerTls(t, r) : undefined;
 
   if (problems.length > 0) throw new ConfigError(problems.sort((a, b) => a.line - b.line || a.column - b.column));
   const fingerprint = createHash('sha256');
-  for (const part of read) fingerprint.update(part).update('\0');
+  for (const part of r.read) fingerprint.update(part).update('\0');
   const config: WebConfig = {
     file: resolve(file),
     users,
     headers,
     http2: raw.http_server_config?.http2 ?? true,
-    files,
+    files: r.files,
     fingerprint: fingerprint.digest('base64url'),
   };
   if (tls) config.tls = tls;

@@ -3,6 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
+import type { Reach } from '../cache/event-bus.js';
 import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { ScrapeCache } from '../cache/scrape-cache.js';
@@ -207,70 +208,78 @@ function describeAnswer(answer: Record<string, number | string>): string {
     .join(', ');
 }
 
-export function createAdminHandler(deps: AdminDeps) {
-  const { cache, metrics, log } = deps;
-  const notes = new ResultNotes();
+/** What every admin answer reads: the listener's dependencies and the notes shown back on the status page. */
+interface AdminContext {
+  deps: AdminDeps;
+  notes: ResultNotes;
+  status: StatusSource;
+}
 
-  /** Entries as GET /cache lists them; hits summed over the workers where there are any. */
-  async function toRows(entries: readonly StoredResponse[], allHits?: Map<string, number>): Promise<EntryRow[]> {
-    const now = Date.now();
-    const hits = allHits ?? (deps.cacheHits && entries.length > 0 ? await deps.cacheHits(entries.map((e) => e.key)) : undefined);
-    const routes = deps.table().byName;
-    return entries.map((e) => {
-      const route = routes.get(e.route);
-      const override = route ? overrideIndex(route, e.query) : -1;
-      return {
-        route: e.route,
-        path: e.path,
-        query: e.query,
-        representation: e.representation,
-        content_type: e.contentType,
-        content_encoding: e.coding,
-        bytes: e.bytes,
-        age_seconds: ageSeconds(e, now),
-        ttl_seconds: ttlSeconds(e, now),
-        fresh: isFresh(e, now),
-        hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
-        // The ttl this copy was stored with, and the override of the running config that its query matches.
-        lifetime_seconds: Math.round((e.staleAt - e.fetchedAt) / 1000),
-        override: override < 0 ? null : describeOverride(route!.overrides[override]!),
-      };
-    });
+/** Entries as GET /cache lists them; hits summed over the workers where there are any. */
+async function toRows(deps: AdminDeps, entries: readonly StoredResponse[], allHits?: Map<string, number>): Promise<EntryRow[]> {
+  const now = Date.now();
+  const hits = allHits ?? (deps.cacheHits && entries.length > 0 ? await deps.cacheHits(entries.map((e) => e.key)) : undefined);
+  const routes = deps.table().byName;
+  return entries.map((e) => {
+    const route = routes.get(e.route);
+    const override = route ? overrideIndex(route, e.query) : -1;
+    return {
+      route: e.route,
+      path: e.path,
+      query: e.query,
+      representation: e.representation,
+      content_type: e.contentType,
+      content_encoding: e.coding,
+      bytes: e.bytes,
+      age_seconds: ageSeconds(e, now),
+      ttl_seconds: ttlSeconds(e, now),
+      fresh: isFresh(e, now),
+      hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
+      // The ttl this copy was stored with, and the override of the running config that its query matches.
+      lifetime_seconds: Math.round((e.staleAt - e.fetchedAt) / 1000),
+      override: override < 0 ? null : describeOverride(route!.overrides[override]!),
+    };
+  });
+}
+
+/** GET /cache: one page in key order (limit, cursor); the next page's address in a Link header. */
+async function cachePage(deps: AdminDeps, res: ServerResponse, params: URLSearchParams): Promise<void> {
+  const { cache } = deps;
+  const limitText = params.get('limit');
+  const limit = limitText === null ? CACHE_PAGE_DEFAULT : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > CACHE_PAGE_MAX) throw new HttpError(400, `limit must be a whole number from 1 to ${CACHE_PAGE_MAX}`);
+  const cursor = params.get('cursor');
+  const after = cursor === null ? undefined : decodeCursor(cursor);
+  if (cursor !== null && after === undefined) throw new HttpError(400, 'cursor is not one this listing gave (take it from the Link header of the previous page)');
+  const route = params.get('route') ?? undefined;
+  const { entries, next } = keyOrderPage(cache, limit, after, route);
+  const headers: Record<string, string | number> = { 'X-Total-Count': cache.countSelected(route === undefined ? {} : { route }) };
+  if (next !== undefined) {
+    const nextParams = new URLSearchParams({ limit: String(limit), cursor: encodeCursor(next) });
+    if (route !== undefined) nextParams.set('route', route);
+    headers['Link'] = `</cache?${nextParams}>; rel="next"`;
   }
+  json(res, 200, await toRows(deps, entries), headers);
+}
 
-  /** GET /cache: one page in key order (limit, cursor); the next page's address in a Link header. */
-  async function cachePage(res: ServerResponse, params: URLSearchParams): Promise<void> {
-    const limitText = params.get('limit');
-    const limit = limitText === null ? CACHE_PAGE_DEFAULT : Number(limitText);
-    if (!Number.isInteger(limit) || limit < 1 || limit > CACHE_PAGE_MAX) throw new HttpError(400, `limit must be a whole number from 1 to ${CACHE_PAGE_MAX}`);
-    const cursor = params.get('cursor');
-    const after = cursor === null ? undefined : decodeCursor(cursor);
-    if (cursor !== null && after === undefined) throw new HttpError(400, 'cursor is not one this listing gave (take it from the Link header of the previous page)');
-    const route = params.get('route') ?? undefined;
-    const { entries, next } = keyOrderPage(cache, limit, after, route);
-    const headers: Record<string, string | number> = { 'X-Total-Count': cache.countSelected(route === undefined ? {} : { route }) };
-    if (next !== undefined) {
-      const nextParams = new URLSearchParams({ limit: String(limit), cursor: encodeCursor(next) });
-      if (route !== undefined) nextParams.set('route', route);
-      headers['Link'] = `</cache?${nextParams}>; rel="next"`;
-    }
-    json(res, 200, await toRows(entries), headers);
-  }
+/** The status page's entry table: one page, sorted and filtered here. */
+async function entryTable(deps: AdminDeps, view: EntryView, page: number): Promise<EntryTable> {
+  const { cache } = deps;
+  // Sorting by hits in a cluster needs every worker's counts first; any other view only the page's.
+  const allHits = view.sort === 'hits' && deps.cacheHits ? await deps.cacheHits() : undefined;
+  const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => e.hits;
+  const shown = await viewPage(cache, view, page, STATUS_PAGE_ROWS, hitsOf);
+  return { rows: await toRows(deps, shown.entries, allHits), total: cache.count, matched: shown.matched, page: shown.page, pages: shown.pages, pageSize: STATUS_PAGE_ROWS };
+}
 
-  /** The status page's entry table: one page, sorted and filtered here. */
-  async function entryTable(view: EntryView, page: number): Promise<EntryTable> {
-    // Sorting by hits in a cluster needs every worker's counts first; any other view only the page's.
-    const allHits = view.sort === 'hits' && deps.cacheHits ? await deps.cacheHits() : undefined;
-    const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => e.hits;
-    const shown = await viewPage(cache, view, page, STATUS_PAGE_ROWS, hitsOf);
-    return { rows: await toRows(shown.entries, allHits), total: cache.count, matched: shown.matched, page: shown.page, pages: shown.pages, pageSize: STATUS_PAGE_ROWS };
-  }
-
-  const statusSource: StatusSource = {
+/** What the status page shows, read from this process (or, in a cluster primary, from the whole group). */
+function statusSourceFor(deps: AdminDeps, notes: ResultNotes): StatusSource {
+  const { cache, metrics } = deps;
+  return {
     tokenRequired: () => deps.token() !== '',
     configFile: () => deps.configFile?.() ?? '',
     routes: () => deps.table().routes,
-    entries: entryTable,
+    entries: (view, page) => entryTable(deps, view, page),
     usage: (route) => cache.usage(route),
     samples: async () => (deps.metricsJson ? deps.metricsJson() : ((await metrics.registry.getMetricsAsJSON()) as MetricSample[])),
     lastFetches: async () => (deps.lastFetches ? deps.lastFetches() : new Map(metrics.lastFetch.entries())),
@@ -282,122 +291,163 @@ export function createAdminHandler(deps: AdminDeps) {
     levels: () => cache.levels(),
     notes,
   };
+}
 
-  /** 303 back to the status page, which shows what happened. */
-  function backToPage(res: ServerResponse, ok: boolean, text: string): void {
-    res.writeHead(303, { Location: `/?result=${notes.add({ ok, text })}`, 'Content-Length': 0, 'Cache-Control': 'no-store' });
+/** 303 back to the status page, which shows what happened. */
+function backToPage(notes: ResultNotes, res: ServerResponse, ok: boolean, text: string): void {
+  res.writeHead(303, { Location: `/?result=${notes.add({ ok, text })}`, 'Content-Length': 0, 'Cache-Control': 'no-store' });
+  res.end();
+}
+
+function pageAuth(deps: AdminDeps, req: IncomingMessage, input: PostInput): PageAuth {
+  const token = deps.token();
+  if (token === '') return { ok: true };
+  // With basic auth on this listener (--web.config.file) Authorization carries that; the token comes in its own header.
+  const tokenHeader = req.headers['x-scrapecache-token'];
+  if (typeof tokenHeader === 'string') return authorized(`Bearer ${tokenHeader}`, token) ? { ok: true } : { ok: false, refused: true };
+  if (req.headers.authorization !== undefined) return authorized(req.headers.authorization, token) ? { ok: true } : { ok: false, refused: true };
+  const presented = input.form?.get('token');
+  if (presented === null || presented === undefined) return { ok: false, refused: false };
+  return authorized(`Bearer ${presented}`, token) ? { ok: true, formToken: presented } : { ok: false, refused: true };
+}
+
+/** Throws 405 with an Allow list unless the method is one of these. */
+function allowOnly(method: string, url: URL, ...allowed: string[]): void {
+  if (!allowed.includes(method)) throw Object.assign(new HttpError(405, `${url.pathname} answers ${allowed.join(', ')}`), { allow: allowed });
+}
+
+/** POST /invalidate: drop (or, soft, mark stale and refetch) what the selection names; SPEC 2.2: one that could not reach the fleet says so. */
+async function invalidate({ deps, notes }: AdminContext, res: ServerResponse, url: URL, input: PostInput): Promise<void> {
+  const { cache, log } = deps;
+  const selection = readSelection(input, url.searchParams);
+  const select = selector(selection, deps.table());
+  let answer: Record<string, number | string>;
+  let reach: Reach | undefined;
+  if (selection.soft) {
+    // Answers at once unless refresh asks to wait for the refetches.
+    const done = await cache.softInvalidate(select, selection.refresh);
+    const { invalidated, refetching, refreshed } = done;
+    reach = done.reach;
+    log.info({ ...selection, invalidated, refetching, refreshed, ...reach }, 'invalidated');
+    answer = selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching };
+  } else {
+    const done = await cache.invalidate(select, selection.refresh);
+    const { invalidated, refreshed } = done;
+    reach = done.reach;
+    log.info({ ...selection, invalidated, refreshed, ...reach }, 'invalidated');
+    answer = selection.refresh ? { invalidated, refreshed } : { invalidated };
+  }
+  if (reach) Object.assign(answer, reach);
+  if (input.fromPage) return backToPage(notes, res, !reach, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
+  return json(res, 200, answer);
+}
+
+async function serveMetrics(deps: AdminDeps, res: ServerResponse): Promise<void> {
+  const { metrics } = deps;
+  const { contentType, text } = deps.metricsText ? await deps.metricsText() : { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() };
+  res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * What anyone may reach: health and readiness; then, without a token, the Host check (DNS
+ * rebinding); the cross-site check; the page's assets and the page. True when answered here.
+ */
+async function routeOpen(ctx: AdminContext, req: IncomingMessage, res: ServerResponse, url: URL, input: PostInput): Promise<boolean> {
+  const { deps } = ctx;
+  const method = req.method ?? 'GET';
+  switch (url.pathname) {
+    case '/-/healthy':
+      allowOnly(method, url, 'GET', 'HEAD');
+      writeText(res, 200, 'OK', {}, method === 'HEAD');
+      return true;
+    case '/-/ready':
+      allowOnly(method, url, 'GET', 'HEAD');
+      if (deps.ready()) writeText(res, 200, 'OK', {}, method === 'HEAD');
+      else writeText(res, 503, 'not ready', {}, method === 'HEAD');
+      return true;
+  }
+  if (deps.token() === '' && deps.listenHost && !hostAllowed(req.headers.host, deps.listenHost(), deps.allowedHosts?.() ?? [])) {
+    throw new HttpError(403, `Host ${JSON.stringify(req.headers.host?.slice(0, 100))} is not this listener's address: without admin.token, add the name to admin.allowed_hosts`);
+  }
+  if (method === 'POST' || method === 'PUT') {
+    if (isCrossSite(req)) throw new HttpError(403, 'cross-site request refused');
+  }
+  if (isPageAsset(url.pathname)) {
+    allowOnly(method, url, 'GET', 'HEAD');
+    servePageAsset(res, url.pathname, method === 'HEAD');
+    return true;
+  }
+  if (url.pathname === '/') {
+    // POST: the token form of a browser without JavaScript.
+    allowOnly(method, url, 'GET', 'HEAD', 'POST');
+    await serveStatusPage(req, res, url, pageAuth(deps, req, input), ctx.status);
+    return true;
+  }
+  return false;
+}
+
+/** The calls behind the token: reload, invalidate, the cache listing and metrics. */
+async function routeAuthorized(ctx: AdminContext, req: IncomingMessage, res: ServerResponse, url: URL, input: PostInput): Promise<void> {
+  const { deps, notes } = ctx;
+  const method = req.method ?? 'GET';
+  switch (url.pathname) {
+    case '/-/reload': {
+      allowOnly(method, url, 'POST', 'PUT');
+      const error = await deps.reload();
+      if (input.fromPage) return backToPage(notes, res, error === undefined, error === undefined ? 'Config reloaded.' : `Reload refused, the running config stays: ${error}`);
+      return error === undefined ? writeText(res, 200, 'config reloaded') : writeText(res, 400, error);
+    }
+    case '/invalidate':
+      allowOnly(method, url, 'POST');
+      return invalidate(ctx, res, url, input);
+    case '/cache':
+      allowOnly(method, url, 'GET');
+      return cachePage(deps, res, url.searchParams);
+    case '/metrics':
+      allowOnly(method, url, 'GET');
+      return serveMetrics(deps, res);
+  }
+  throw new HttpError(404, 'not found (admin calls: /-/healthy, /-/ready, /-/reload, /invalidate, /cache, /metrics; the status page is /)');
+}
+
+async function route(ctx: AdminContext, req: IncomingMessage, res: ServerResponse, url: URL, input: PostInput): Promise<void> {
+  if (await routeOpen(ctx, req, res, url, input)) return;
+  const auth = pageAuth(ctx.deps, req, input);
+  if (!auth.ok) {
+    if (input.fromPage) return backToPage(ctx.notes, res, false, 'The admin token was refused: enter it again.');
+    res.writeHead(401, { 'WWW-Authenticate': 'Bearer', 'Content-Length': 0 });
     res.end();
+    return;
   }
+  input.form?.delete('token');
+  return routeAuthorized(ctx, req, res, url, input);
+}
 
-  function pageAuth(req: IncomingMessage, input: PostInput): PageAuth {
-    const token = deps.token();
-    if (token === '') return { ok: true };
-    // With basic auth on this listener (--web.config.file) Authorization carries that; the token comes in its own header.
-    const tokenHeader = req.headers['x-scrapecache-token'];
-    if (typeof tokenHeader === 'string') return authorized(`Bearer ${tokenHeader}`, token) ? { ok: true } : { ok: false, refused: true };
-    if (req.headers.authorization !== undefined) return authorized(req.headers.authorization, token) ? { ok: true } : { ok: false, refused: true };
-    const presented = input.form?.get('token');
-    if (presented === null || presented === undefined) return { ok: false, refused: false };
-    return authorized(`Bearer ${presented}`, token) ? { ok: true, formToken: presented } : { ok: false, refused: true };
+/** An admin call's failure as its answer: the status page's note, the HttpError's status, or 500. */
+function answerError(ctx: AdminContext, res: ServerResponse, input: PostInput, err: unknown): void {
+  // The status page shows the API's refusal (an unknown route's 404, a 400) as its note.
+  if (err instanceof HttpError && input.fromPage && err.status !== 403) {
+    backToPage(ctx.notes, res, false, `Refused (HTTP ${err.status}): ${err.message}`);
+  } else if (err instanceof HttpError) {
+    const allow = (err as HttpError & { allow?: string[] }).allow;
+    writeText(res, err.status, err.message, allow ? { Allow: allow.join(', ') } : {});
+  } else {
+    ctx.deps.log.error({ err }, 'admin call failed');
+    writeText(res, 500, 'internal error');
   }
+}
 
-  async function route(req: IncomingMessage, res: ServerResponse, url: URL, input: PostInput): Promise<void> {
-    const method = req.method ?? 'GET';
-    const only = (...allowed: string[]) => {
-      if (!allowed.includes(method)) throw Object.assign(new HttpError(405, `${url.pathname} answers ${allowed.join(', ')}`), { allow: allowed });
-    };
-    switch (url.pathname) {
-      case '/-/healthy':
-        only('GET', 'HEAD');
-        return writeText(res, 200, 'OK', {}, method === 'HEAD');
-      case '/-/ready':
-        only('GET', 'HEAD');
-        return deps.ready() ? writeText(res, 200, 'OK', {}, method === 'HEAD') : writeText(res, 503, 'not ready', {}, method === 'HEAD');
-    }
-    if (deps.token() === '' && deps.listenHost && !hostAllowed(req.headers.host, deps.listenHost(), deps.allowedHosts?.() ?? [])) {
-      throw new HttpError(403, `Host ${JSON.stringify(req.headers.host?.slice(0, 100))} is not this listener's address: without admin.token, add the name to admin.allowed_hosts`);
-    }
-    if (method === 'POST' || method === 'PUT') {
-      if (isCrossSite(req)) throw new HttpError(403, 'cross-site request refused');
-    }
-    if (isPageAsset(url.pathname)) {
-      only('GET', 'HEAD');
-      return servePageAsset(res, url.pathname, method === 'HEAD');
-    }
-    if (url.pathname === '/') {
-      // POST: the token form of a browser without JavaScript.
-      only('GET', 'HEAD', 'POST');
-      return serveStatusPage(req, res, url, pageAuth(req, input), statusSource);
-    }
-    const auth = pageAuth(req, input);
-    if (!auth.ok) {
-      if (input.fromPage) return backToPage(res, false, 'The admin token was refused: enter it again.');
-      res.writeHead(401, { 'WWW-Authenticate': 'Bearer', 'Content-Length': 0 });
-      res.end();
-      return;
-    }
-    input.form?.delete('token');
-    switch (url.pathname) {
-      case '/-/reload': {
-        only('POST', 'PUT');
-        const error = await deps.reload();
-        if (input.fromPage) return backToPage(res, error === undefined, error === undefined ? 'Config reloaded.' : `Reload refused, the running config stays: ${error}`);
-        return error === undefined ? writeText(res, 200, 'config reloaded') : writeText(res, 400, error);
-      }
-      case '/invalidate': {
-        only('POST');
-        const selection = readSelection(input, url.searchParams);
-        const select = selector(selection, deps.table());
-        if (selection.soft) {
-          // Answers at once unless refresh asks to wait for the refetches.
-          const { invalidated, refetching, refreshed, reach } = await cache.softInvalidate(select, selection.refresh);
-          log.info({ ...selection, invalidated, refetching, refreshed, ...reach }, 'invalidated');
-          const answer: Record<string, number | string> = selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching };
-          if (reach) Object.assign(answer, reach);
-          if (input.fromPage) return backToPage(res, !reach, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
-          return json(res, 200, answer);
-        }
-        const { invalidated, refreshed, reach } = await cache.invalidate(select, selection.refresh);
-        log.info({ ...selection, invalidated, refreshed, ...reach }, 'invalidated');
-        // SPEC 2.2: one that could not reach the fleet says so (reached, reason).
-        const answer: Record<string, number | string> = selection.refresh ? { invalidated, refreshed } : { invalidated };
-        if (reach) Object.assign(answer, reach);
-        if (input.fromPage) return backToPage(res, !reach, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
-        return json(res, 200, answer);
-      }
-      case '/cache': {
-        only('GET');
-        return cachePage(res, url.searchParams);
-      }
-      case '/metrics': {
-        only('GET');
-        const { contentType, text } = deps.metricsText
-          ? await deps.metricsText()
-          : { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() };
-        res.writeHead(200, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text) });
-        res.end(text);
-        return;
-      }
-    }
-    throw new HttpError(404, 'not found (admin calls: /-/healthy, /-/ready, /-/reload, /invalidate, /cache, /metrics; the status page is /)');
-  }
-
+export function createAdminHandler(deps: AdminDeps) {
+  const notes = new ResultNotes();
+  const ctx: AdminContext = { deps, notes, status: statusSourceFor(deps, notes) };
   return async function handleAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let input = NO_INPUT;
     try {
       if (req.method === 'POST' || req.method === 'PUT') input = await readPost(req);
-      await route(req, res, new URL(req.url ?? '/', 'http://admin'), input);
+      await route(ctx, req, res, new URL(req.url ?? '/', 'http://admin'), input);
     } catch (err) {
-      // The status page shows the API's refusal (an unknown route's 404, a 400) as its note.
-      if (err instanceof HttpError && input.fromPage && err.status !== 403) {
-        backToPage(res, false, `Refused (HTTP ${err.status}): ${err.message}`);
-      } else if (err instanceof HttpError) {
-        const allow = (err as HttpError & { allow?: string[] }).allow;
-        writeText(res, err.status, err.message, allow ? { Allow: allow.join(', ') } : {});
-      } else {
-        log.error({ err }, 'admin call failed');
-        writeText(res, 500, 'internal error');
-      }
+      answerError(ctx, res, input, err);
     }
   };
 }
