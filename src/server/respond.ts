@@ -5,8 +5,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Variant } from '../cache/stored-response.js';
 
-const TEXT = 'text/plain; charset=utf-8';
-
 /** Writes a variant with Age and Cache-Status added; HEAD gets the headers only. */
 export function writeVariant(
   res: ServerResponse,
@@ -41,24 +39,5 @@ export function writeHit(res: ServerResponse, status: number, variant: Variant, 
   res.end(head ? undefined : variant.body);
 }
 
-/** A one-line plain-text answer; errors are never cached downstream either. */
-export function writeText(
-  res: ServerResponse,
-  status: number,
-  message: string,
-  extra: Record<string, string> = {},
-  head = false,
-): void {
-  if (res.destroyed || res.headersSent) {
-    if (!res.writableEnded) res.destroy();
-    return;
-  }
-  const body = `${message}\n`;
-  res.writeHead(status, {
-    'Content-Type': TEXT,
-    'Content-Length': Buffer.byteLength(body),
-    'Cache-Control': 'no-store',
-    ...extra,
-  });
-  res.end(head ? undefined : body);
-}
+/** A one-line plain-text answer (in src/net/, where the pass-through writes its failures too). */
+export { writeText } from '../net/write-text.js';

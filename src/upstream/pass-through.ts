@@ -11,8 +11,8 @@ import type { Route } from '../config/types.js';
 import { classifyUpstreamError, ProxyError, upstreamAddress } from '../errors.js';
 import { unbracketHost } from '../net/host-port.js';
 import { tlsClientOptions } from '../net/tls-client-options.js';
+import { writeText } from '../net/write-text.js';
 import type { Metrics } from '../metrics.js';
-import { writeText } from '../server/respond.js';
 import { upstreamTarget } from './fetch-upstream.js';
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate',
