@@ -2,7 +2,7 @@
 // config warnings and the status page link all decide with.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { addressText, bracketHost, hostPort, isLoopback, isWildcardHost, unbracketHost } from '../src/net/host-port.js';
+import { addressText, bracketHost, hostHeaderName, hostPort, isLoopback, isWildcardHost, unbracketHost } from '../src/net/host-port.js';
 import { configWarnings } from '../src/config/warnings.js';
 import { parseConfig } from '../src/config/load.js';
 
@@ -42,4 +42,12 @@ test('the config warns about an open admin listener on a 127.-prefixed name, not
   const config = (host: string) => parseConfig(`admin:\n  listen: "${host}:9181"\nroutes:\n  - name: node\n    path: /node/metrics\n    upstream: http://127.0.0.1:9100/metrics\n    ttl: 30s\n`, 'proxy.yaml');
   assert.equal(configWarnings(config('127.internal.example')).length, 1);
   assert.deepEqual(configWarnings(config('[::ffff:127.0.0.1]')), []);
+});
+
+test('a Host header names its host without port, brackets, case or trailing dot', () => {
+  assert.equal(hostHeaderName('[::1]:9181'), '::1');
+  assert.equal(hostHeaderName('[2001:DB8::1]'), '2001:db8::1');
+  assert.equal(hostHeaderName('Metrics.Example.:9181'), 'metrics.example');
+  assert.equal(hostHeaderName('127.0.0.1:9181'), '127.0.0.1');
+  assert.equal(hostHeaderName('localhost'), 'localhost');
 });

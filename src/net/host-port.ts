@@ -11,6 +11,15 @@ export function unbracketHost(host: string): string {
   return host.length >= 2 && host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
+/**
+ * The name a Host header carries, without port or brackets, lower case and without a trailing
+ * dot: `[::1]:9181` -> `::1`, `Metrics.Example.:9181` -> `metrics.example`.
+ */
+export function hostHeaderName(header: string): string {
+  const name = header.startsWith('[') ? header.slice(1, header.indexOf(']')) : header.replace(/:\d*$/, '');
+  return name.toLowerCase().replace(/\.$/, '');
+}
+
 /** `::1` -> `[::1]` (RFC 3986 3.2.2: an IPv6 literal in a URL or host:port is bracketed); names and IPv4 unchanged. */
 export function bracketHost(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;

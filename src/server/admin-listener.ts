@@ -8,7 +8,7 @@ import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { ScrapeCache } from '../cache/scrape-cache.js';
 import type { EntrySelection } from '../cache/store.js';
-import { isLoopback, isWildcardHost, unbracketHost } from '../net/host-port.js';
+import { hostHeaderName, isLoopback, isWildcardHost, unbracketHost } from '../net/host-port.js';
 import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { ResultNotes } from '../pages/result-notes.js';
@@ -86,7 +86,7 @@ export function authorized(header: string | undefined, token: string): boolean {
  */
 export function hostAllowed(host: string | undefined, listenHost: string, allowed: readonly string[]): boolean {
   if (host === undefined || host === '') return true;
-  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase().replace(/\.$/, '');
+  const name = hostHeaderName(host);
   if (allowed.includes(name)) return true;
   const listen = unbracketHost(listenHost).toLowerCase();
   const wildcard = isWildcardHost(listen);
