@@ -19,10 +19,10 @@ import type { Filler, FillOutcome, ScrapeTarget } from './filler.js';
 import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
 import { cacheKey } from './key.js';
 import type { MemoryStore } from './memory-store.js';
-import { formatAccept } from './pinned-format.js';
 import { selects, type EntryIdentity, type EntrySelection, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
-import { StoredResponse } from './stored-response.js';
+import { renderingKey, StoredResponse } from './stored-response.js';
+import { representationOfContentType, SOURCE, SOURCE_ACCEPT } from './upstream-profile.js';
 
 export type { ScrapeTarget } from './filler.js';
 export type { EntryIdentity } from './store.js';
@@ -518,18 +518,24 @@ export class ScrapeCache {
       this.recordFailure(target, key, previous, (err as ProxyError).status);
       throw err;
     }
-    const answer = StoredResponse.fromRecord(outcome.record);
+    const answer = StoredResponse.fromRecord(asAnswered(outcome.record));
+    // The entry this one replaces, whose renderings are made again for the new body right away.
+    const replaced = this.memory.peek(answer.key) ?? (previous?.key === answer.key ? previous : undefined);
     const kept = outcome.storable && !fill.superseded ? this.store(answer, release) : undefined;
     if (kept === undefined) void release?.();
     const entry = kept ?? answer;
     const stored = kept !== undefined;
+    const renders = stored && entry === answer && replaced?.isSource && entry.isSource ? this.rerender(entry, replaced, target.route.maxBodyBytes) : [];
     if (outcome.fetchedMs !== undefined) {
       this.log.info(
         {
           route: target.route.name,
           path: target.path,
           query: target.query,
-          representation: target.representation,
+          representation: entry.representation,
+          ...(entry.representation !== target.representation ? { asked: target.representation } : {}),
+          format: entry.status === 200 ? entry.contentType : undefined,
+          ...(entry.isSource ? { renderings: renders } : {}),
           status: entry.status,
           durationMs: Math.round(outcome.fetchedMs),
           bytes: entry.body.length,
@@ -544,6 +550,22 @@ export class ScrapeCache {
       this.recordFailure(target, key, previous, entry.status);
     }
     return outcome.via ? { entry, stored, via: outcome.via } : { entry, stored };
+  }
+
+  /**
+   * Makes for a refreshed protobuf entry the renderings its predecessor held, in the codings it
+   * held them, so that the first scrapes after a refresh are hits that wait for nothing.
+   */
+  private rerender(entry: StoredResponse, replaced: StoredResponse, maxBytes: number): string[] {
+    const made: Promise<unknown>[] = [];
+    for (const answer of replaced.renderedAnswers()) {
+      const key = renderingKey(answer);
+      for (const coding of ['identity', 'gzip'] as const) {
+        if (replaced.rendered(key, coding)) made.push(entry.render(answer, coding, maxBytes).catch(() => undefined));
+      }
+    }
+    if (made.length > 0) void Promise.all(made).then(() => this.memory.peek(entry.key) === entry && this.memory.resize(entry));
+    return replaced.renderingKeys();
   }
 
   /**
@@ -694,13 +716,21 @@ export class ScrapeCache {
 }
 
 /**
- * What prefetch fetches at start-up: the route's pinned format, else Prometheus's Accept, which
- * resolves to OpenMetrics.
+ * What prefetch fetches at start-up (SPEC 3.4), as a client that names no escaping would be
+ * answered: the protobuf source (Prometheus's own Accept after it, for an upstream without
+ * protobuf), or the route's pinned format. A fill is stored under what the upstream answers.
  */
 function startupTarget(route: Route, path: string): ScrapeTarget {
-  return route.format === undefined
-    ? { route, path, query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT }
-    : { route, path, query: '', representation: route.format, accept: formatAccept(route.format) };
+  switch (route.format) {
+    case undefined:
+      return { route, path, query: '', representation: SOURCE, accept: `${SOURCE_ACCEPT},${PROMETHEUS_ACCEPT}` };
+    case 'protobuf':
+      return { route, path, query: '', representation: SOURCE, accept: SOURCE_ACCEPT };
+    case 'text':
+      return { route, path, query: '', representation: 'text;0.0.4;underscores', accept: 'text/plain;version=0.0.4;escaping=underscores' };
+    case 'openmetrics':
+      return { route, path, query: '', representation: 'openmetrics;1.0.0;underscores', accept: 'application/openmetrics-text;version=1.0.0;escaping=underscores' };
+  }
 }
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const NO_LEASE = '';
@@ -723,6 +753,20 @@ function isPrefetched(target: ScrapeTarget | undefined): boolean {
   if (!target) return false;
   const { route } = target;
   return route.prefetch && target.query === '' && target.path === route.path && !target.representation.startsWith('accept:');
+}
+
+/**
+ * The record under the key of what the upstream actually answered (SPEC 3.2): a protobuf answer
+ * is the source entry whatever was planned, a text or OpenMetrics answer the entry of that
+ * format, version and escaping. Errors and exact-Accept entries keep the key they were fetched for.
+ */
+function asAnswered(record: StoredRecord): StoredRecord {
+  if (record.status !== 200 || record.representation.startsWith('accept:')) return record;
+  let contentType: string | undefined;
+  for (let i = 0; i < record.headers.length; i += 2) if (record.headers[i]!.toLowerCase() === 'content-type') contentType = record.headers[i + 1];
+  const representation = representationOfContentType(contentType);
+  if (representation === undefined || representation === record.representation) return record;
+  return { ...record, representation, key: cacheKey(record.route, record.path, record.query, representation) };
 }
 
 export function keyOf(target: ScrapeTarget): string {

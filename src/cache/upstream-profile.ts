@@ -1,0 +1,222 @@
+/**
+ * What the proxy has learned about one upstream (route and path) from its answers, and the plan
+ * for a client's Accept that follows from it (SPEC 3.2): which entry answers the client and what
+ * to ask the upstream for when that entry is missing.
+ *
+ * The model is client_golang's promhttp: protobuf always, OpenMetrics when the exporter enables
+ * it (promhttp's default is off), text always, an escaping term in the Content-Type since
+ * prometheus/common v0.60. What the upstream actually returns corrects the model: an exporter that
+ * answers text to an OpenMetrics-first Accept does not speak OpenMetrics; one that answers text to
+ * a protobuf-first Accept does not speak protobuf; one whose Content-Type has no escaping term
+ * ignores `escaping=`. Anything else it answers differently from the model (an OpenMetrics 0.0.1
+ * request answered with 1.0.0) is remembered as an alias: clients predicted to get the one get the
+ * entry of the other.
+ *
+ * Plans are pure functions of the Accept header and the profile's state, memoised per distinct
+ * header value (scrapers repeat theirs), so the hit path pays two Map lookups.
+ */
+import type { Format } from '../config/types.js';
+import { negotiate, parseWireContentType, type Answer, type Escaping, type WireAnswer } from './negotiate.js';
+import type { Representation } from './representation.js';
+
+/** 0: not known yet; 1: yes; 2: no. */
+type Knowledge = 0 | 1 | 2;
+
+/** Relearned after this long: an exporter upgraded to offer OpenMetrics or protobuf is noticed. */
+export const PROFILE_LIFETIME_MS = 60 * 60 * 1000;
+const MAX_ALIASES = 16;
+const MAX_PATHS_PER_ROUTE = 1024;
+
+const PROTOBUF_CLAUSE = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
+
+/** The source fetch: protobuf with names as they are, so that every escaping can be rendered. */
+export const SOURCE_ACCEPT = `${PROTOBUF_CLAUSE};escaping=allow-utf-8`;
+
+/** The representation of the entry that holds an upstream protobuf answer and its renderings. */
+export const SOURCE: Representation = 'protobuf';
+
+export class UpstreamProfile {
+  protobuf: Knowledge = 0;
+  openmetrics: Knowledge = 0;
+  /** Whether the upstream writes (and so honours) an escaping term. */
+  escaping: Knowledge = 0;
+  readonly aliases = new Map<Representation, Representation>();
+  expiresAt = 0;
+
+  get state(): number {
+    return this.protobuf + 3 * this.openmetrics + 9 * this.escaping;
+  }
+
+  reset(): void {
+    this.protobuf = 0;
+    this.openmetrics = 0;
+    this.escaping = 0;
+    this.aliases.clear();
+  }
+
+  /** What the profile says, for the status page and /cache. */
+  describe(): string {
+    const word = (k: Knowledge) => (k === 0 ? 'unknown' : k === 1 ? 'yes' : 'no');
+    return `protobuf ${word(this.protobuf)}, OpenMetrics ${word(this.openmetrics)}, escaping ${word(this.escaping)}`;
+  }
+}
+
+export type Plan =
+  /** Render `wire` from the protobuf source entry, fetched with fillAccept when missing. */
+  | { via: 'source'; fillAccept: string; wire: Answer; representation: Representation }
+  /** The entry of one upstream answer, fetched with fillAccept (the client's own Accept, or the pinned format's). */
+  | { via: 'answer'; representation: Representation; fillAccept: string | undefined }
+  /** A protobuf text encoding the proxy cannot render: an entry keyed by the exact Accept. */
+  | { via: 'exact' }
+  | { via: 'refuse'; reason: string };
+
+/** The representation key of an upstream answer; undefined for encodings keyed by exact Accept. */
+export function representationOf(answer: WireAnswer): Representation | undefined {
+  switch (answer.kind) {
+    case 'protobuf':
+      return SOURCE;
+    case 'text':
+    case 'openmetrics':
+      return answer.escaping === undefined ? `${answer.kind};${answer.version}` : `${answer.kind};${answer.version};${answer.escaping}`;
+    default:
+      return undefined;
+  }
+}
+
+/** The representation a stored Content-Type stands for (a fill is stored under what it got). */
+export function representationOfContentType(contentType: string | undefined): Representation | undefined {
+  const wire = parseWireContentType(contentType);
+  return wire && representationOf(wire);
+}
+
+function answerKey(a: Answer, escapingKnown: boolean): Representation {
+  return representationOf({ kind: a.kind, version: a.version, escaping: escapingKnown ? a.escaping : undefined })!;
+}
+
+/** The fill Accept of a source plan before the upstream is known to speak protobuf: protobuf first, then the client's own. */
+function probeAccept(accept: string | undefined): string {
+  return accept ? `${SOURCE_ACCEPT},${accept}` : SOURCE_ACCEPT;
+}
+
+function withEscaping(clause: string, escaping: Escaping, escapingKnown: boolean): string {
+  return escapingKnown ? `${clause};escaping=${escaping}` : clause;
+}
+
+function computePlan(accept: string | undefined, p: { protobuf: Knowledge; openmetrics: Knowledge; escaping: Knowledge }, format: Format | undefined): Plan {
+  const esc = p.escaping !== 2;
+  const om = p.openmetrics !== 2;
+  switch (format) {
+    case undefined: {
+      if (p.protobuf === 2) {
+        const a = negotiate(accept, { protobuf: false, openmetrics: om });
+        return { via: 'answer', representation: answerKey(a, esc), fillAccept: accept };
+      }
+      const a = negotiate(accept, { protobuf: true, openmetrics: om });
+      if (a.kind === 'proto-text' || a.kind === 'proto-compact') return { via: 'exact' };
+      // Whether the exporter offers OpenMetrics only its answer to an OpenMetrics request tells.
+      if (a.kind === 'openmetrics' && p.openmetrics === 0) return { via: 'answer', representation: answerKey(a, esc), fillAccept: accept };
+      return { via: 'source', fillAccept: p.protobuf === 1 ? SOURCE_ACCEPT : probeAccept(accept), wire: a, representation: answerKey(a, esc) };
+    }
+    case 'protobuf': {
+      if (p.protobuf === 2) {
+        const a = negotiate(accept, { protobuf: false, openmetrics: false });
+        return { via: 'answer', representation: answerKey(a, esc), fillAccept: SOURCE_ACCEPT };
+      }
+      // A pinned protobuf route cannot learn whether the exporter enables OpenMetrics: it
+      // answers as promhttp does by default, without it.
+      const a = negotiate(accept, { protobuf: true, openmetrics: false });
+      if (a.kind === 'proto-text' || a.kind === 'proto-compact') {
+        return { via: 'refuse', reason: 'serves the delimited protobuf format and its text renderings (format: protobuf); this client asks for a protobuf text encoding' };
+      }
+      return { via: 'source', fillAccept: SOURCE_ACCEPT, wire: a, representation: answerKey(a, esc) };
+    }
+    case 'text': {
+      const a = negotiate(accept, { protobuf: false, openmetrics: false });
+      return { via: 'answer', representation: answerKey(a, esc), fillAccept: withEscaping('text/plain;version=0.0.4', a.escaping, esc) };
+    }
+    case 'openmetrics': {
+      const a = negotiate(accept, { protobuf: false, openmetrics: om });
+      if (a.kind === 'openmetrics') {
+        return { via: 'answer', representation: answerKey(a, esc), fillAccept: withEscaping(`application/openmetrics-text;version=${a.version}`, a.escaping, esc) };
+      }
+      if (om) return { via: 'refuse', reason: 'serves OpenMetrics only (format: openmetrics), which this client does not ask for' };
+      // The upstream answers text to OpenMetrics requests: serve that text to text clients.
+      return { via: 'answer', representation: answerKey(a, esc), fillAccept: withEscaping('application/openmetrics-text;version=1.0.0', a.escaping, esc) };
+    }
+  }
+}
+
+const FORMAT_INDEX = { text: 1, openmetrics: 2, protobuf: 3 } as const;
+const STATES = 27;
+const MEMO_LIMIT = 256;
+
+/** Plans per distinct Accept value and profile state; bounded like the other per-header memos. */
+const memo = new Map<string, Plan[]>();
+
+/** The plan for a client of this upstream profile on a route with this format (if pinned). */
+export function planFor(accept: string | undefined, profile: UpstreamProfile, format: Format | undefined): Plan {
+  const header = accept ?? '';
+  let plans = memo.get(header);
+  if (plans === undefined) {
+    // A client sending endless distinct headers only costs recomputation, never memory.
+    if (memo.size >= MEMO_LIMIT) memo.clear();
+    plans = [];
+    memo.set(header, plans);
+  }
+  const slot = profile.state + STATES * (format === undefined ? 0 : FORMAT_INDEX[format]);
+  let plan = plans[slot];
+  if (plan === undefined) plan = plans[slot] = computePlan(accept || undefined, profile, format);
+  if (plan.via === 'answer' && profile.aliases.size > 0) {
+    const alias = profile.aliases.get(plan.representation);
+    if (alias !== undefined) return { ...plan, representation: alias };
+  }
+  return plan;
+}
+
+/**
+ * Learns from one upstream answer: `asked` is the Accept the fill sent, `plannedAs` the
+ * representation it was planned as, `contentType` what came back (a 200).
+ */
+export function learn(profile: UpstreamProfile, asked: string | undefined, plannedAs: Representation, contentType: string, now: number, format?: Format): void {
+  const wire = parseWireContentType(contentType);
+  if (!wire) return;
+  if (profile.protobuf === 0 && profile.openmetrics === 0 && profile.escaping === 0) profile.expiresAt = now + PROFILE_LIFETIME_MS;
+  profile.escaping = wire.escaping === undefined ? 2 : 1;
+  if (wire.kind === 'protobuf') profile.protobuf = 1;
+  else if (plannedAs === SOURCE) profile.protobuf = 2;
+  if (wire.kind === 'openmetrics') profile.openmetrics = 1;
+  else if (wire.kind === 'text' && negotiate(asked, { protobuf: false, openmetrics: true }).kind === 'openmetrics') profile.openmetrics = 2;
+  const actual = representationOf(wire);
+  // Aliases come from answers to a client's own Accept (unpinned routes) only.
+  if (format !== undefined || actual === undefined || actual === SOURCE || plannedAs === SOURCE || plannedAs.startsWith('accept:')) return;
+  // An answer the model did not predict: clients predicted to get plannedAs share the entry it went to.
+  const predicted = planFor(asked, profile, undefined);
+  const expected = predicted.via === 'answer' || predicted.via === 'source' ? predicted.representation : undefined;
+  if (actual === plannedAs || actual === expected) profile.aliases.delete(plannedAs);
+  else if (profile.aliases.size < MAX_ALIASES || profile.aliases.has(plannedAs)) profile.aliases.set(plannedAs, actual);
+}
+
+/**
+ * Profiles per route and path. Keyed by the Route object, so that a reload that changes a route
+ * starts it afresh; paths of a prefix route are bounded.
+ */
+export class UpstreamProfiles {
+  private readonly byRoute = new WeakMap<object, Map<string, UpstreamProfile>>();
+
+  get(route: object, path: string, now: number): UpstreamProfile {
+    let paths = this.byRoute.get(route);
+    if (!paths) this.byRoute.set(route, (paths = new Map()));
+    let profile = paths.get(path);
+    if (!profile) {
+      if (paths.size >= MAX_PATHS_PER_ROUTE) paths.clear();
+      paths.set(path, (profile = new UpstreamProfile()));
+    } else if (profile.state !== 0 && now > profile.expiresAt) {
+      profile.reset();
+    }
+    return profile;
+  }
+
+  peek(route: object, path: string): UpstreamProfile | undefined {
+    return this.byRoute.get(route)?.get(path);
+  }
+}
