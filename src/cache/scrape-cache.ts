@@ -109,6 +109,8 @@ export class ScrapeCache {
   private readonly unsubscribe: () => void;
   private routesByName = new Map<string, Route>();
   private closed = false;
+  /** Told of every 200 a fill of this cache brings, whoever waits for it (see onAnswer). */
+  private answered: ((target: ScrapeTarget, entry: StoredResponse) => void) | undefined;
 
   constructor(parts: ScrapeCacheParts) {
     this.memory = parts.memory;
@@ -121,6 +123,15 @@ export class ScrapeCache {
     this.metrics = parts.metrics;
     this.log = parts.log;
     this.unsubscribe = this.bus?.subscribe((event) => this.onEvent(event)) ?? (() => undefined);
+  }
+
+  /**
+   * Calls `observer` with each 200 a fill brings (fetched here, or by a peer this fill waited
+   * for), with the target it was planned for: the scrape listener learns from what the upstream
+   * answers, also when the client that asked gave up before the answer came.
+   */
+  onAnswer(observer: (target: ScrapeTarget, entry: StoredResponse) => void): void {
+    this.answered = observer;
   }
 
   /** Makes a route set current: prefetch starts for new prefetch routes, timers of removed ones stop. */
@@ -489,6 +500,7 @@ export class ScrapeCache {
     const fill: Fill = { target, superseded: false, promise: undefined as unknown as Promise<FillResult> };
     fill.promise = this.fillOnce(key, fill, previous)
       .then((result) => {
+        if (result.entry.status === 200) this.answered?.(target, result.entry);
         // A copy another replica fetched is kept fresh here too: whoever's timer fires first refreshes it for all.
         if (result.via && result.stored && isPrefetched(target)) this.schedulePrefetch(target, result.entry);
         return result;

@@ -15,7 +15,7 @@
  * Plans are pure functions of the Accept header and the profile's state, memoised per distinct
  * header value (scrapers repeat theirs), so the hit path pays two Map lookups.
  */
-import type { Format } from '../config/types.js';
+import type { Format, Route } from '../config/types.js';
 import { negotiate, parseWireContentType, type Answer, type Escaping, type WireAnswer } from './negotiate.js';
 import type { Representation } from './representation.js';
 
@@ -197,26 +197,36 @@ export function learn(profile: UpstreamProfile, asked: string | undefined, plann
 }
 
 /**
- * Profiles per route and path. Keyed by the Route object, so that a reload that changes a route
- * starts it afresh; paths of a prefix route are bounded.
+ * Profiles per route and path. A route that a reload leaves as it was (same name, same way of
+ * fetching) keeps its profiles; a changed one starts afresh. Paths of a prefix route are bounded.
  */
 export class UpstreamProfiles {
-  private readonly byRoute = new WeakMap<object, Map<string, UpstreamProfile>>();
+  private readonly byRoute = new WeakMap<Route, Map<string, UpstreamProfile>>();
+  private readonly byFingerprint = new Map<string, Map<string, UpstreamProfile>>();
 
-  get(route: object, path: string, now: number): UpstreamProfile {
+  /**
+   * The profile of a route and path. A new one is first taught by `seed` (the entries held for
+   * it, say from a warm restart), so that knowledge survives what the cache itself keeps.
+   */
+  get(route: Route, path: string, now: number, seed?: (profile: UpstreamProfile) => void): UpstreamProfile {
     let paths = this.byRoute.get(route);
-    if (!paths) this.byRoute.set(route, (paths = new Map()));
+    if (!paths) {
+      const id = `${route.name}\0${route.recordFingerprint}`;
+      paths = this.byFingerprint.get(id);
+      if (!paths) {
+        for (const [other] of this.byFingerprint) if (other.startsWith(`${route.name}\0`)) this.byFingerprint.delete(other);
+        this.byFingerprint.set(id, (paths = new Map()));
+      }
+      this.byRoute.set(route, paths);
+    }
     let profile = paths.get(path);
     if (!profile) {
       if (paths.size >= MAX_PATHS_PER_ROUTE) paths.clear();
       paths.set(path, (profile = new UpstreamProfile()));
+      seed?.(profile);
     } else if (profile.state !== 0 && now > profile.expiresAt) {
       profile.reset();
     }
     return profile;
-  }
-
-  peek(route: object, path: string): UpstreamProfile | undefined {
-    return this.byRoute.get(route)?.get(path);
   }
 }

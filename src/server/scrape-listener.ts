@@ -212,6 +212,10 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   }
 
   const profiles = new UpstreamProfiles();
+  cache.onAnswer((target, entry) => {
+    const profile = profiles.get(target.route, target.path, Date.now());
+    learn(profile, entry.accept, target.representation, entry.contentType, Date.now(), target.route.format);
+  });
 
   function targetOf(plan: Exclude<Plan, { via: 'refuse' }>, route: Route, path: string, query: string, accept: string | undefined): ScrapeTarget {
     switch (plan.via) {
@@ -289,7 +293,11 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     const accept = req.headers.accept;
-    const profile = profiles.get(route, path, Date.now());
+    const profile = profiles.get(route, path, Date.now(), (fresh) => {
+      for (const held of cache.entries()) {
+        if (held.route === route.name && held.path === path && held.status === 200) learn(fresh, held.accept, held.representation, held.contentType, held.fetchedAt, route.format);
+      }
+    });
     let plan = planFor(accept, profile, route.format);
     if (plan.via === 'refuse') {
       writeText(res, 406, `route ${route.name} ${plan.reason}`, VARY, req.method === 'HEAD');
@@ -311,7 +319,6 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       let found = await lookupTarget(req, res, target);
       let entry = found.entry;
       if (found.cache !== 'hit' && entry.status === 200) {
-        learn(profile, entry.accept, target.representation, entry.contentType, Date.now(), route.format);
         // The upstream answered otherwise than planned (no protobuf, no OpenMetrics, another
         // version): what it answered serves this client when the client's own Accept asked for
         // it or the corrected plan leads there; else the corrected plan's entry does.

@@ -38,6 +38,8 @@ export interface FakeExporter {
    * whose answers the proxy keeps one entry each.
    */
   protobuf: boolean;
+  /** Whether OpenMetrics is offered to an Accept that names it (on by default). */
+  openmetrics: boolean;
   /**
    * Holds every answer from now on until the returned function is called, as an exporter that
    * takes minutes would: tests then see what happens while the upstream is blocked.
@@ -52,10 +54,14 @@ export const PROTOBUF_TYPE = 'application/vnd.google.protobuf; proto=io.promethe
 
 type Format = 'openmetrics' | 'text' | 'protobuf';
 
-/** promhttp's choice, simplified: protobuf or OpenMetrics when Accept names it, else text. */
-function negotiate(accept: string | undefined, protobuf: boolean): Format {
+/**
+ * An exporter's choice as non-Go client libraries make it (prometheus_client for Python looks
+ * for the substring): protobuf or OpenMetrics when Accept names it anywhere, else text. Its
+ * Content-Type has no escaping term: it ignores `escaping=`.
+ */
+function negotiate(accept: string | undefined, protobuf: boolean, openmetrics: boolean): Format {
   if (protobuf && accept?.includes('application/vnd.google.protobuf')) return 'protobuf';
-  return accept?.includes('application/openmetrics-text') ? 'openmetrics' : 'text';
+  return openmetrics && accept?.includes('application/openmetrics-text') ? 'openmetrics' : 'text';
 }
 
 const CONTENT_TYPES: Record<Format, string> = { openmetrics: OPENMETRICS_TYPE, text: TEXT_TYPE, protobuf: PROTOBUF_TYPE };
@@ -98,6 +104,7 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     version: 0,
     padding: 0,
     protobuf: false,
+    openmetrics: true,
     held: undefined as Promise<void> | undefined,
   };
 
@@ -117,7 +124,7 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     }
     const answer = () => {
       state.version++;
-      const format = negotiate(req.headers.accept, state.protobuf);
+      const format = negotiate(req.headers.accept, state.protobuf, state.openmetrics);
       const raw =
         format === 'protobuf' ? protobufBody(state.version, req.url ?? '') : Buffer.from(metricsBody(format, state.version, req.url ?? '', state.padding));
       const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '');
@@ -190,6 +197,12 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     },
     get protobuf() {
       return state.protobuf;
+    },
+    get openmetrics() {
+      return state.openmetrics;
+    },
+    set openmetrics(on: boolean) {
+      state.openmetrics = on;
     },
     set protobuf(on: boolean) {
       state.protobuf = on;
