@@ -13,7 +13,7 @@ import type { ProxyErrorCode } from '../errors.js';
 const id = z.number().int().nonnegative();
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 const selection = z.strictObject({ route: z.string().optional(), path: z.string().optional(), query: z.string().optional() });
-const representation = z.string().regex(/^(text|openmetrics|protobuf|accept:.*)$/s) as unknown as z.ZodType<Representation>;
+const representation = z.string().regex(/^(text|openmetrics|protobuf|(text|openmetrics);[0-9.]+(;[a-z0-9-]+)?|accept:.*)$/s) as unknown as z.ZodType<Representation>;
 const ERROR_CODES = [
   'UPSTREAM_UNREACHABLE',
   'UPSTREAM_RESET',

@@ -191,6 +191,8 @@ export function createAdminHandler(deps: AdminDeps) {
         representation: e.representation,
         content_type: e.contentType,
         content_encoding: e.coding,
+        // An upstream protobuf answer: the answers rendered from it so far (SPEC 3.2).
+        ...(e.isSource ? { renderings: e.renderingKeys() } : {}),
         bytes: e.bytes,
         age_seconds: ageSeconds(e, now),
         ttl_seconds: ttlSeconds(e, now),

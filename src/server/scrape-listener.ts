@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
+import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { Answer } from '../cache/negotiate.js';
 import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
@@ -306,11 +306,11 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     let target = targetOf(plan, route, path, query, accept);
     if (plan.via === 'exact' && !admitExact(target)) return beyondAcceptCap(req, res, target);
     if (plan.via === 'source' && profile.protobuf === 0) {
-      // Whether the upstream speaks protobuf is not known yet: a fresh entry of what this client
-      // was answered directly (an OpenMetrics discovery fetch) serves it until then.
+      // Whether the upstream speaks protobuf is not known yet: an entry of what this client was
+      // answered directly (an OpenMetrics discovery fetch) serves it, and is refreshed as it is,
+      // until a client without such an entry asks the upstream for protobuf.
       const direct: ScrapeTarget = { ...target, representation: plan.representation };
-      const held = cache.peek(direct);
-      if (held && isFresh(held, Date.now())) {
+      if (cache.peek(direct)) {
         plan = { via: 'answer', representation: plan.representation, fillAccept: accept };
         target = direct;
       }
