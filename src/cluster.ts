@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { startApp, type App } from './app.js';
 import { encodeRecord } from './cache/stored-record.js';
+import { keyOf } from './cache/scrape-cache.js';
 import { PrimaryLink } from './cluster/primary-link.js';
 import { fetchesAnswer, hitsAnswer, metricsAnswer, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from './cluster/messages.js';
 import { WorkersBus } from './cluster/workers-bus.js';
@@ -180,7 +181,9 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
           (result) => {
             // A record stored by its own fill reached every worker in its `stored` event just now;
             // not so with Redis, where that event waits for the shared write and lease (see ScrapeCache.store).
-            const sent = result.stored && result.via !== 'held' && !config.cache.redis;
+            // A fill is stored under what the upstream answered, which may be another key than
+            // the one asked for (SPEC 3.2): the asker matches `stored` events by key, so send it.
+            const sent = result.stored && result.via !== 'held' && !config.cache.redis && result.entry.key === keyOf({ ...target, accept: target.accept, route });
             reply({
               t: 'filled',
               id,

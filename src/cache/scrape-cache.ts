@@ -198,7 +198,7 @@ export class ScrapeCache {
   lookup(target: ScrapeTarget): Lookup | Promise<Lookup> {
     const key = keyOf(target);
     const now = this.now();
-    const entry = this.memory.lookup(key, now);
+    const entry = this.memory.lookup(key, now) ?? this.answeredFor(key, target.accept, now);
     if (entry) {
       if (isFresh(entry, now)) {
         entry.hits++;
@@ -246,6 +246,26 @@ export class ScrapeCache {
         throw new FillFailed(err, collapsed);
       },
     );
+  }
+
+  /**
+   * Keys whose fill the upstream answered with another representation (stored under that one,
+   * see asAnswered), per Accept sent: a protobuf request answered with text, say. A later miss
+   * of the same key and Accept is that entry while it is fresh, not another fetch: a process
+   * that has not learned the upstream yet (a new worker, another replica) asks as the first did.
+   */
+  private readonly answeredAs = new Map<string, string>();
+
+  private rememberAnswer(key: string, accept: string | undefined, answeredKey: string): void {
+    if (this.answeredAs.size >= MAX_ANSWERED_AS) this.answeredAs.clear();
+    this.answeredAs.set(`${key}\n${accept ?? ''}`, answeredKey);
+  }
+
+  private answeredFor(key: string, accept: string | undefined, now: number): StoredResponse | undefined {
+    if (this.answeredAs.size === 0) return undefined;
+    const answeredKey = this.answeredAs.get(`${key}\n${accept ?? ''}`);
+    const entry = answeredKey === undefined ? undefined : this.memory.lookup(answeredKey, now);
+    return entry && isFresh(entry, now) ? entry : undefined;
   }
 
   /** The entry held in memory for a target, fresh or not, without touching recency or counting a hit. */
@@ -435,7 +455,7 @@ export class ScrapeCache {
   fillFor(target: ScrapeTarget): Promise<FillResult> {
     const key = keyOf(target);
     const now = this.now();
-    const entry = this.memory.lookup(key, now);
+    const entry = this.memory.lookup(key, now) ?? this.answeredFor(key, target.accept, now);
     if (entry && isFresh(entry, now)) return Promise.resolve({ entry, stored: true, via: 'held' });
     const joined = this.inflight.get(key)?.promise;
     if (joined) return joined.then((r) => ({ ...r, via: r.via ?? 'joined' }));
@@ -531,6 +551,7 @@ export class ScrapeCache {
       throw err;
     }
     const answer = StoredResponse.fromRecord(asAnswered(outcome.record));
+    if (answer.key !== key) this.rememberAnswer(key, target.accept, answer.key);
     // The entry this one replaces, whose renderings are made again for the new body right away.
     const replaced = this.memory.peek(answer.key) ?? (previous?.key === answer.key ? previous : undefined);
     const kept = outcome.storable && !fill.superseded ? this.store(answer, release) : undefined;
@@ -745,6 +766,8 @@ function startupTarget(route: Route, path: string): ScrapeTarget {
   }
 }
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Bounds answeredAs: a handful per key in practice (one per distinct Accept of a first fill). */
+const MAX_ANSWERED_AS = 10_000;
 const NO_LEASE = '';
 /** Beyond the route's timeout, so that a lease outlives the fetch it guards. */
 const LEASE_MARGIN_MS = 5000;

@@ -94,7 +94,7 @@ function answerKey(a: Answer, escapingKnown: boolean): Representation {
 }
 
 /** The fill Accept of a source plan before the upstream is known to speak protobuf: protobuf first, then the client's own. */
-function probeAccept(accept: string | undefined): string {
+export function probeAccept(accept: string | undefined): string {
   return accept ? `${SOURCE_ACCEPT},${accept}` : SOURCE_ACCEPT;
 }
 
@@ -113,9 +113,12 @@ function computePlan(accept: string | undefined, p: { protobuf: Knowledge; openm
       }
       const a = negotiate(accept, { protobuf: true, openmetrics: om });
       if (a.kind === 'proto-text' || a.kind === 'proto-compact') return { via: 'exact' };
-      // Whether the exporter offers OpenMetrics only its answer to an OpenMetrics request tells.
+      // Not known yet whether the upstream speaks protobuf: ask for it first, and after it for
+      // what this client asks for, which is its answer where protobuf is not spoken.
+      if (p.protobuf === 0) return { via: 'source', fillAccept: probeAccept(accept), wire: a, representation: answerKey(a, esc) };
+      // Whether a protobuf exporter enables OpenMetrics only its answer to an OpenMetrics request tells.
       if (a.kind === 'openmetrics' && p.openmetrics === 0) return { via: 'answer', representation: answerKey(a, esc), fillAccept: accept };
-      return { via: 'source', fillAccept: p.protobuf === 1 ? SOURCE_ACCEPT : probeAccept(accept), wire: a, representation: answerKey(a, esc) };
+      return { via: 'source', fillAccept: SOURCE_ACCEPT, wire: a, representation: answerKey(a, esc) };
     }
     case 'protobuf': {
       if (p.protobuf === 2) {

@@ -9,7 +9,7 @@ import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { Answer } from '../cache/negotiate.js';
 import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
 import { renderingKey, type StoredResponse, type Variant } from '../cache/stored-response.js';
-import { learn, planFor, SOURCE, UpstreamProfiles, type Plan } from '../cache/upstream-profile.js';
+import { learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan } from '../cache/upstream-profile.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -21,6 +21,11 @@ import { writeHit, writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
+/** Whether a plan is answered by this entry. */
+function servedBy(plan: Plan, entry: StoredResponse): boolean {
+  return plan.via === 'source' ? entry.isSource : plan.via === 'answer' && entry.representation === plan.representation;
+}
+
 /** Rendering keys of source plans, made once per plan object (plans are memoised per Accept). */
 const renderingKeys = new WeakMap<Answer, string>();
 function keyOfRendering(wire: Answer): string {
@@ -305,39 +310,27 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     let target = targetOf(plan, route, path, query, accept);
     if (plan.via === 'exact' && !admitExact(target)) return beyondAcceptCap(req, res, target);
-    if (plan.via === 'source' && profile.protobuf === 0) {
-      // Whether the upstream speaks protobuf is not known yet: an entry of what this client was
-      // answered directly (an OpenMetrics discovery fetch) serves it, and is refreshed as it is,
-      // until a client without such an entry asks the upstream for protobuf.
-      const direct: ScrapeTarget = { ...target, representation: plan.representation };
-      if (cache.peek(direct)) {
-        plan = { via: 'answer', representation: plan.representation, fillAccept: accept };
-        target = direct;
-      }
-    }
     try {
       let found = await lookupTarget(req, res, target);
       let entry = found.entry;
-      if (found.cache !== 'hit' && entry.status === 200) {
-        // The upstream answered otherwise than planned (no protobuf, no OpenMetrics, another
-        // version): what it answered serves this client when the client's own Accept asked for
-        // it or the corrected plan leads there; else the corrected plan's entry does.
-        if (plan.via !== 'exact' && !(plan.via === 'source' && entry.isSource) && entry.representation !== target.representation) {
-          const replanned = planFor(accept, profile, route.format);
-          if (replanned.via === 'refuse') {
-            writeText(res, 406, `route ${route.name} ${replanned.reason}`, VARY, req.method === 'HEAD');
-            return;
-          }
-          const leadsThere = replanned.via === 'source' ? entry.isSource : replanned.via === 'answer' && replanned.representation === entry.representation;
-          const askedByThisClient = route.format === undefined && (entry.accept === accept || entry.accept === (plan.via === 'source' ? plan.fillAccept : undefined));
-          if (leadsThere) plan = replanned;
-          else if (!askedByThisClient) {
-            plan = replanned;
-            target = targetOf(plan, route, path, query, accept);
-            if (plan.via === 'exact' && !admitExact(target)) return beyondAcceptCap(req, res, target);
-            found = await lookupTarget(req, res, target);
-            entry = found.entry;
-          }
+      if (found.cache !== 'hit' && entry.status === 200 && plan.via !== 'exact') {
+        // The fill taught the profile (see onAnswer above). Where the upstream answered otherwise
+        // than planned (no protobuf, no OpenMetrics, another version), the corrected plan's
+        // entry answers this client: this one when it is that entry, or when this client's own
+        // Accept was what the upstream answered (first fills); else another fill.
+        const replanned = planFor(accept, profile, route.format);
+        if (replanned.via === 'refuse') {
+          writeText(res, 406, `route ${route.name} ${replanned.reason}`, VARY, req.method === 'HEAD');
+          return;
+        }
+        const ownAnswer = route.format === undefined && !entry.isSource && (entry.accept === accept || entry.accept === probeAccept(accept));
+        if (servedBy(replanned, entry)) plan = replanned;
+        else if (!ownAnswer) {
+          plan = replanned;
+          target = targetOf(plan, route, path, query, accept);
+          if (plan.via === 'exact' && !admitExact(target)) return beyondAcceptCap(req, res, target);
+          found = await lookupTarget(req, res, target);
+          entry = found.entry;
         }
       }
       await serve(req, res, found, route, plan.via === 'source' && entry.isSource ? plan.wire : undefined);
