@@ -104,7 +104,7 @@ describe('the disk level in the proxy', () => {
       await untilFiles(dir, 3);
       assert.deepEqual(JSON.parse((await post(`${p.adminUrl}/invalidate`, { path: '/probe', query: 'target=a' })).body.toString()), { invalidated: 1 });
       assert.equal(files(dir).length, 2);
-      const nodeFile = join(dir, fileOf(cacheKey('node', '/node/metrics', '', 'openmetrics')));
+      const nodeFile = join(dir, fileOf(cacheKey('node', '/node/metrics', '', 'openmetrics;1.0.0')));
       const old = decodeRecord(readFileSync(nodeFile)).fetchedAt;
       await post(`${p.adminUrl}/invalidate`, { route: 'node', refresh: true });
       for (let i = 0; i < 100 && !((decodeRecordOr(nodeFile) ?? 0) > old); i++) await sleep(20);

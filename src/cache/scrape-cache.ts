@@ -153,7 +153,8 @@ export class ScrapeCache {
       if (!this.prefetchTimers.has(key) && !this.inflight.has(key)) {
         const entry = this.memory.peek(key);
         if (entry) this.schedulePrefetch(target, entry);
-        else this.background(target, undefined);
+        // Entries loaded under what the upstream answered are kept fresh by the loop below.
+        else if (!this.holdsPath(route.name, route.path)) this.background(target, undefined);
       }
       // Other representations loaded from a second level are kept fresh as they were before.
       for (const entry of this.memory.entries()) {
@@ -344,6 +345,11 @@ export class ScrapeCache {
       this.failures.delete(entry.key);
     }
     return { marked, dropped };
+  }
+
+  private holdsPath(route: string, path: string): boolean {
+    for (const entry of this.memory.entries()) if (entry.route === route && entry.path === path && entry.query === '') return true;
+    return false;
   }
 
   /** The target that fetches an entry again; undefined for keys with a query (fetched on their next scrape) or a route gone. */

@@ -186,7 +186,7 @@ export function learn(profile: UpstreamProfile, asked: string | undefined, plann
   if (profile.protobuf === 0 && profile.openmetrics === 0 && profile.escaping === 0) profile.expiresAt = now + PROFILE_LIFETIME_MS;
   profile.escaping = wire.escaping === undefined ? 2 : 1;
   if (wire.kind === 'protobuf') profile.protobuf = 1;
-  else if (plannedAs === SOURCE) profile.protobuf = 2;
+  else if (plannedAs === SOURCE || negotiate(asked, { protobuf: true, openmetrics: true }).kind === 'protobuf') profile.protobuf = 2;
   if (wire.kind === 'openmetrics') profile.openmetrics = 1;
   else if (wire.kind === 'text' && negotiate(asked, { protobuf: false, openmetrics: true }).kind === 'openmetrics') profile.openmetrics = 2;
   const actual = representationOf(wire);
