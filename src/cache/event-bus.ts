@@ -10,9 +10,11 @@ import type { StoredRecord } from './stored-record.js';
 export type CacheEvent =
   /**
    * A fill stored a record. With `record`, the record itself (the body crosses once, with the
-   * event); without, a pointer: read the key from the shared store.
+   * event); without, a pointer: read the key from the shared store. `asked`: the key the fill
+   * was for, when the upstream's answer went under another (SPEC 3.2): who waits for that key
+   * has its answer too.
    */
-  | { type: 'stored'; key: string; record?: StoredRecord }
+  | { type: 'stored'; key: string; record?: StoredRecord; asked?: string }
   /** A fill of the key failed: the shared back-off, so that others neither wait nor refetch before retryAt. */
   | { type: 'failed'; key: string; fwdStatus: number | string; retryAt: number }
   /** Entries were dropped (or, soft, made stale at once but kept servable). */

@@ -21,6 +21,7 @@ import { cacheKey } from './key.js';
 import type { MemoryStore } from './memory-store.js';
 import { selects, type EntryIdentity, type EntrySelection, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
+import type { Representation } from './representation.js';
 import { renderingKey, StoredResponse } from './stored-response.js';
 import { representationOfContentType, SOURCE, SOURCE_ACCEPT } from './upstream-profile.js';
 
@@ -269,6 +270,22 @@ export class ScrapeCache {
     return entry && isFresh(entry, now) ? entry : undefined;
   }
 
+  /**
+   * A fresh entry held for one of these representations of the target's key, here or in the
+   * second level: what another process stored as the upstream's answer to a client like this
+   * one, before this process knows whether the upstream speaks protobuf.
+   */
+  async heldAnswer(target: ScrapeTarget, representations: readonly Representation[]): Promise<StoredResponse | undefined> {
+    for (const representation of representations) {
+      const key = keyOf({ ...target, representation });
+      const held = this.memory.peek(key);
+      if (held && isFresh(held, this.now())) return held;
+      const below = await this.fromSecond(key, { ...target, representation });
+      if (below) return below;
+    }
+    return undefined;
+  }
+
   /** The entry held in memory for a target, fresh or not, without touching recency or counting a hit. */
   peek(target: ScrapeTarget): StoredResponse | undefined {
     return this.memory.peek(keyOf(target));
@@ -499,9 +516,11 @@ export class ScrapeCache {
         break;
     }
     if (event.type !== 'invalidated') {
-      const waiters = this.peerFills.get(event.key);
-      this.peerFills.delete(event.key);
-      for (const w of waiters ?? []) w(event);
+      for (const key of event.type === 'stored' && event.asked !== undefined ? [event.key, event.asked] : [event.key]) {
+        const waiters = this.peerFills.get(key);
+        this.peerFills.delete(key);
+        for (const w of waiters ?? []) w(event);
+      }
     }
   }
 
@@ -560,7 +579,7 @@ export class ScrapeCache {
     if (answer.key !== key) this.rememberAnswer(key, target.accept, answer.key);
     // The entry this one replaces, whose renderings are made again for the new body right away.
     const replaced = this.memory.peek(answer.key) ?? (previous?.key === answer.key ? previous : undefined);
-    const kept = outcome.storable && !fill.superseded ? this.store(answer, release) : undefined;
+    const kept = outcome.storable && !fill.superseded ? this.store(answer, release, key) : undefined;
     if (kept === undefined) void release?.();
     const entry = kept ?? answer;
     const stored = kept !== undefined;
@@ -633,7 +652,7 @@ export class ScrapeCache {
         const { fwdStatus, retryAt } = peer?.type === 'failed' ? peer : failure!;
         throw peerFailed(target, fwdStatus, retryAt - this.now());
       }
-      const entry = (peer?.type === 'stored' && this.freshHeld(key, previous)) || (await this.fromSecond(key, target, previous));
+      const entry = (peer?.type === 'stored' && this.freshHeld(peer.key, previous)) || (await this.fromSecond(key, target, previous));
       if (entry) return { entry, stored: true, via: 'joined' };
       // The holder vanished and its lease outlived the wait: fetch here rather than fail the scrape.
       if (fill.superseded || this.closed || this.now() >= giveUpAt) return NO_LEASE;
@@ -650,7 +669,7 @@ export class ScrapeCache {
    * entry now held: this one, or the same record already taken from an event (a cluster
    * worker hears the primary's `stored` before its answer). Undefined when nothing was stored.
    */
-  private store(entry: StoredResponse, release?: () => Promise<boolean>): StoredResponse | undefined {
+  private store(entry: StoredResponse, release?: () => Promise<boolean>, asked = entry.key): StoredResponse | undefined {
     if (this.closed) return undefined;
     const held = this.memory.peek(entry.key);
     if (held && held.fetchedAt === entry.fetchedAt && held.fingerprint === entry.fingerprint) return held;
@@ -659,7 +678,7 @@ export class ScrapeCache {
     this.failures.delete(entry.key);
     const written = this.second?.set(entry);
     if (!release) {
-      void this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+      void this.bus?.publish({ type: 'stored', key: entry.key, record: entry, ...(asked !== entry.key ? { asked } : {}) });
       return entry;
     }
     // Under a shared lease the others hear of it once the write below is done, and only if the
@@ -668,7 +687,7 @@ export class ScrapeCache {
     void Promise.resolve(written)
       .then(release)
       .then((kept) => {
-        if (kept) return this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+        if (kept) return this.bus?.publish({ type: 'stored', key: entry.key, record: entry, ...(asked !== entry.key ? { asked } : {}) });
         this.memory.deleteIf(entry);
         return undefined;
       });

@@ -93,6 +93,15 @@ function answerKey(a: Answer, escapingKnown: boolean): Representation {
   return representationOf({ kind: a.kind, version: a.version, escaping: escapingKnown ? a.escaping : undefined })!;
 }
 
+/**
+ * Where this client's answer is kept if the upstream does not speak protobuf, with and without
+ * an escaping term: before the profile knows, an entry another process stored there serves it.
+ */
+export function answerCandidates(accept: string | undefined): Representation[] {
+  const a = negotiate(accept, { protobuf: false, openmetrics: true });
+  return [answerKey(a, true), answerKey(a, false)];
+}
+
 /** The fill Accept of a source plan before the upstream is known to speak protobuf: protobuf first, then the client's own. */
 export function probeAccept(accept: string | undefined): string {
   return accept ? `${SOURCE_ACCEPT},${accept}` : SOURCE_ACCEPT;

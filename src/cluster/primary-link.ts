@@ -59,7 +59,7 @@ export class PrimaryLink implements Filler, EventBus {
       case 'event': {
         const event = decodeEvent(message.event);
         if (event.type === 'stored' && event.record) {
-          for (const a of this.asked.values()) if (a.key === event.key) a.stored = event.record;
+          for (const a of this.asked.values()) if (a.key === event.key || a.key === event.asked) a.stored = event.record;
         }
         for (const l of this.listeners) l(event);
         return;

@@ -9,7 +9,7 @@ import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { Answer } from '../cache/negotiate.js';
 import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
 import { renderingKey, type StoredResponse, type Variant } from '../cache/stored-response.js';
-import { learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan } from '../cache/upstream-profile.js';
+import { answerCandidates, learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan } from '../cache/upstream-profile.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -310,6 +310,16 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     let target = targetOf(plan, route, path, query, accept);
     if (plan.via === 'exact' && !admitExact(target)) return beyondAcceptCap(req, res, target);
+    if (plan.via === 'source' && profile.protobuf === 0) {
+      // Not known here yet whether the upstream speaks protobuf (a new process, another
+      // replica): what another one stored as the upstream's answer to such a client serves it.
+      const held = await cache.heldAnswer(target, answerCandidates(accept));
+      if (held) {
+        learn(profile, held.accept, held.representation, held.contentType, Date.now(), route.format);
+        plan = { via: 'answer', representation: held.representation, fillAccept: accept };
+        target = targetOf(plan, route, path, query, accept);
+      }
+    }
     try {
       let found = await lookupTarget(req, res, target);
       let entry = found.entry;

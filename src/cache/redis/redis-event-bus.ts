@@ -16,7 +16,7 @@ import { ackChannel, eventChannel } from './redis-keys.js';
 interface Header {
   from: string;
   /** The event less its record, which follows the header as bytes. */
-  event: Exclude<CacheEvent, { type: 'stored' }> | { type: 'stored'; key: string };
+  event: Exclude<CacheEvent, { type: 'stored' }> | { type: 'stored'; key: string; asked?: string };
   withRecord?: boolean;
   /** Set on invalidations: every receiver answers on the sender's ack channel. */
   ack?: string;
@@ -46,7 +46,10 @@ export class RedisEventBus implements EventBus {
   }
 
   async publish(event: CacheEvent): Promise<void> {
-    const header: Header = { from: this.instance, event: event.type === 'stored' ? { type: 'stored', key: event.key } : event };
+    const header: Header = {
+      from: this.instance,
+      event: event.type === 'stored' ? { type: 'stored', key: event.key, ...(event.asked === undefined ? {} : { asked: event.asked }) } : event,
+    };
     const record = event.type === 'stored' && event.record ? encodeRecord(event.record) : undefined;
     if (record) header.withRecord = true;
     const ackId = event.type === 'invalidated' ? randomUUID() : undefined;
