@@ -23,7 +23,9 @@ import { selects, type EntryIdentity, type EntrySelection, type Store } from './
 import type { StoredRecord } from './stored-record.js';
 import type { Representation } from './representation.js';
 import { renderingKey, StoredResponse } from './stored-response.js';
-import { representationOfContentType, SOURCE, SOURCE_ACCEPT } from './upstream-profile.js';
+import { answerCandidates, representationOfContentType, SOURCE, SOURCE_ACCEPT } from './upstream-profile.js';
+
+const PROBE_PREFIX = `${SOURCE_ACCEPT},`;
 
 export type { ScrapeTarget } from './filler.js';
 export type { EntryIdentity } from './store.js';
@@ -264,10 +266,22 @@ export class ScrapeCache {
   }
 
   private answeredFor(key: string, accept: string | undefined, now: number): StoredResponse | undefined {
-    if (this.answeredAs.size === 0) return undefined;
-    const answeredKey = this.answeredAs.get(`${key}\n${accept ?? ''}`);
-    const entry = answeredKey === undefined ? undefined : this.memory.lookup(answeredKey, now);
-    return entry && isFresh(entry, now) ? entry : undefined;
+    const answeredKey = this.answeredAs.size === 0 ? undefined : this.answeredAs.get(`${key}\n${accept ?? ''}`);
+    if (answeredKey !== undefined) {
+      const entry = this.memory.lookup(answeredKey, now);
+      if (entry && isFresh(entry, now)) return entry;
+    }
+    // A protobuf probe (SOURCE_ACCEPT, then the client's own Accept) in a process that has not
+    // seen its answer (loaded from disk, asked by a new worker): where the client's answer is
+    // held fresh, the upstream answered it without protobuf before.
+    if (accept?.startsWith(PROBE_PREFIX) && key.endsWith(`\0${SOURCE}`)) {
+      const base = key.slice(0, key.length - SOURCE.length);
+      for (const representation of answerCandidates(accept.slice(PROBE_PREFIX.length))) {
+        const entry = this.memory.lookup(base + representation, now);
+        if (entry && isFresh(entry, now)) return entry;
+      }
+    }
+    return undefined;
   }
 
   /**

@@ -323,7 +323,10 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     try {
       let found = await lookupTarget(req, res, target);
       let entry = found.entry;
-      if (found.cache !== 'hit' && entry.status === 200 && plan.via !== 'exact') {
+      const unplanned = plan.via === 'source' ? !entry.isSource : plan.via === 'answer' && entry.representation !== plan.representation;
+      if (entry.status === 200 && plan.via !== 'exact' && (found.cache !== 'hit' || unplanned)) {
+        // A hit on another representation: what another process learned (see ScrapeCache.answeredFor).
+        if (found.cache === 'hit') learn(profile, entry.accept, entry.representation, entry.contentType, Date.now(), route.format);
         // The fill taught the profile (see onAnswer above). Where the upstream answered otherwise
         // than planned (no protobuf, no OpenMetrics, another version), the corrected plan's
         // entry answers this client: this one when it is that entry, or when this client's own
