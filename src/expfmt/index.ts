@@ -10,6 +10,9 @@
  * - `renderFamilies` throws ExpfmtError where expfmt's own encoder fails (a family without
  *   metrics or name in text, a float histogram in OpenMetrics 1.0, a sample without the value
  *   its family's type needs): promhttp then stops mid-body, so there is no correct body to serve.
+ * - OpenMetrics carries no `_created` lines: promhttp writes them only with
+ *   EnableOpenMetricsTextCreatedSamples, which is off by default (the created timestamps stay in
+ *   the protobuf answers).
  */
 import type { DecodedFamilies } from './decode.js';
 import { decodeFamilies as decode } from './decode.js';

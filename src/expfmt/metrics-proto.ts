@@ -9,7 +9,7 @@ import protobuf from 'protobufjs/light.js';
 const opt = (type: string, id: number) => ({ type, id });
 const rep = (type: string, id: number) => ({ rule: 'repeated', type, id });
 
-const descriptor = {
+const descriptor: Record<string, unknown> = {
   nested: {
     google: {
       nested: {
@@ -112,6 +112,13 @@ const descriptor = {
     },
   },
 };
+
+/** protobufjs reads a JSON message or enum without `edition` as proto3 (implicit presence, packed). */
+function markProto2(ns: Record<string, unknown>): void {
+  if ('fields' in ns || 'values' in ns) ns.edition = 'proto2';
+  for (const child of Object.values((ns.nested ?? {}) as Record<string, Record<string, unknown>>)) markProto2(child);
+}
+markProto2(descriptor);
 
 const root = protobuf.Root.fromJSON(descriptor);
 root.resolveAll();

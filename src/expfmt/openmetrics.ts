@@ -7,10 +7,10 @@
  */
 import { ExpfmtError } from './errors.js';
 import { formatOpenMetricsFloat } from './float.js';
-import type { Exemplar, Metric, MetricFamily, Timestamp } from './metrics-proto.js';
+import type { Exemplar, MetricFamily, Timestamp } from './metrics-proto.js';
 import { has, MetricType, toBigInt } from './metrics-proto.js';
 import { escapeQuoted, spellName } from './names.js';
-import { seriesName } from './text.js';
+import { labelsText, seriesName } from './text.js';
 
 // google.protobuf.Timestamp's valid range (Timestamp.CheckValid): years 1 to 9999.
 const MIN_SECONDS = -62135596800n;
@@ -27,7 +27,7 @@ function timestampSeconds(ts: Timestamp): number {
 }
 
 function exemplarText(e: Exemplar): string {
-  let s = ` # ${seriesName('', e.label, '', 0, formatOpenMetricsFloat)} ${formatOpenMetricsFloat(e.value ?? 0)}`;
+  let s = ` # {${labelsText(e.label)}} ${formatOpenMetricsFloat(e.value ?? 0)}`;
   if (has(e, 'timestamp')) s += ` ${formatOpenMetricsFloat(timestampSeconds(e.timestamp!))}`;
   return s;
 }
@@ -35,18 +35,18 @@ function exemplarText(e: Exemplar): string {
 function sample(
   out: string[],
   name: string,
-  m: Metric,
-  extraName: string,
-  extraValue: number,
+  labels: string,
+  extra: string,
   value: number | bigint,
+  ts: string,
   exemplar?: Exemplar,
 ): void {
-  let line = `${seriesName(name, m.label, extraName, extraValue, formatOpenMetricsFloat)} `;
-  line += typeof value === 'bigint' ? value.toString() : formatOpenMetricsFloat(value);
-  if (has(m, 'timestamp_ms')) line += ` ${formatOpenMetricsFloat(Number(toBigInt(m.timestamp_ms)) / 1000)}`;
-  if (exemplar != null && exemplar.label.length > 0) line += exemplarText(exemplar);
-  out.push(line, '\n');
+  const v = typeof value === 'bigint' ? value.toString() : formatOpenMetricsFloat(value);
+  const e = exemplar != null && exemplar.label.length > 0 ? exemplarText(exemplar) : '';
+  out.push(seriesName(name, labels, extra), ' ', v, ts, e, '\n');
 }
+
+const le = (bound: number) => `le="${formatOpenMetricsFloat(bound)}"`;
 
 function expected(what: string, name: string): ExpfmtError {
   return new ExpfmtError(`expected ${what} in a metric of family ${name}`);
@@ -90,25 +90,27 @@ export function writeOpenMetricsFamily(out: string[], f: MetricFamily): void {
   out.push('# TYPE ', spellName(announced), ' ', word, '\n');
   if (has(f, 'unit')) out.push('# UNIT ', spellName(announced), ' ', escapeQuoted(f.unit!), '\n');
   for (const m of f.metric) {
+    const labels = labelsText(m.label);
+    const ts = has(m, 'timestamp_ms') ? ` ${formatOpenMetricsFloat(Number(toBigInt(m.timestamp_ms)) / 1000)}` : '';
     switch (type) {
       case MetricType.COUNTER:
         if (!has(m, 'counter')) throw expected('counter', name);
-        sample(out, name, m, '', 0, m.counter!.value ?? 0, m.counter!.exemplar);
+        sample(out, name, labels, '', m.counter!.value ?? 0, ts, m.counter!.exemplar);
         break;
       case MetricType.GAUGE:
         if (!has(m, 'gauge')) throw expected('gauge', name);
-        sample(out, name, m, '', 0, m.gauge!.value ?? 0);
+        sample(out, name, labels, '', m.gauge!.value ?? 0, ts);
         break;
       case MetricType.UNTYPED:
         if (!has(m, 'untyped')) throw expected('untyped', name);
-        sample(out, name, m, '', 0, m.untyped!.value ?? 0);
+        sample(out, name, labels, '', m.untyped!.value ?? 0, ts);
         break;
       case MetricType.SUMMARY: {
         if (!has(m, 'summary')) throw expected('summary', name);
         const s = m.summary!;
-        for (const q of s.quantile) sample(out, name, m, 'quantile', q.quantile ?? 0, q.value ?? 0);
-        sample(out, `${name}_sum`, m, '', 0, s.sample_sum ?? 0);
-        sample(out, `${name}_count`, m, '', 0, toBigInt(s.sample_count));
+        for (const q of s.quantile) sample(out, name, labels, `quantile="${formatOpenMetricsFloat(q.quantile ?? 0)}"`, q.value ?? 0, ts);
+        sample(out, `${name}_sum`, labels, '', s.sample_sum ?? 0, ts);
+        sample(out, `${name}_count`, labels, '', toBigInt(s.sample_count), ts);
         break;
       }
       default: {
@@ -117,13 +119,13 @@ export function writeOpenMetricsFamily(out: string[], f: MetricFamily): void {
         let infSeen = false;
         for (const b of h.bucket) {
           if ((b.cumulative_count_float ?? 0) > 0) throw floatHistogram(name);
-          sample(out, `${name}_bucket`, m, 'le', b.upper_bound ?? 0, toBigInt(b.cumulative_count), b.exemplar);
+          sample(out, `${name}_bucket`, labels, le(b.upper_bound ?? 0), toBigInt(b.cumulative_count), ts, b.exemplar);
           if (b.upper_bound === Infinity) infSeen = true;
         }
-        if (!infSeen) sample(out, `${name}_bucket`, m, 'le', Infinity, toBigInt(h.sample_count));
-        sample(out, `${name}_sum`, m, '', 0, h.sample_sum ?? 0);
+        if (!infSeen) sample(out, `${name}_bucket`, labels, le(Infinity), toBigInt(h.sample_count), ts);
+        sample(out, `${name}_sum`, labels, '', h.sample_sum ?? 0, ts);
         if ((h.sample_count_float ?? 0) > 0) throw floatHistogram(name);
-        sample(out, `${name}_count`, m, '', 0, toBigInt(h.sample_count));
+        sample(out, `${name}_count`, labels, '', toBigInt(h.sample_count), ts);
       }
     }
   }

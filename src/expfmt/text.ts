@@ -6,7 +6,7 @@
  */
 import { ExpfmtError } from './errors.js';
 import { formatTextFloat } from './float.js';
-import type { LabelPair, Metric, MetricFamily } from './metrics-proto.js';
+import type { LabelPair, MetricFamily } from './metrics-proto.js';
 import { has, MetricType, toBigInt } from './metrics-proto.js';
 import { escapeHelp, escapeQuoted, spellName } from './names.js';
 import { isLegacyName } from './escape.js';
@@ -21,41 +21,29 @@ const TYPE_WORD: Record<number, string> = {
   [MetricType.GAUGE_HISTOGRAM]: 'histogram',
 };
 
-/**
- * `name{labels,extra="v"}` as expfmt's writeNameAndLabelPairs spells it: a name that is not legacy
- * goes quoted inside the braces; `format` writes the extra label's float value.
- */
-export function seriesName(
-  name: string,
-  labels: readonly LabelPair[],
-  extraName: string,
-  extraValue: number,
-  format: (f: number) => string,
-): string {
+/** A metric's label pairs as expfmt writes them inside the braces, made once per metric. */
+export function labelsText(labels: readonly LabelPair[]): string {
   let out = '';
-  let sep = '{';
-  let inside = false;
-  if (name !== '') {
-    if (!isLegacyName(name)) {
-      out += sep;
-      sep = ',';
-      inside = true;
-    }
-    out += spellName(name);
-  }
-  if (labels.length === 0 && extraName === '') return inside ? `${out}}` : out;
   for (const l of labels) {
-    out += `${sep}${spellName(l.name ?? '')}="${escapeQuoted(l.value ?? '')}"`;
-    sep = ',';
+    if (out !== '') out += ',';
+    out += `${spellName(l.name ?? '')}="${escapeQuoted(l.value ?? '')}"`;
   }
-  if (extraName !== '') out += `${sep}${extraName}="${format(extraValue)}"`;
-  return `${out}}`;
+  return out;
 }
 
-function sample(out: string[], name: string, m: Metric, extraName: string, extraValue: number, value: number): void {
-  let line = `${seriesName(name, m.label, extraName, extraValue, formatTextFloat)} ${formatTextFloat(value)}`;
-  if (has(m, 'timestamp_ms')) line += ` ${toBigInt(m.timestamp_ms).toString()}`;
-  out.push(line, '\n');
+/**
+ * `name{labels,extra}` as expfmt's writeNameAndLabelPairs spells it: a name that is not legacy
+ * goes quoted inside the braces, first. `extra` is the ready `le="…"` or `quantile="…"` pair.
+ */
+export function seriesName(name: string, labels: string, extra: string): string {
+  const inner = labels === '' ? extra : extra === '' ? labels : `${labels},${extra}`;
+  if (isLegacyName(name)) return inner === '' ? name : `${name}{${inner}}`;
+  const quoted = `"${escapeQuoted(name)}"`;
+  return inner === '' ? `{${quoted}}` : `{${quoted},${inner}}`;
+}
+
+function sample(out: string[], name: string, labels: string, extra: string, value: number, ts: string): void {
+  out.push(seriesName(name, labels, extra), ' ', formatTextFloat(value), ts, '\n');
 }
 
 function expected(what: string, name: string): ExpfmtError {
@@ -73,25 +61,27 @@ export function writeTextFamily(out: string[], f: MetricFamily): void {
   if (has(f, 'help')) out.push('# HELP ', spellName(name), ' ', escapeHelp(f.help!), '\n');
   out.push('# TYPE ', spellName(name), ' ', word, '\n');
   for (const m of f.metric) {
+    const labels = labelsText(m.label);
+    const ts = has(m, 'timestamp_ms') ? ` ${toBigInt(m.timestamp_ms).toString()}` : '';
     switch (type) {
       case MetricType.COUNTER:
         if (!has(m, 'counter')) throw expected('counter', name);
-        sample(out, name, m, '', 0, m.counter!.value ?? 0);
+        sample(out, name, labels, '', m.counter!.value ?? 0, ts);
         break;
       case MetricType.GAUGE:
         if (!has(m, 'gauge')) throw expected('gauge', name);
-        sample(out, name, m, '', 0, m.gauge!.value ?? 0);
+        sample(out, name, labels, '', m.gauge!.value ?? 0, ts);
         break;
       case MetricType.UNTYPED:
         if (!has(m, 'untyped')) throw expected('untyped', name);
-        sample(out, name, m, '', 0, m.untyped!.value ?? 0);
+        sample(out, name, labels, '', m.untyped!.value ?? 0, ts);
         break;
       case MetricType.SUMMARY: {
         if (!has(m, 'summary')) throw expected('summary', name);
         const s = m.summary!;
-        for (const q of s.quantile) sample(out, name, m, 'quantile', q.quantile ?? 0, q.value ?? 0);
-        sample(out, `${name}_sum`, m, '', 0, s.sample_sum ?? 0);
-        sample(out, `${name}_count`, m, '', 0, Number(toBigInt(s.sample_count)));
+        for (const q of s.quantile) sample(out, name, labels, `quantile="${formatTextFloat(q.quantile ?? 0)}"`, q.value ?? 0, ts);
+        sample(out, `${name}_sum`, labels, '', s.sample_sum ?? 0, ts);
+        sample(out, `${name}_count`, labels, '', Number(toBigInt(s.sample_count)), ts);
         break;
       }
       default: {
@@ -101,14 +91,14 @@ export function writeTextFamily(out: string[], f: MetricFamily): void {
         for (const b of h.bucket) {
           let v = b.cumulative_count_float ?? 0;
           if (v === 0) v = Number(toBigInt(b.cumulative_count));
-          sample(out, `${name}_bucket`, m, 'le', b.upper_bound ?? 0, v);
+          sample(out, `${name}_bucket`, labels, `le="${formatTextFloat(b.upper_bound ?? 0)}"`, v, ts);
           if (b.upper_bound === Infinity) infSeen = true;
         }
         let count = h.sample_count_float ?? 0;
         if (count === 0) count = Number(toBigInt(h.sample_count));
-        if (!infSeen) sample(out, `${name}_bucket`, m, 'le', Infinity, count);
-        sample(out, `${name}_sum`, m, '', 0, h.sample_sum ?? 0);
-        sample(out, `${name}_count`, m, '', 0, count);
+        if (!infSeen) sample(out, `${name}_bucket`, labels, 'le="+Inf"', count, ts);
+        sample(out, `${name}_sum`, labels, '', h.sample_sum ?? 0, ts);
+        sample(out, `${name}_count`, labels, '', count, ts);
       }
     }
   }
