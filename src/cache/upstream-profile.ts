@@ -199,13 +199,17 @@ export function learn(profile: UpstreamProfile, asked: string | undefined, plann
   if (wire.kind === 'openmetrics') profile.openmetrics = 1;
   else if (wire.kind === 'text' && negotiate(asked, { protobuf: false, openmetrics: true }).kind === 'openmetrics') profile.openmetrics = 2;
   const actual = representationOf(wire);
-  // Aliases come from answers to a client's own Accept (unpinned routes) only.
-  if (format !== undefined || actual === undefined || actual === SOURCE || plannedAs === SOURCE || plannedAs.startsWith('accept:')) return;
-  // An answer the model did not predict: clients predicted to get plannedAs share the entry it went to.
-  const predicted = planFor(asked, profile, undefined);
+  // Aliases come from answers to a client's own Accept (unpinned routes) only; a protobuf probe
+  // answered without protobuf is the answer to the client's Accept that follows it.
+  if (format !== undefined || actual === undefined || actual === SOURCE || plannedAs.startsWith('accept:')) return;
+  const own = plannedAs === SOURCE ? (asked?.startsWith(`${SOURCE_ACCEPT},`) ? asked.slice(SOURCE_ACCEPT.length + 1) : undefined) : asked;
+  if (own === undefined && plannedAs === SOURCE) return;
+  // An answer the model did not predict: clients predicted to get what this one was share the entry it went to.
+  const predicted = planFor(own, profile, undefined);
   const expected = predicted.via === 'answer' || predicted.via === 'source' ? predicted.representation : undefined;
-  if (actual === plannedAs || actual === expected) profile.aliases.delete(plannedAs);
-  else if (profile.aliases.size < MAX_ALIASES || profile.aliases.has(plannedAs)) profile.aliases.set(plannedAs, actual);
+  if (expected === undefined) return;
+  if (actual === expected) profile.aliases.delete(expected);
+  else if (profile.aliases.size < MAX_ALIASES || profile.aliases.has(expected)) profile.aliases.set(expected, actual);
 }
 
 /**
