@@ -2,7 +2,8 @@
 # Installs the real parts the tests run against (Debian packages, bookworm):
 # prometheus 2.42, node_exporter 1.5, blackbox_exporter 0.23 (test/e2e), redis-server 7.0
 # (the Redis store), chromium (the pages, driven by playwright-core), victoria-metrics
-# (vmagent, a second kind of scraper) and apache2-utils (htpasswd, for basic-auth hashes).
+# (vmagent, a second kind of scraper), apache2-utils (htpasswd, for basic-auth hashes) and
+# curl (the README's commands, run by test/readme.test.ts and scripts/ci-pack-install.sh).
 #
 # CI runs as root on a machine without systemd. The packages' postinst scripts try to
 # enable and start their services; a policy-rc.d that answers 101 ("action forbidden")
@@ -11,8 +12,8 @@
 # system services are never needed.
 set -euo pipefail
 
-packages=(prometheus prometheus-node-exporter prometheus-blackbox-exporter redis-server chromium victoria-metrics apache2-utils)
-binaries=(/usr/bin/prometheus /usr/bin/prometheus-node-exporter /usr/bin/prometheus-blackbox-exporter /usr/bin/redis-server /usr/bin/chromium /usr/bin/vmagent /usr/bin/htpasswd)
+packages=(prometheus prometheus-node-exporter prometheus-blackbox-exporter redis-server chromium victoria-metrics apache2-utils curl)
+binaries=(/usr/bin/prometheus /usr/bin/prometheus-node-exporter /usr/bin/prometheus-blackbox-exporter /usr/bin/redis-server /usr/bin/chromium /usr/bin/vmagent /usr/bin/htpasswd /usr/bin/curl)
 
 have_all=1
 for bin in "${binaries[@]}"; do

@@ -12,6 +12,7 @@ import { MemoryStore } from './cache/memory-store.js';
 import { ScrapeCache, type ScrapeCacheParts } from './cache/scrape-cache.js';
 import type { Store } from './cache/store.js';
 import { UpstreamFiller } from './upstream/upstream-filler.js';
+import { applyListenOverrides, type ListenOverrides } from './config/listen-overrides.js';
 import { parseConfig, readConfigText } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
 import { configWarnings } from './config/warnings.js';
@@ -21,8 +22,9 @@ import { writeText } from './server/respond.js';
 import { warnExposedCredentials } from './server/exposed-credentials.js';
 import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from './server/listener-security.js';
 import { RouteTable } from './server/route-table.js';
-import { createScrapeHandler } from './server/scrape-listener.js';
+import { createScrapeHandler, type SelfMetricsText } from './server/scrape-listener.js';
 import type { PassThrough } from './upstream/pass-through.js';
+import { checkUpstreams, type ProbeResult } from './upstream/reachability.js';
 
 export interface AppOptions {
   config: Config;
@@ -33,6 +35,8 @@ export interface AppOptions {
   defaultMetrics?: boolean;
   /** Keeps a --log.level from the command line over the file's on reload. */
   logLevelOverride?: boolean;
+  /** --web.listen-address and --web.admin-listen-address: kept over the file's on reload. */
+  listenOverrides?: ListenOverrides;
   /** Which listeners this process runs (a cluster primary runs only admin, a worker only scrape). */
   listeners?: { scrape: boolean; admin: boolean };
   /**
@@ -50,6 +54,8 @@ export interface AppOptions {
    * its workers); resolves to an error text when that failed somewhere, which the reload reports.
    */
   afterReload?: (source: string) => Promise<string | undefined>;
+  /** The scrape listener's `GET /metrics` (a cluster worker asks its primary for the group's); default: this process's. */
+  selfMetrics?: () => Promise<SelfMetricsText>;
   /** Client timeouts; tests shorten them. */
   limits?: ClientLimits;
   /** --web.config.file: TLS, basic auth, headers and rate limit for both listeners (SPEC 3.6). */
@@ -70,6 +76,8 @@ export interface App {
    * Resolves to the error text when invalid; the running config stays.
    */
   reload(source?: string): Promise<string | undefined>;
+  /** The connection check of every upstream made at start-up or by the last reload. */
+  upstreamsChecked(): Promise<ProbeResult[]>;
   /** Stops accepting, lets requests in flight finish (bounded), then releases everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -161,6 +169,12 @@ async function answerWaiting(waiting: Set<ServerResponse>): Promise<void> {
   if (flushed.length > 0) await Promise.race([Promise.all(flushed), new Promise((r) => setTimeout(r, 1000).unref())]);
 }
 
+/** Everything a route is configured with, as comparable text (secrets and TLS material only through the fingerprint). */
+function routeSettings(route: Route): string {
+  const { upstream, queryKeys, headers: _headers, tls: _tls, recordFingerprint: _record, ...rest } = route;
+  return JSON.stringify({ ...rest, upstream: upstream.href, queryKeys: queryKeys ? [...queryKeys] : null });
+}
+
 export async function startApp(options: AppOptions): Promise<App> {
   const { log } = options;
   // First: a web config error stops the start before anything else is running.
@@ -225,6 +239,10 @@ export async function startApp(options: AppOptions): Promise<App> {
   await preparePassThrough(config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
 
+  const run = options.listeners ?? { scrape: true, admin: true };
+  /** The last start-up or reload's connection check of the upstreams (tests wait for it). */
+  let upstreamsChecked: Promise<ProbeResult[]> = Promise.resolve([]);
+
   /** The last reload's error while it stands, for the status page. */
   let reloadError: string | undefined;
   async function reload(given?: string): Promise<string | undefined> {
@@ -232,7 +250,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     let source: string;
     try {
       source = given ?? readConfigText(configFile);
-      next = parseConfig(source, configFile);
+      next = applyListenOverrides(parseConfig(source, configFile), options.listenOverrides);
     } catch (err) {
       reloadError = (err as Error).message;
       metrics.reloaded(false);
@@ -252,11 +270,18 @@ export async function startApp(options: AppOptions): Promise<App> {
       log.warn({ settings: restartNeeded }, 'these settings change only on restart; the running values stay');
     }
     const oldRoutes = new Map(config.routes.map((r) => [r.name, r]));
-    const changed = new Set<string>();
+    const newRoutes = new Map(next.routes.map((r) => [r.name, r]));
+    // Entries survive a reload while their route fetches the same way (fingerprint); the log
+    // names every route whose settings changed (a ttl too), was added or was removed.
+    const refetching = new Set<string>();
+    const changedRoutes: string[] = [];
     for (const [name, old] of oldRoutes) {
-      const now = next.routes.find((r) => r.name === name);
-      if (!now || now.fingerprint !== old.fingerprint) changed.add(name);
+      const now = newRoutes.get(name);
+      if (!now || now.fingerprint !== old.fingerprint) refetching.add(name);
+      if (now && routeSettings(now) !== routeSettings(old)) changedRoutes.push(name);
     }
+    const addedRoutes = next.routes.filter((r) => !oldRoutes.has(r.name)).map((r) => r.name);
+    const removedRoutes = config.routes.filter((r) => !newRoutes.has(r.name)).map((r) => r.name);
     config = {
       ...next,
       listen: config.listen,
@@ -265,12 +290,13 @@ export async function startApp(options: AppOptions): Promise<App> {
       cache: config.cache,
     };
     table = new RouteTable(config.routes);
-    const dropped = cache.dropRoutes(changed);
+    const dropped = cache.dropRoutes(refetching);
     cache.setRoutes(config.routes);
     passThrough?.retain(config.routes);
     metrics.setRoutes(config.routes.map((r) => r.name));
     if (!options.logLevelOverride) log.level = config.log.level;
-    log.info({ routes: config.routes.map((r) => r.name), changedRoutes: [...changed], droppedEntries: dropped }, 'config reloaded');
+    log.info({ routes: config.routes.map((r) => r.name), changedRoutes, addedRoutes, removedRoutes, droppedEntries: dropped }, 'config reloaded');
+    if (run.admin) upstreamsChecked = checkUpstreams(config.routes, log, 'reload');
     const elsewhere = await options.afterReload?.(source);
     metrics.reloaded(elsewhere === undefined);
     reloadError = elsewhere;
@@ -294,6 +320,7 @@ export async function startApp(options: AppOptions): Promise<App> {
           waiting,
           // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
           adminAddress: () => (adminAddress ? { host: config.admin.listen.host, port: adminAddress.port } : config.admin.listen),
+          selfMetrics: options.selfMetrics ?? (async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() })),
         }), log)),
     log,
     'scrape',
@@ -323,7 +350,6 @@ export async function startApp(options: AppOptions): Promise<App> {
     limits,
   );
 
-  const run = options.listeners ?? { scrape: true, admin: true };
   let scrapeAddress: AddressInfo | undefined;
   let adminAddress: AddressInfo | undefined;
   try {
@@ -343,6 +369,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   if (run.admin) for (const warning of configWarnings(config, security?.config())) log.warn(warning);
   ready = true;
   if (run.admin) warnExposedCredentials(config, security?.config(), log);
+  // Not awaited: an upstream that is down must not hold up the start (one process of a group checks).
+  if (run.admin) upstreamsChecked = checkUpstreams(config.routes, log, 'start-up');
   const where = (a: AddressInfo | undefined) => (a ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : undefined);
   log.info(
     {
@@ -361,6 +389,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     metrics,
     config: () => config,
     reload,
+    upstreamsChecked: () => upstreamsChecked,
     async close(graceMs = 5000) {
       ready = false;
       const closed = Promise.all([

@@ -5,17 +5,24 @@ import { startApp } from './app.js';
 import { buildInfo } from './build-info.js';
 import { configFromPrimary, isWorker, runPrimary, runWorker, type RunOptions, type Running } from './cluster.js';
 import { ConfigError, formatProblem, parseConfig, readConfigText } from './config/load.js';
+import { applyListenOverrides, type ListenOverrides } from './config/listen-overrides.js';
+import { parseListenAddress } from './config/schema.js';
 import { configWarnings } from './config/warnings.js';
 import { loadWebConfig } from './config/web-config.js';
 import { createLogger, type LogLevel } from './log.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
-const HELP = `Usage: scrapecache [--config.file FILE] [--web.config.file FILE] [--check-config] [--log.level LEVEL]
+const HELP = `Usage: scrapecache [--config.file FILE] [--web.listen-address HOST:PORT] [--web.admin-listen-address HOST:PORT]
+                   [--web.config.file FILE] [--check-config] [--log.level LEVEL]
 
 A caching reverse proxy for Prometheus exporters.
 
   --config.file FILE   config file (default ./proxy.yaml); aliases --config, -c
+  --web.listen-address HOST:PORT
+                       scrape listener (overrides listen; ":9180" is every address)
+  --web.admin-listen-address HOST:PORT
+                       admin listener (overrides admin.listen)
   --web.config.file FILE
                        TLS, basic auth, headers and rate limit for both listeners
                        (exporter-toolkit's web configuration format)
@@ -42,6 +49,8 @@ async function main(argv: string[]): Promise<void> {
         config: { type: 'string', short: 'c' },
         'check-config': { type: 'boolean' },
         'web.config.file': { type: 'string' },
+        'web.listen-address': { type: 'string' },
+        'web.admin-listen-address': { type: 'string' },
         'log.level': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -65,13 +74,22 @@ async function main(argv: string[]): Promise<void> {
   const levelFlag = values['log.level'];
   if (levelFlag !== undefined && !LEVELS.includes(levelFlag)) die(`--log.level must be one of ${LEVELS.join(', ')}`);
 
+  const overrides: ListenOverrides = {};
+  for (const [flag, key] of [['web.listen-address', 'listen'], ['web.admin-listen-address', 'adminListen']] as const) {
+    const text = values[flag];
+    if (text === undefined) continue;
+    const address = parseListenAddress(text);
+    if (!address) die(`--${flag}: invalid address "${text}" (expected host:port, e.g. 0.0.0.0:9180, :9180 or [::1]:9180)`);
+    overrides[key] = address;
+  }
+
   const webFile = values['web.config.file'];
   let config;
   let source;
   let web;
   try {
     source = isWorker ? await configFromPrimary() : readConfigText(file);
-    config = parseConfig(source, file);
+    config = applyListenOverrides(parseConfig(source, file), overrides);
     if (webFile !== undefined) web = loadWebConfig(webFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
@@ -91,7 +109,7 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
-  const options: RunOptions = { config, source, file, log, logLevelOverride: levelFlag !== undefined, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) };
+  const options: RunOptions = { config, source, file, log, logLevelOverride: levelFlag !== undefined, listenOverrides: overrides, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) };
   // Handlers first, then listen: a signal during start-up must not take the default action
   // (SIGHUP would kill the process, SIGTERM exit without draining). It waits for start-up.
   let running: Running | undefined;
@@ -126,7 +144,7 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', onInt);
   process.on('SIGHUP', onHup);
   try {
-    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) });
+    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride, listenOverrides: overrides, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) });
     else running = isWorker ? await runWorker(options) : await runPrimary(options);
   } catch (err) {
     die((err as Error).message);

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { startApp, type App } from './app.js';
+import type { ListenOverrides } from './config/listen-overrides.js';
 import { encodeRecord } from './cache/stored-record.js';
 import { keyOf } from './cache/scrape-cache.js';
 import { PrimaryLink } from './cluster/primary-link.js';
@@ -27,6 +28,8 @@ export interface RunOptions {
   file: string;
   log: Logger;
   logLevelOverride: boolean;
+  /** --web.listen-address and --web.admin-listen-address, kept over the file on reload. */
+  listenOverrides?: ListenOverrides;
   /** --web.config.file: every process that listens reads and watches it. */
   webConfigFile?: string;
 }
@@ -38,7 +41,7 @@ export interface Running {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, source, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
+export async function runPrimary({ config, source, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -106,6 +109,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
     log,
     configFile: file,
     logLevelOverride,
+    ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: false, admin: true },
     cacheParts: { bus: new WorkersBus(() => workers) },
@@ -169,6 +173,14 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
       case 'answer':
         answers.get(message.id)?.(message.value);
         return;
+      case 'metrics?': {
+        const { id } = message;
+        metricsText().then(
+          ({ contentType, text }) => worker.isConnected() && worker.send({ t: 'metrics', id, contentType, text } satisfies ToWorker),
+          (err: unknown) => log.warn({ error: (err as Error).message }, 'cannot gather metrics for a worker'),
+        );
+        return;
+      }
       case 'fill': {
         const { id, target } = message;
         const route = app.table().byName.get(target.route);
@@ -245,16 +257,36 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
 }
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
-export async function runWorker({ config, file, log, logLevelOverride, webConfigFile }: RunOptions): Promise<Running> {
+export async function runWorker({ config, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
   const send = (m: ToPrimary) => process.send?.(m);
   const link = new PrimaryLink(send, () => process.connected);
+
+  // GET /metrics on a worker's scrape listener: the primary gathers the whole group's.
+  let metricsId = 0;
+  const metricsAsked = new Map<number, (answer: { contentType: string; text: string }) => void>();
+  const selfMetrics = () =>
+    new Promise<{ contentType: string; text: string }>((resolve, reject) => {
+      const id = ++metricsId;
+      const timer = setTimeout(() => {
+        metricsAsked.delete(id);
+        reject(new Error('the primary process did not answer within 5 s'));
+      }, 5000);
+      metricsAsked.set(id, (answer) => {
+        clearTimeout(timer);
+        metricsAsked.delete(id);
+        resolve(answer);
+      });
+      send({ t: 'metrics?', id });
+    });
 
   const app = await startApp({
     config,
     log,
     configFile: file,
     logLevelOverride,
+    ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
+    selfMetrics,
     listeners: { scrape: true, admin: false },
     // The primary fetches, prefetches and keeps the disk level for the group.
     cacheParts: { filler: link, bus: link, prefetch: false, secondLevel: false },
@@ -289,6 +321,9 @@ export async function runWorker({ config, file, log, logLevelOverride, webConfig
         } else {
           send({ t: 'answer', id: message.id, value: [...app.cache.entries()].map((e) => [e.key, e.hits]) });
         }
+        return;
+      case 'metrics':
+        metricsAsked.get(message.id)?.({ contentType: message.contentType, text: message.text });
         return;
       case 'shutdown':
         void app.close().then(() => process.exit(0));

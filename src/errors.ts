@@ -53,13 +53,22 @@ export class ProxyError extends Error {
   }
 }
 
-/** Turns whatever undici or node threw during an upstream fetch into a ProxyError. */
-export function classifyUpstreamError(route: string, err: unknown, timeoutMs: number): ProxyError {
+/** `host:port` of an upstream URL, the port written out even where it is the scheme's default. */
+export function upstreamAddress(url: URL): string {
+  return `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
+}
+
+/**
+ * Turns whatever undici or node threw during an upstream fetch into a ProxyError. A failure to
+ * connect names the address tried (`upstream`), so that a typo or a stopped exporter shows.
+ */
+export function classifyUpstreamError(route: string, err: unknown, timeoutMs: number, upstream?: URL): ProxyError {
   if (err instanceof ProxyError) return err;
   const e = err as { code?: string; name?: string; message?: string } | undefined;
   const code = e?.code ?? '';
   const detail = e?.message ?? String(err);
   const at = `route ${route}`;
+  const address = upstream ? ` at ${upstreamAddress(upstream)}` : '';
   switch (code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
@@ -72,7 +81,7 @@ export function classifyUpstreamError(route: string, err: unknown, timeoutMs: nu
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
     case 'EADDRNOTAVAIL':
-      return new ProxyError('UPSTREAM_UNREACHABLE', `${at}: upstream unreachable (${code})`, { cause: err });
+      return new ProxyError('UPSTREAM_UNREACHABLE', `${at}: upstream unreachable${address} (${code})`, { cause: err });
     case 'ECONNRESET':
     case 'EPIPE':
     case 'UND_ERR_SOCKET':
@@ -93,7 +102,7 @@ export function classifyUpstreamError(route: string, err: unknown, timeoutMs: nu
     });
   }
   if (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|DEPTH_ZERO/.test(code)) {
-    return new ProxyError('UPSTREAM_TLS', `${at}: TLS handshake with upstream failed (${code})`, { cause: err });
+    return new ProxyError('UPSTREAM_TLS', `${at}: TLS handshake with upstream${address} failed (${code})`, { cause: err });
   }
-  return new ProxyError('UPSTREAM_UNREACHABLE', `${at}: upstream request failed (${code || detail})`, { cause: err });
+  return new ProxyError('UPSTREAM_UNREACHABLE', `${at}: upstream request${address} failed (${code || detail})`, { cause: err });
 }

@@ -396,8 +396,24 @@ test('POST /invalidate with refresh: true does not refetch entries that have a q
   assertMiss(await scrape('/a/metrics?target=1'), 'fill');
   const res = await invalidate({ route: 'a', refresh: true });
   assert.equal((jsonOf(res) as Record<string, unknown>)['invalidated'], 1);
-  assert.equal(a.count, 1);
+  // Only the route's own path, without a query, is fetched (see the next test).
+  assert.deepEqual(a.requests.map((r) => r.url), ['/metrics?target=1', '/metrics']);
   assertMiss(await scrape('/a/metrics?target=1'), 'next scrape fills');
+});
+
+test('POST /invalidate with refresh: true after a plain invalidate still fetches the route now, so the next scrape is a hit', async () => {
+  const { a, invalidate, scrape } = await setup();
+  assertMiss(await scrape('/a/metrics'), 'fill');
+  assert.deepEqual(jsonOf(await invalidate({ route: 'a' })), { invalidated: 1 });
+  assert.deepEqual(jsonOf(await invalidate({ route: 'a', refresh: true })), { invalidated: 0, refreshed: 1 });
+  assert.equal(a.count, 2);
+  assertHit(await scrape('/a/metrics'), 'after refresh');
+  assert.equal(a.count, 2);
+  // By path, the same; a prefix route has no one path to fetch.
+  assert.deepEqual(jsonOf(await invalidate({ path: '/a/metrics' })), { invalidated: 1 });
+  assert.deepEqual(jsonOf(await invalidate({ path: '/a/metrics', refresh: true })), { invalidated: 0, refreshed: 1 });
+  assertHit(await scrape('/a/metrics'), 'after refresh by path');
+  assert.deepEqual(jsonOf(await invalidate({ route: 'multi', refresh: true })), { invalidated: 0, refreshed: 0 });
 });
 
 test('POST /invalidate with a malformed JSON body answers 400 and drops nothing', async () => {

@@ -1,4 +1,4 @@
-/** The alert rules README.md gives operators: valid for promtool, and firing when they should (promtool test rules). */
+/** The alert rules docs/metrics.md gives operators: valid for promtool, and firing when they should (promtool test rules). */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,11 +20,11 @@ function promtoolMissing(): string | undefined {
   }
 }
 
-/** The YAML block between the alert-rules markers in README.md, written beside the promtool test. */
+/** The YAML block between the alert-rules markers in docs/metrics.md, written beside the promtool test. */
 function rulesFromReadme(): string {
-  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const readme = readFileSync(join(root, 'docs/metrics.md'), 'utf8');
   const match = /<!-- alert-rules:start -->\n```yaml\n([\s\S]*?)```\n<!-- alert-rules:end -->/.exec(readme);
-  assert.ok(match, 'README.md has a ```yaml block between <!-- alert-rules:start --> and <!-- alert-rules:end -->');
+  assert.ok(match, 'docs/metrics.md has a ```yaml block between <!-- alert-rules:start --> and <!-- alert-rules:end -->');
   const dir = mkdtempSync(join(tmpdir(), 'scrapecache-rules-'));
   writeFileSync(join(dir, 'rules.yml'), match[1]!);
   copyFileSync(join(root, 'test/fixtures/alert-rules/scrapecache.test.yml'), join(dir, 'scrapecache.test.yml'));
@@ -36,10 +36,10 @@ function promtool(...args: string[]): void {
   assert.equal(result.status, 0, `promtool ${args.join(' ')}:\n${result.stdout}${result.stderr}`);
 }
 
-test("promtool check rules accepts the README's alert rules", { skip: promtoolMissing() }, () => {
+test("promtool check rules accepts the alert rules", { skip: promtoolMissing() }, () => {
   promtool('check', 'rules', join(rulesFromReadme(), 'rules.yml'));
 });
 
-test("the README's alerts fire for stale copies covering a dead upstream and for a collapsed hit ratio, and not before (promtool test rules)", { skip: promtoolMissing() }, () => {
+test("the alerts fire for stale copies covering a dead upstream and for a collapsed hit ratio, and not before (promtool test rules)", { skip: promtoolMissing() }, () => {
   promtool('test', 'rules', join(rulesFromReadme(), 'scrapecache.test.yml'));
 });

@@ -237,7 +237,7 @@ describe('informational flags', { concurrency: true }, () => {
     const r = await run(['--help']);
     assert.equal(r.code, 0);
     assert.match(r.stdout, /^Usage: scrapecache/);
-    for (const flag of ['--config.file', '--config', '-c', '--check-config', '--log.level', '--version', '--help']) {
+    for (const flag of ['--config.file', '--config', '-c', '--check-config', '--log.level', '--web.listen-address', '--web.admin-listen-address', '--web.config.file', '--version', '--help']) {
       assert.ok(r.stdout.includes(flag), `--help does not mention ${flag}`);
     }
   });
@@ -364,5 +364,69 @@ describe('a running proxy', { concurrency: true }, () => {
     assert.equal((await get(`${p.admin}/-/healthy`)).status, 200);
     const { code } = await stopCli(p);
     assert.equal(code, 0);
+  });
+});
+
+describe('--web.listen-address and --web.admin-listen-address', { concurrency: true }, () => {
+  it('override listen and admin.listen from the file, and a reload keeps them without a restart warning', async () => {
+    const upstream = await startUpstream();
+    const [scrapeTaken, adminTaken] = [await occupiedPort(), await occupiedPort()];
+    const file = writeConfig(`listen: 127.0.0.1:${scrapeTaken}\nadmin:\n  listen: 127.0.0.1:${adminTaken}\nroutes:\n${routeYaml('node', '/node', `${upstream}/metrics`)}`);
+    const p = await startCli(['--config.file', file, '--web.listen-address', '127.0.0.1:0', '--web.admin-listen-address', '127.0.0.1:0']);
+    assert.notEqual(p.scrape, `http://127.0.0.1:${scrapeTaken}`);
+    assert.notEqual(p.admin, `http://127.0.0.1:${adminTaken}`);
+    assert.equal((await get(`${p.scrape}/node`)).status, 200);
+    assert.equal((await get(`${p.admin}/-/healthy`)).status, 200);
+    p.child.kill('SIGHUP');
+    await until('the reload', () => logLines(p.stdout()).find((l) => l.msg === 'config reloaded'));
+    assert.equal(logLines(p.stdout()).filter((l) => /only on restart/.test(String(l.msg))).length, 0, p.stdout());
+    assert.equal((await get(`${p.scrape}/node`)).status, 200);
+    assert.equal((await stopCli(p)).code, 0);
+  });
+
+  it('take :PORT for every address, as Go does, and count for --check-config', async () => {
+    const r = await run(['--config.file', writeConfig(VALID), '--check-config', '--web.admin-listen-address', ':9181']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^scrapecache: warning: .*admin.*0\.0\.0\.0:9181/m);
+  });
+
+  it('refuse an address that is not host:port, naming the flag, exit 1', async () => {
+    for (const [flag, value] of [['--web.listen-address', 'localhost'], ['--web.admin-listen-address', '127.0.0.1:99999']]) {
+      const r = await run(['--config.file', writeConfig(VALID), flag!, value!]);
+      assert.equal(r.code, 1);
+      assert.deepEqual(stderrLines(r.stderr), [`scrapecache: ${flag}: invalid address "${value}" (expected host:port, e.g. 0.0.0.0:9180, :9180 or [::1]:9180)`]);
+    }
+  });
+});
+
+describe('messages that name things', { concurrency: true }, () => {
+  it('a reload names the routes it changed (a ttl too), added and removed', async () => {
+    const upstream = await startUpstream();
+    const file = writeConfig(`${LOOPBACK}routes:\n${routeYaml('a', '/a', `${upstream}/a`)}    ttl: 30s\n${routeYaml('b', '/b', `${upstream}/b`)}${routeYaml('gone', '/gone', `${upstream}/gone`)}`);
+    const p = await startCli(['--config.file', file]);
+    writeFileSync(file, `${LOOPBACK}routes:\n${routeYaml('a', '/a', `${upstream}/a`)}    ttl: 1m\n${routeYaml('b', '/b', `${upstream}/b`)}${routeYaml('new', '/new', `${upstream}/new`)}`);
+    p.child.kill('SIGHUP');
+    const line = await until('the reload', () => logLines(p.stdout()).find((l) => l.msg === 'config reloaded'));
+    assert.deepEqual(line.changedRoutes, ['a']);
+    assert.deepEqual(line.addedRoutes, ['new']);
+    assert.deepEqual(line.removedRoutes, ['gone']);
+    assert.equal((await stopCli(p)).code, 0);
+  });
+
+  it('a missing config file is named without a line and column', async () => {
+    const missing = join(tempDir(), 'nope.yaml');
+    const r = await run(['--config.file', missing]);
+    assert.equal(r.code, 1);
+    assert.deepEqual(stderrLines(r.stderr), [`scrapecache: invalid config: ${missing}: cannot read config: no such file`]);
+  });
+
+  it('an upstream without a scheme says what was meant', async () => {
+    const file = writeConfig(`${LOOPBACK}routes:\n${routeYaml('x', '/x', 'localhost:22100')}`);
+    const r = await run(['--config.file', file, '--check-config']);
+    assert.equal(r.code, 1);
+    assert.equal(
+      stderrLines(r.stderr)[0],
+      `${file}:7:15: routes[0].upstream: upstream must be an http:// or https:// URL, e.g. "http://localhost:22100/metrics"; got "localhost:22100"`,
+    );
   });
 });

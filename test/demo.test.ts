@@ -44,6 +44,16 @@ test('npm run demo builds the product, then runs the demo program with the shipp
   assert.match(readFileSync(new URL('demo/proxy.yaml', root), 'utf8'), /upstream: http:\/\/\$\{SCRAPECACHE_DEMO_EXPORTER\}\/metrics/);
 });
 
+test("the demo's admin listener is on 9181 by default, as in proxy.yaml and every admin example of the README", () => {
+  const demo = readFileSync(new URL('demo/proxy.yaml', root), 'utf8');
+  assert.match(demo, /^ {2}listen: \$\{SCRAPECACHE_DEMO_ADMIN_LISTEN:-127\.0\.0\.1:9181\}$/m);
+  assert.match(readFileSync(new URL('proxy.yaml', root), 'utf8'), /^ {2}listen: 127\.0\.0\.1:9181$/m);
+  const readme = readFileSync(new URL('README.md', root), 'utf8');
+  assert.ok(readme.includes('its status page on <http://127.0.0.1:9181/>'));
+  // Every admin call of the README goes to 9181; no other port of the README is an admin port.
+  for (const m of readme.matchAll(/localhost:(\d+)\/(?:invalidate|cache|-\/reload)/g)) assert.equal(m[1], '9181');
+});
+
 test('the demo prints direct and proxied scrapes side by side: one upstream fetch for all proxied scrapes, then leaves both running', async () => {
   const { child: proc, out } = await runDemo({
     SCRAPECACHE_DEMO_EXPORTER: '127.0.0.1:0',
@@ -65,6 +75,8 @@ test('the demo prints direct and proxied scrapes side by side: one upstream fetc
   const status = await get(url('status page')!);
   assert.equal(status.status, 200);
   assert.match(status.body.toString(), /<h3 id="route-demo">demo<\/h3>/);
+  const own = await get(url('own metrics')!);
+  assert.match(own.body.toString(), /^scrapecache_requests_total\{route="demo",cache="hit"\} 3$/m, "two hits of the demo, one of this test");
   const landing = await get(url('landing page')!);
   assert.match(landing.body.toString(), /<a href="\/demo\/metrics">/);
   const exporter = await get(url('exporter')!, { 'x-demo-client': 'direct' });

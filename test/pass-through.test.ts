@@ -338,7 +338,7 @@ describe('pass-through routes', () => {
   test('an unreachable upstream gets 502 with one line naming the route', async () => {
     const res = await get(`${proxy.url}/refused/anything`);
     assert.equal(res.status, 502);
-    assert.equal(res.body.toString(), 'route pages-refused: upstream unreachable (ECONNREFUSED)\n');
+    assert.equal(res.body.toString(), 'route pages-refused: upstream unreachable at 127.0.0.1:1 (ECONNREFUSED)\n');
     assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8');
     assert.match(String(res.headers['cache-status']), /^scrapecache; fwd=bypass\b/);
   });

@@ -59,10 +59,16 @@ async function expectOtherRoutesServe() {
 }
 
 describe('upstream failures', () => {
-  test('an unreachable upstream gets 502 naming the route and the cause', async () => {
+  test('an unreachable upstream gets 502 naming the route, the address and the cause; the log line names them without empty error fields', async () => {
     const res = await get(`${proxy.url}/refused`, SCRAPE_HEADERS);
     assert.equal(res.status, 502);
-    assert.equal(res.body.toString(), 'route refused: upstream unreachable (ECONNREFUSED)\n');
+    assert.equal(res.body.toString(), 'route refused: upstream unreachable at 127.0.0.1:1 (ECONNREFUSED)\n');
+    const line = proxy.logs.find((l) => l['msg'] === 'upstream fetch failed' && l['route'] === 'refused');
+    assert.ok(line, 'an "upstream fetch failed" line');
+    assert.equal(line['upstream'], '127.0.0.1:1');
+    assert.equal(line['code'], 'UPSTREAM_UNREACHABLE');
+    assert.equal(line['error'], 'route refused: upstream unreachable at 127.0.0.1:1 (ECONNREFUSED)');
+    assert.equal(line['err'], undefined, 'no serialised pseudo-error with an empty stack');
     assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8');
     await expectOtherRoutesServe();
   });

@@ -82,7 +82,7 @@ describe('--web.config.file', { skip }, () => {
     );
     const missing = await run(['--config.file', proxy, '--web.config.file', pki.path('nowhere.yml')]);
     assert.equal(missing.code, 1);
-    assert.equal(missing.stderr, `scrapecache: invalid config: ${pki.path('nowhere.yml')}:0:0: cannot read web config: no such file\n`);
+    assert.equal(missing.stderr, `scrapecache: invalid config: ${pki.path('nowhere.yml')}: cannot read web config: no such file\n`);
   });
 
   test('with workers: 2 the workers serve scrapes and the primary the admin calls, both over TLS with basic auth', async () => {

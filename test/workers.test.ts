@@ -79,6 +79,17 @@ test('the admin /metrics adds up the workers', async () => {
   assert.match(text, /^scrapecache_cache_oldest_age_seconds\{route="node"\} [\d.]+$/m);
 });
 
+test("the scrape listener's /metrics is the group's, whichever worker answers", async () => {
+  const answers = await Promise.all(Array.from({ length: 8 }, () => get(`${scrapeUrl}/metrics`)));
+  for (const res of answers) {
+    assert.equal(res.status, 200);
+    const text = res.body.toString();
+    const value = (cache: string) => Number(new RegExp(`^scrapecache_requests_total\\{route="node",cache="${cache}"\\} (\\d+)`, 'm').exec(text)?.[1]);
+    assert.equal(value('hit') + value('miss') + value('collapsed'), 120);
+    assert.equal(text.match(/^scrapecache_build_info\{.*\} (\d+)$/gm)?.length, 1);
+  }
+});
+
 test('GET /cache counts the hits the workers served', async () => {
   const before = JSON.parse((await get(`${adminUrl}/cache`)).body.toString()) as Array<{ route: string; hits: number }>;
   await burst(10);

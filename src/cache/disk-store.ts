@@ -22,7 +22,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
-import { selects, type EntrySelection, type Store } from './store.js';
+import { selects, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import { decodeRecord, encodeRecord, RecordError, type StoredRecord } from './stored-record.js';
 
 const SUFFIX = '.rec';
@@ -76,6 +76,9 @@ export class DiskStore implements Store {
   private readonly queue = new Map<string, Promise<unknown>>();
   /** The error code the last failed write gave; one warning per change, not one per write. */
   private failing: string | undefined;
+  /** Since when the directory has been writable, or not (the status page). */
+  private since: number;
+  private lastError: { message: string; at: number } | undefined;
   private readonly lockBody: string;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly writeDurably: (path: string, bytes: Buffer) => Promise<void>;
@@ -102,6 +105,7 @@ export class DiskStore implements Store {
       throw new Error(`cache.disk.path ${this.dir}: cannot write there (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }
     this.metrics?.storeUp.set({ store: 'disk' }, 1);
+    this.since = this.now();
     // The lock's mtime says the holder is alive; another process started on this directory warns.
     this.timers.push(setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => undefined), HEARTBEAT_MS).unref());
     this.timers.push(setInterval(() => this.sweep(), 30_000).unref());
@@ -139,6 +143,7 @@ export class DiskStore implements Store {
         this.forget(key);
         void unlink(join(this.dir, at.file)).catch(() => undefined);
         this.log.warn({ file: at.file, err: found.message }, 'cache file unreadable; dropped');
+        this.lastError = { message: `${at.file} unreadable, dropped: ${found.message}`, at: this.now() };
         return undefined;
       }
       this.op('get', 'ok');
@@ -230,6 +235,19 @@ export class DiskStore implements Store {
     this.trim();
   }
 
+  status(): LevelStatus {
+    return {
+      name: this.name,
+      where: this.dir,
+      up: this.failing === undefined,
+      since: this.since,
+      entries: this.index.size,
+      bytes: this.totalBytes,
+      maxBytes: this.maxBytes,
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+    };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -269,6 +287,7 @@ export class DiskStore implements Store {
     if (this.failing !== undefined) {
       this.log.info({ previously: this.failing }, 'cache directory writable again');
       this.failing = undefined;
+      this.since = this.now();
       this.metrics?.storeUp.set({ store: 'disk' }, 1);
     }
     return true;
@@ -277,10 +296,12 @@ export class DiskStore implements Store {
   private writeFailed(err: NodeJS.ErrnoException): void {
     const code = err.code ?? 'EIO';
     this.op('set', errorKind(err));
+    const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : err.message;
+    this.lastError = { message: `cannot write (${why})`, at: this.now() };
     if (this.failing === code) return;
+    if (this.failing === undefined) this.since = this.now();
     this.failing = code;
     this.metrics?.storeUp.set({ store: 'disk' }, 0);
-    const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'the file system is read-only' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : err.message;
     this.log.warn({ code }, `cannot write the cache directory (${why}); entries are kept in memory only until it can be written again`);
   }
 

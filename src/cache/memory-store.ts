@@ -5,7 +5,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { isDead } from './freshness.js';
-import { selects, type EntrySelection, type SyncStore } from './store.js';
+import { selects, type EntrySelection, type LevelStatus, type SyncStore } from './store.js';
 import type { StoredRecord } from './stored-record.js';
 import { StoredResponse } from './stored-response.js';
 
@@ -18,12 +18,14 @@ export class MemoryStore implements SyncStore {
   readonly name = 'memory';
   private readonly lru: LRUCache<string, StoredResponse>;
   private readonly sweepTimer: NodeJS.Timeout;
+  private readonly openedAt: number;
 
   constructor(
-    maxBytes: number,
+    private readonly maxBytes: number,
     events: MemoryStoreEvents = {},
     private readonly now: () => number = Date.now,
   ) {
+    this.openedAt = now();
     this.lru = new LRUCache<string, StoredResponse>({
       maxSize: Math.max(1, maxBytes),
       sizeCalculation: (entry) => Math.max(1, entry.bytes),
@@ -105,6 +107,11 @@ export class MemoryStore implements SyncStore {
 
   get count(): number {
     return this.lru.size;
+  }
+
+  /** Always up; in a cluster, this process's copy (each process holds its own). */
+  status(): LevelStatus {
+    return { name: this.name, where: '', up: true, since: this.openedAt, entries: this.count, bytes: this.bytes, maxBytes: this.maxBytes };
   }
 
   get bytes(): number {

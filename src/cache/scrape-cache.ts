@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
-import { ProxyError } from '../errors.js';
+import { ProxyError, upstreamAddress } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
@@ -19,7 +19,7 @@ import type { Filler, FillOutcome, ScrapeTarget } from './filler.js';
 import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
 import { cacheKey } from './key.js';
 import type { MemoryStore } from './memory-store.js';
-import { selects, type EntryIdentity, type EntrySelection, type Store } from './store.js';
+import { selects, type EntryIdentity, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
 import type { Representation } from './representation.js';
 import { renderingKey, StoredResponse } from './stored-response.js';
@@ -331,10 +331,25 @@ export class ScrapeCache {
     let refreshed = 0;
     if (refresh) {
       const fills: Promise<unknown>[] = [];
+      const refetched = new Set<string>();
+      const refetch = (key: string, target: ScrapeTarget) => {
+        refetched.add(key);
+        // A new fetch even when one is in flight: that one started before the data changed.
+        fills.push(this.fill(key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
+      };
       for (const old of dropped) {
         const target = this.refetchTarget(old);
-        // A new fetch even when one is in flight: that one started before the data changed.
-        if (target) fills.push(this.fill(old.key, target, undefined).then((r) => r.stored && refreshed++, () => undefined));
+        if (target) refetch(old.key, target);
+      }
+      // A selected exact-path route is fetched too when nothing of it was cached (an earlier
+      // invalidation, a restart), in the representation Prometheus asks for, as prefetch does:
+      // "drop and fetch again now, so the next scrape is a hit" holds whatever came before.
+      // Not a route with query_keys: it is scraped with a query (blackbox's /probe?target=...).
+      for (const route of this.routesByName.values()) {
+        if (!route.cache || route.path === undefined || route.queryKeys !== null || !selects(selection, { route: route.name, path: route.path, query: '' })) continue;
+        const target = startupTarget(route, route.path);
+        const key = keyOf(target);
+        if (!refetched.has(key)) refetch(key, target);
       }
       await Promise.all(fills);
     }
@@ -466,6 +481,12 @@ export class ScrapeCache {
 
   get bytes(): number {
     return this.memory.bytes;
+  }
+
+  /** How each level is doing: memory, then the second level (the status page). */
+  async levels(): Promise<LevelStatus[]> {
+    const second = this.second?.status ? await this.second.status() : undefined;
+    return second ? [this.memory.status(), second] : [this.memory.status()];
   }
 
   /** Fills and background refreshes still running, for graceful shutdown. */
@@ -816,7 +837,7 @@ const PEER_POLL_MS = 500;
 /** Another replica's fill failed: this one answers that failure rather than fetch again. */
 function peerFailed(target: ScrapeTarget, fwdStatus: number | string, retryInMs: number): ProxyError {
   const code = fwdStatus === 504 || fwdStatus === 'timeout' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_UNREACHABLE';
-  return new ProxyError(code, `route ${target.route.name}: the upstream fetch failed (${fwdStatus}); next try in ${Math.max(1, Math.ceil(retryInMs / 1000))}s`);
+  return new ProxyError(code, `route ${target.route.name}: the upstream fetch from ${upstreamAddress(target.route.upstream)} failed (${fwdStatus}); next try in ${Math.max(1, Math.ceil(retryInMs / 1000))}s`);
 }
 
 /**

@@ -45,9 +45,32 @@ export function selects(selection: EntrySelection, entry: EntryIdentity): boolea
   );
 }
 
+/** How a cache level is doing, for the status page (what `scrapecache_store_up` says, and more). */
+export interface LevelStatus {
+  /** memory, disk or redis. */
+  name: string;
+  /** The directory, or the Redis URL without credentials; empty for memory. */
+  where: string;
+  up: boolean;
+  /** Unix ms since which `up` has held (the level opened, or last went down or came back). */
+  since: number;
+  /** Records the level holds (Redis: under the key prefix, counted at `countedAt`); undefined when unknown. */
+  entries?: number;
+  /** Bytes the level holds (Redis: the server's used_memory, every key included). */
+  bytes?: number;
+  /** The level's bound, where it has one of its own. */
+  maxBytes?: number;
+  /** Redis: when `entries` and `bytes` were read (they are read at most every few seconds). */
+  countedAt?: number;
+  /** The last failure, while up too: what went wrong, and when (unix ms). */
+  lastError?: { message: string; at: number };
+}
+
 export interface Store {
   /** A name for logs and the `store` label of scrapecache_store_* metrics: memory, disk, redis. */
   readonly name: string;
+  /** How the level is doing (second levels: the status page shows it). */
+  status?(): LevelStatus | Promise<LevelStatus>;
   get(key: string): MaybePromise<StoredRecord | undefined>;
   set(record: StoredRecord): MaybePromise<boolean>;
   /** Resolves to whether the key held a record. */

@@ -49,6 +49,8 @@ const toPrimary = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('ready'), scrape: z.string() }),
   z.strictObject({ t: z.literal('config?') }),
   z.strictObject({ t: z.literal('reloaded'), id, error: z.string().optional() }),
+  /** The scrape listener's GET /metrics in a worker: the group's metrics, which only the primary gathers. */
+  z.strictObject({ t: z.literal('metrics?'), id }),
 ]);
 export type ToPrimary = z.infer<typeof toPrimary>;
 
@@ -65,6 +67,7 @@ const toWorker = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('config'), source: z.string() }),
   z.strictObject({ t: z.literal('reload'), id, source: z.string() }),
   z.strictObject({ t: z.literal('ask'), id, what: z.enum(['metrics', 'hits', 'fetches']) }),
+  z.strictObject({ t: z.literal('metrics'), id, contentType: z.string(), text: z.string() }),
   z.strictObject({ t: z.literal('shutdown') }),
 ]);
 export type ToWorker = z.infer<typeof toWorker>;

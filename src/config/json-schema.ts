@@ -11,7 +11,7 @@ export function configJsonSchema(): Record<string, unknown> {
     $schema: schema['$schema'],
     $id: 'https://github.com/scrapecache/scrapecache/proxy.schema.json',
     title: 'scrapecache proxy.yaml',
-    description: 'Config of scrapecache, a caching reverse proxy for Prometheus exporters. See README.md, "proxy.yaml reference".',
+    description: 'Config of scrapecache, a caching reverse proxy for Prometheus exporters. See docs/configuration.md.',
     ...Object.fromEntries(Object.entries(schema).filter(([k]) => k !== '$schema')),
   };
 }

@@ -29,8 +29,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** `file:line:column: message`; a problem with the file as a whole (line 0) names only the file. */
 export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}:${p.column}: ${p.message}`;
+  return p.line > 0 ? `${p.file}:${p.line}:${p.column}: ${p.message}` : `${p.file}: ${p.message}`;
 }
 
 type PathKey = string | number;

@@ -35,20 +35,33 @@ const size = z
   })
   .meta({ description: 'Size in bytes, or with a unit: B, KiB, MiB, GiB (and KB, MB, GB as powers of 1000)' });
 
+/** `host:port`, `[v6]:port`, or `:port` for every address (as in Go); undefined when it is none of these. */
+export function parseListenAddress(text: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) return undefined;
+  return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+}
+
 const listenAddress = z
   .string({ error: 'expected host:port, e.g. 0.0.0.0:9180' })
   .transform((text, ctx) => {
-    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
-    const port = match ? Number(match[3]) : NaN;
-    if (!match || port > 65535) {
+    const address = parseListenAddress(text);
+    if (!address) {
       ctx.addIssue({ code: 'custom', message: `invalid listen address "${text}" (expected host:port, e.g. 0.0.0.0:9180 or [::1]:9180)` });
       return z.NEVER;
     }
-    return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
+    return address;
   })
   .meta({ description: 'host:port, e.g. 0.0.0.0:9180 or [::1]:9180' });
 
 const upstreamUrl = z.string({ error: 'expected an http:// or https:// URL' }).transform((text, ctx) => {
+  // "localhost:9100" parses as a URL whose scheme is "localhost:": say what was meant.
+  const bare = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?(\/\S*)?$/.exec(text);
+  if (bare && !/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text)) {
+    ctx.addIssue({ code: 'custom', message: `upstream must be an http:// or https:// URL, e.g. "http://${text}${bare[1] === undefined ? '/metrics' : ''}"; got "${text}"` });
+    return z.NEVER;
+  }
   let url: URL;
   try {
     url = new URL(text);

@@ -7,6 +7,7 @@
  * three listeners (port 0 picks a free one); SCRAPECACHE_DEMO_COLLECT_MS the exporter's time.
  */
 import { request } from 'node:http';
+import { isAbsolute, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { startApp, type App } from '../app.js';
@@ -15,7 +16,9 @@ import { createLogger } from '../log.js';
 import { startDemoExporter, type DemoExporter } from './demo-exporter.js';
 
 const SCRAPES = 3;
-const CONFIG = fileURLToPath(new URL('../../../demo/proxy.yaml', import.meta.url));
+const CONFIG_FILE = fileURLToPath(new URL('../../../demo/proxy.yaml', import.meta.url));
+/** As the status page and the first line show it: relative to where the demo was started, when below it. */
+const CONFIG = ((shown) => (shown.startsWith('..') || isAbsolute(shown) ? CONFIG_FILE : shown))(relative(process.cwd(), CONFIG_FILE));
 
 interface Scrape {
   seconds: number;
@@ -96,6 +99,7 @@ async function main(): Promise<void> {
   out.write(`  exporter     ${direct}\n`);
   out.write(`  proxied      ${proxied}\n`);
   out.write(`  landing page ${scrapeAt}/\n`);
+  out.write(`  own metrics  ${scrapeAt}/metrics\n`);
   out.write(`  status page  ${statusPage}\n`);
   out.write(`Ctrl-C stops both.\n`);
 

@@ -17,6 +17,8 @@ export interface LandingView {
   routes: readonly Route[];
   /** Where this browser can open the status page, when it can. */
   statusUrl: string | undefined;
+  /** Whether this listener answers `/metrics` with the proxy's own metrics (no route took the path). */
+  selfMetrics?: boolean;
 }
 
 export function renderLandingPage(view: LandingView): string {
@@ -41,7 +43,9 @@ export function renderLandingPage(view: LandingView): string {
 <ul class="routes" aria-labelledby="routes-h">
 ${routes.length === 0 ? html`<li class="muted">No routes configured.</li>` : routes}
 </ul>
-<h2>Status</h2>
+${view.selfMetrics ? html`<h2>Metrics</h2>
+<p><a href="/metrics"><code>/metrics</code></a>: the proxy's own metrics (hits, upstream fetches, cache size), for a Prometheus job of their own.</p>
+` : ''}<h2>Status</h2>
 ${view.statusUrl !== undefined ? html`<p><a href="${view.statusUrl}">Status page</a>: routes, upstream health, entries, hit ratios, invalidate and refresh.</p>` : html`<p class="muted">The status page is on the admin listener, which is not reachable from here.</p>`}
 </main>
 <footer><p>Point a Prometheus scrape job's <code>metrics_path</code> at a route above, with this proxy as the target.</p></footer>
@@ -86,8 +90,8 @@ export function statusUrlFor(req: IncomingMessage, admin: AdminWhere | undefined
   return local === admin.host ? `${scheme}://${browserHost ?? bracket(admin.host)}:${admin.port}/` : undefined;
 }
 
-export function serveLandingPage(req: IncomingMessage, res: ServerResponse, routes: readonly Route[], admin: AdminWhere | undefined): void {
-  const body = renderLandingPage({ version: buildInfo().version, routes, statusUrl: statusUrlFor(req, admin) });
+export function serveLandingPage(req: IncomingMessage, res: ServerResponse, routes: readonly Route[], admin: AdminWhere | undefined, selfMetrics = false): void {
+  const body = renderLandingPage({ version: buildInfo().version, routes, statusUrl: statusUrlFor(req, admin), selfMetrics });
   res.writeHead(200, pageHeaders(body, LANDING_CSP));
   res.end(req.method === 'HEAD' ? undefined : body);
 }

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LevelStatus } from '../cache/store.js';
 import type { Route } from '../config/types.js';
 import type { LastFetch } from '../last-fetch.js';
 import { buildInfo } from '../build-info.js';
@@ -23,6 +24,8 @@ export interface StatusSource {
   samples(): Promise<MetricSample[]>;
   lastFetches(): Promise<Map<string, LastFetch>>;
   reloadError(): string | undefined;
+  /** The cache levels: memory, and disk or Redis where configured. */
+  levels?(): Promise<LevelStatus[]>;
   notes: ResultNotes;
 }
 
@@ -63,7 +66,7 @@ export async function serveStatusPage(req: IncomingMessage, res: ServerResponse,
     body = renderTokenPage(buildInfo().version, view, auth.refused);
   } else {
     if (auth.formToken !== undefined) view.formToken = auth.formToken;
-    const [entries, samples, fetches] = await Promise.all([source.entries(), source.samples(), source.lastFetches()]);
+    const [entries, samples, fetches, levels] = await Promise.all([source.entries(), source.samples(), source.lastFetches(), source.levels?.() ?? []]);
     const model = buildStatusModel({
       version: buildInfo().version,
       configFile: source.configFile(),
@@ -73,6 +76,7 @@ export async function serveStatusPage(req: IncomingMessage, res: ServerResponse,
       entries,
       lastFetch: (route) => fetches.get(route),
       reloadError: source.reloadError(),
+      levels,
       view: parseEntryView(url.searchParams),
     });
     body = renderStatusPage(model, view);

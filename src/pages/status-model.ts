@@ -3,6 +3,7 @@
  * table, the metric samples (summed over workers where there are any) and the cache entries.
  * Pure: the admin listener gathers the inputs, the page renders the result.
  */
+import type { LevelStatus } from '../cache/store.js';
 import type { Route } from '../config/types.js';
 import type { LastFetch } from '../last-fetch.js';
 import type { CacheOutcome } from '../metrics.js';
@@ -68,6 +69,8 @@ export interface StatusModel {
   /** Entries before the filter. */
   totalEntries: number;
   reload: ReloadStatus;
+  /** Memory, then the second level (disk or Redis) where one is configured. */
+  levels: LevelStatus[];
   view: EntryView;
 }
 
@@ -101,6 +104,7 @@ export interface StatusInputs {
   entries: readonly EntryRow[];
   lastFetch(route: string): LastFetch | undefined;
   reloadError: string | undefined;
+  levels?: readonly LevelStatus[];
   view: EntryView;
 }
 
@@ -192,6 +196,7 @@ export function buildStatusModel(input: StatusInputs): StatusModel {
       successAt: gauge(input.samples, 'scrapecache_config_last_reload_success_timestamp_seconds'),
       error: ok ? undefined : input.reloadError,
     },
+    levels: [...(input.levels ?? [])],
     view: input.view,
   };
 }

@@ -2,6 +2,7 @@
  * The admin listener's status page (SPEC 4): server-rendered, complete without JavaScript (the
  * buttons are forms that POST to the admin API); /static/status-page.js refreshes it in place.
  */
+import type { LevelStatus } from '../cache/store.js';
 import { formatDuration } from '../config/units.js';
 import { formatAge, formatBytes, html, Html, type Value } from './html.js';
 import { type EntryRow, type RouteStatus, type SortKey, type StatusModel } from './status-model.js';
@@ -141,6 +142,49 @@ ${route.cache ? actionForm({ route: route.name }, `every entry of route ${route.
 </article>`;
 }
 
+const LEVEL_TITLES: Record<string, string> = { memory: 'Memory', disk: 'Disk (cache.disk)', redis: 'Redis (cache.redis)' };
+
+function at(ms: number, now: number): Html {
+  const iso = new Date(ms).toISOString();
+  return html`<time datetime="${iso}" title="${iso}">${formatAge(Math.max(0, now - ms) / 1000)} ago</time>`;
+}
+
+/** One cache level: up or down since when, what it holds, its last error. */
+function levelCard(level: LevelStatus, now: number): Html {
+  const l = `level/${level.name}`;
+  const id = `level-${level.name}`;
+  const holds =
+    level.entries === undefined
+      ? html`<span class="muted">not counted yet</span>`
+      : html`${level.entries} entr${level.entries === 1 ? 'y' : 'ies'}${level.name === 'redis' ? ' under the key prefix' : ''}${
+          level.bytes === undefined ? '' : level.name === 'redis' ? html`; the server uses ${formatBytes(level.bytes)}` : html`, ${formatBytes(level.bytes)}${level.maxBytes !== undefined ? ` of ${formatBytes(level.maxBytes)}` : ''}`
+        }${level.countedAt !== undefined ? html` <span class="muted">(counted ${at(level.countedAt, now)})</span>` : ''}`;
+  const state =
+    level.name === 'memory'
+      ? html`<span class="badge good">up</span>`
+      : html`<span class="badge ${level.up ? 'good' : 'bad'}">${level.up ? 'up' : 'down'}</span> since ${at(level.since, now)}${
+          level.up ? '' : html` <span class="muted">${level.name === 'redis' ? '— each replica goes on alone, from its own memory' : '— entries are kept in memory only'}</span>`
+        }`;
+  return html`<article class="card" aria-labelledby="${id}" data-level="${level.name}">
+<header><h3 id="${id}">${LEVEL_TITLES[level.name] ?? level.name}</h3></header>
+<dl class="facts">
+${level.where !== '' ? html`<dt>Where</dt><dd><code>${level.where}</code></dd>` : ''}
+<dt>State</dt><dd data-live="${l}/state">${state}</dd>
+<dt>Holds</dt><dd data-live="${l}/holds">${holds}</dd>
+${level.name === 'memory' ? '' : html`<dt>Last error</dt><dd data-live="${l}/error">${level.lastError ? html`${at(level.lastError.at, now)}<p class="error-text">${level.lastError.message}</p>` : html`<span class="muted">none</span>`}</dd>`}
+</dl>
+</article>`;
+}
+
+function levelsSection(model: StatusModel): Html {
+  return html`<section id="levels" aria-labelledby="levels-h">
+<h2 id="levels-h">Cache levels</h2>
+<div class="cards">
+${model.levels.map((level) => levelCard(level, model.now))}
+</div>
+</section>`;
+}
+
 const COLUMNS: Array<{ key: SortKey; label: string; num?: boolean }> = [
   { key: 'route', label: 'Route' },
   { key: 'path', label: 'Path' },
@@ -250,6 +294,7 @@ ${noteBox(view.note)}
 ${model.routes.map((r) => routeCard(r, model, view))}
 </div>
 </section>
+${model.levels.length > 0 ? levelsSection(model) : ''}
 ${entriesSection(model, view)}
 </main>
 <footer><p>Scrapes are counted since this process started. Hit ratio is (hit + stale) / scrapes; fetches saved are scrapes minus upstream fetches. Soft invalidate keeps serving the old copy while one refetch runs; refresh fetches query-less entries again at once.</p></footer>`,

@@ -211,6 +211,7 @@ export function createAdminHandler(deps: AdminDeps) {
     samples: async () => (deps.metricsJson ? deps.metricsJson() : ((await metrics.registry.getMetricsAsJSON()) as MetricSample[])),
     lastFetches: async () => (deps.lastFetches ? deps.lastFetches() : new Map(metrics.lastFetch.entries())),
     reloadError: () => deps.reloadError?.(),
+    levels: () => cache.levels(),
     notes,
   };
 

@@ -98,7 +98,7 @@ export class ListenerSecurity {
       return server;
     }
     const server = createHttpsServer(
-      // HTTP/1.1 only (http_server_config.http2 is read and has no effect): see README.
+      // HTTP/1.1 only (http_server_config.http2 is read and has no effect): see docs/tls-and-auth.md.
       { ...serverOptions, ...tls.options, ALPNProtocols: ['http/1.1'], handshakeTimeout: options.handshakeTimeoutMs },
       protectedHandler,
     );

@@ -35,6 +35,35 @@ function keyOfRendering(wire: Answer): string {
 }
 const VARY = { Vary: 'Accept' };
 
+/** Where the scrape listener answers with the proxy's own metrics when no route serves the path. */
+export const SELF_METRICS_PATH = '/metrics';
+
+export interface SelfMetricsText {
+  contentType: string;
+  text: string;
+}
+
+async function serveSelfMetrics(req: IncomingMessage, res: ServerResponse, selfMetrics: () => Promise<SelfMetricsText>): Promise<void> {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    writeText(res, 405, `${SELF_METRICS_PATH} (the proxy's own metrics) answers GET and HEAD only`, ALLOW);
+    return;
+  }
+  if (hasBody(req)) {
+    writeText(res, 400, `${SELF_METRICS_PATH}: a GET or HEAD request must not carry a body`, { Connection: 'close' });
+    return;
+  }
+  let metrics: SelfMetricsText;
+  try {
+    metrics = await selfMetrics();
+  } catch (err) {
+    writeText(res, 503, `the proxy's own metrics are not available: ${(err as Error).message}`, {}, req.method === 'HEAD');
+    return;
+  }
+  const body = Buffer.from(metrics.text);
+  res.writeHead(200, { 'Content-Type': metrics.contentType, 'Content-Length': body.length, 'Cache-Control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
 export interface ScrapeListenerDeps {
   table(): RouteTable;
   cache: ScrapeCache;
@@ -46,6 +75,8 @@ export interface ScrapeListenerDeps {
   waiting?: Set<ServerResponse>;
   /** Where the admin listener is, for the landing page's link to the status page. */
   adminAddress?: () => AdminWhere | undefined;
+  /** The proxy's own metrics (the whole group's, with workers) for `GET /metrics`; without, that path is 404. */
+  selfMetrics?: () => Promise<SelfMetricsText>;
 }
 
 /** Time kept back from the client's scrape timeout so that our 504 arrives before it gives up. */
@@ -263,7 +294,9 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const route = deps.table().match(path);
     if (route === undefined) {
       // The landing page: `/` exactly (a route may still claim it above), GET or HEAD.
-      if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return serveLandingPage(req, res, deps.table().routes, deps.adminAddress?.());
+      if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) return serveLandingPage(req, res, deps.table().routes, deps.adminAddress?.(), deps.selfMetrics !== undefined && deps.table().match(SELF_METRICS_PATH) === undefined);
+      // The proxy's own metrics where Prometheus looks first, read only (a route may claim the path above).
+      if (path === SELF_METRICS_PATH && deps.selfMetrics) return serveSelfMetrics(req, res, deps.selfMetrics);
       writeText(res, 404, 'no route for this path');
       return;
     }

@@ -182,7 +182,7 @@ export async function fetchUpstream(
     };
   } catch (err) {
     if (controller.signal.aborted) throw timeout;
-    throw classifyUpstreamError(route.name, err, route.timeoutMs);
+    throw classifyUpstreamError(route.name, err, route.timeoutMs, route.upstream);
   } finally {
     clearTimeout(timer);
   }

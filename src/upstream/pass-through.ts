@@ -8,7 +8,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
-import { classifyUpstreamError, ProxyError } from '../errors.js';
+import { classifyUpstreamError, ProxyError, upstreamAddress } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { writeText } from '../server/respond.js';
 import { upstreamTarget } from './fetch-upstream.js';
@@ -98,9 +98,9 @@ export class PassThrough {
           ? err
           : (err as { code?: string }).code === 'ECONNRESET' && timedOut
             ? new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`)
-            : classifyUpstreamError(route.name, err, route.timeoutMs);
+            : classifyUpstreamError(route.name, err, route.timeoutMs, route.upstream);
       finish(e.kind, e.message);
-      this.log.warn({ route: route.name, path, err: { code: e.code, message: e.message } }, 'pass-through failed');
+      this.log.warn({ route: route.name, path, upstream: upstreamAddress(route.upstream), code: e.code, error: e.message }, 'pass-through failed');
       writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=bypass; detail=${e.kind}` }, req.method === 'HEAD');
     };
     let timedOut = false;

@@ -8,7 +8,7 @@ import type { Filler, FillOutcome, ScrapeTarget } from '../cache/filler.js';
 import { storableHeaders } from '../cache/stored-response.js';
 import { RECORD_VERSION, recordTimes } from '../cache/stored-record.js';
 import type { Route } from '../config/types.js';
-import type { ProxyError } from '../errors.js';
+import { upstreamAddress, type ProxyError } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { contentCodingOf } from './content-coding.js';
@@ -34,7 +34,8 @@ export class UpstreamFiller implements Filler {
     } catch (e) {
       const err = e as ProxyError;
       this.metrics?.upstream(route.name, err.kind, (performance.now() - started) / 1000, err.message);
-      this.log.warn({ ...logFields, err: { code: err.code, message: err.message, cause: causeOf(err) } }, 'upstream fetch failed');
+      const cause = causeOf(err);
+      this.log.warn({ ...logFields, upstream: upstreamAddress(route.upstream), code: err.code, error: err.message, ...(cause !== undefined ? { cause } : {}) }, 'upstream fetch failed');
       throw err;
     }
     const errorText = res.status === 200 ? undefined : upstreamErrorText(res.body, res.headers['content-encoding']);

@@ -32,6 +32,10 @@ export class RedisConnection {
   private probeTimer: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<StateListener>();
   private lastReason = 'not connected yet';
+  /** Since when Redis has been up, or down (the status page). */
+  private stateSince = Date.now();
+  /** The last failure and when, kept after Redis comes back. */
+  private lastFailure: { message: string; at: number } | undefined;
 
   constructor(
     private readonly commands: Client,
@@ -59,6 +63,12 @@ export class RedisConnection {
 
   get up(): boolean {
     return this.isUp;
+  }
+
+  /** Up or down since when, and the last failure (down: why it is down). */
+  state(): { up: boolean; since: number; lastError?: { message: string; at: number } } {
+    const lastError = this.lastFailure ?? (this.isUp ? undefined : { message: this.lastReason, at: this.stateSince });
+    return { up: this.isUp, since: this.stateSince, ...(lastError ? { lastError } : {}) };
   }
 
   get prefix(): string {
@@ -127,8 +137,10 @@ export class RedisConnection {
   markDown(reason: string): void {
     this.lastReason = reason;
     if (this.closed) return;
+    this.lastFailure = { message: reason, at: Date.now() };
     if (this.isUp) {
       this.isUp = false;
+      this.stateSince = Date.now();
       this.metrics?.storeUp.labels('redis').set(0);
       this.logDown();
       for (const l of this.listeners) l(false);
@@ -163,6 +175,7 @@ export class RedisConnection {
       await this.raw(this.commands, ['SET', `${this.prefix}probe`, '1', 'PX', '10000']);
       if (this.closed) return;
       this.isUp = true;
+      this.stateSince = Date.now();
       this.metrics?.storeUp.labels('redis').set(1);
       this.log.info({ store: 'redis', url: this.settings.url }, 'redis available: replicas share one cache');
       for (const l of this.listeners) l(true);

@@ -10,7 +10,7 @@
  * timeout (see RedisConnection); the caller goes on from memory.
  */
 import type { Logger } from 'pino';
-import { selects, type EntrySelection, type Store } from '../store.js';
+import { selects, type EntrySelection, type LevelStatus, type Store } from '../store.js';
 import { decodeRecord, encodeRecord, RecordError, type StoredRecord } from '../stored-record.js';
 import { UNAVAILABLE, type RedisConnection } from './redis-connection.js';
 import type { RedisFillLease } from './redis-fill-lease.js';
@@ -20,6 +20,10 @@ import { identityOf, leaseKey, recordKey, selectionPattern } from './redis-keys.
 const SET_IF_LEASED = "if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) else return false end";
 
 const SCAN_COUNT = '500';
+/** The status page's record count and memory figure are read at most this often. */
+const COUNT_EVERY_MS = 10_000;
+/** How long a status page waits for a count under way before it shows the last one. */
+const COUNT_WAIT_MS = 250;
 
 export class RedisStore implements Store {
   readonly name = 'redis';
@@ -100,6 +104,44 @@ export class RedisStore implements Store {
       }
     } while (cursor !== '0');
     return deleted;
+  }
+
+  private counted: { entries: number; bytes: number | undefined; at: number } | undefined;
+  private counting: Promise<void> | undefined;
+
+  /**
+   * Up or down since when, the last failure, and (while up) the records under the key prefix,
+   * counted with SCAN at most every 10 s and in the background, with the server's used_memory.
+   */
+  async status(): Promise<LevelStatus> {
+    const state = this.redis.state();
+    if (state.up && !this.counting && (this.counted === undefined || this.now() - this.counted.at >= COUNT_EVERY_MS)) {
+      this.counting = this.count().finally(() => (this.counting = undefined));
+    }
+    if (this.counting) await Promise.race([this.counting, new Promise((r) => setTimeout(r, COUNT_WAIT_MS).unref())]);
+    const counted = this.counted;
+    return {
+      name: this.name,
+      where: this.redis.settings.url,
+      ...state,
+      ...(counted ? { entries: counted.entries, countedAt: counted.at, ...(counted.bytes !== undefined ? { bytes: counted.bytes } : {}) } : {}),
+    };
+  }
+
+  private async count(): Promise<void> {
+    const pattern = `${this.redis.prefix.replace(/[*?[\]\\]/g, '\\$&')}e:*`;
+    let cursor = '0';
+    let entries = 0;
+    do {
+      const reply = await this.redis.call('scan', ['SCAN', cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT]);
+      if (reply === UNAVAILABLE) return;
+      const [next, keys] = reply as [Buffer, Buffer[]];
+      cursor = String(next);
+      entries += keys.length;
+    } while (cursor !== '0');
+    const info = await this.redis.call('info', ['INFO', 'memory']);
+    const used = info === UNAVAILABLE ? undefined : /^used_memory:(\d+)/m.exec(String(info))?.[1];
+    this.counted = { entries, bytes: used === undefined ? undefined : Number(used), at: this.now() };
   }
 
   /** The connection belongs to whoever opened it (see openRedisLevel). */
