@@ -224,7 +224,7 @@ export class UpstreamProfiles {
    * The profile of a route and path. A new one is first taught by `seed` (the entries held for
    * it, say from a warm restart), so that knowledge survives what the cache itself keeps.
    */
-  get(route: Route, path: string, now: number, seed?: (profile: UpstreamProfile) => void): UpstreamProfile {
+  get(route: Route, path: string, now: number, seed?: (profile: UpstreamProfile, route: Route, path: string) => void): UpstreamProfile {
     let paths = this.byRoute.get(route);
     if (!paths) {
       const id = `${route.name}\0${route.recordFingerprint}`;
@@ -239,7 +239,7 @@ export class UpstreamProfiles {
     if (!profile) {
       if (paths.size >= MAX_PATHS_PER_ROUTE) paths.clear();
       paths.set(path, (profile = new UpstreamProfile()));
-      seed?.(profile);
+      seed?.(profile, route, path);
     } else if (profile.state !== 0 && now > profile.expiresAt) {
       profile.reset();
     }

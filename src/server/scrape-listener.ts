@@ -9,7 +9,7 @@ import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { Answer } from '../cache/negotiate.js';
 import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
 import { renderingKey, type StoredResponse, type Variant } from '../cache/stored-response.js';
-import { answerCandidates, learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan } from '../cache/upstream-profile.js';
+import { answerCandidates, learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -248,6 +248,12 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   }
 
   const profiles = new UpstreamProfiles();
+  /** A new profile learns first from the entries held for its route and path (a warm restart). */
+  function seedProfile(fresh: UpstreamProfile, route: Route, path: string): void {
+    for (const held of cache.entries()) {
+      if (held.route === route.name && held.path === path && held.status === 200) learn(fresh, held.accept, held.representation, held.contentType, held.fetchedAt, route.format);
+    }
+  }
   cache.onAnswer((target, entry) => {
     const profile = profiles.get(target.route, target.path, Date.now());
     learn(profile, entry.accept, target.representation, entry.contentType, Date.now(), target.route.format);
@@ -331,11 +337,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     const accept = req.headers.accept;
-    const profile = profiles.get(route, path, Date.now(), (fresh) => {
-      for (const held of cache.entries()) {
-        if (held.route === route.name && held.path === path && held.status === 200) learn(fresh, held.accept, held.representation, held.contentType, held.fetchedAt, route.format);
-      }
-    });
+    const profile = profiles.get(route, path, Date.now(), seedProfile);
     let plan = planFor(accept, profile, route.format);
     if (plan.via === 'refuse') {
       writeText(res, 406, `route ${route.name} ${plan.reason}`, VARY, req.method === 'HEAD');
