@@ -178,11 +178,20 @@ test('protobuf passes through as bytes: gzip and identity clients get exactly wh
   assert.equal(exporter.count, 1);
   assert.equal(exporter.requests[0]!.headers.accept, 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;escaping=allow-utf-8');
   // format: protobuf renders text for a text client rather than refusing it.
+  const [held] = (await cacheRows('proto')) as unknown as Array<{ bytes: number; renderings: string[] }>;
+  assert.deepEqual(held!.renderings, []);
   const textOnly = await scrape('/proto/metrics', { accept: 'text/plain;version=0.0.4' });
   assert.equal(textOnly.status, 200);
   assert.equal(textOnly.headers['content-type'], TEXT_TYPE);
   assert.match(textOnly.body.toString(), new RegExp(`^fake_version\\{path="/metrics"\\} ${exporter.version}$`, 'm'));
+  const again = await scrape('/proto/metrics', { accept: 'text/plain;version=0.0.4' });
+  assert.match(String(again.headers['cache-status']), /^scrapecache; hit; ttl=\d+; detail="rendered from protobuf"$/);
+  assert.deepEqual(again.body, textOnly.body);
   assert.equal(exporter.count, 1);
+  // The rendering is kept with its entry and counted in its bytes (and so in max_bytes).
+  const [rendered] = (await cacheRows('proto')) as unknown as Array<{ bytes: number; renderings: string[] }>;
+  assert.deepEqual(rendered!.renderings, ['text;0.0.4;underscores']);
+  assert.ok(rendered!.bytes >= held!.bytes + textOnly.body.length, `${rendered!.bytes} bytes with the rendering, ${held!.bytes} without`);
 });
 
 test('an exporter that answers another format than the pinned one: clients it would answer that way get it, the others 406', async () => {

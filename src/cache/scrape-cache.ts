@@ -340,6 +340,8 @@ export class ScrapeCache {
       for (const old of dropped) {
         const target = this.refetchTarget(old);
         if (target) refetch(old.key, target);
+        // Entries are stored under what the upstream answered: the route's start-up key may differ.
+        if (target && old.path === target.route.path) refetched.add(keyOf(startupTarget(target.route, old.path)));
       }
       // A selected exact-path route is fetched too when nothing of it was cached (an earlier
       // invalidation, a restart), in the representation Prometheus asks for, as prefetch does:
