@@ -629,6 +629,7 @@ export class ScrapeCache {
           query: target.query,
           representation: entry.representation,
           ...(entry.representation !== target.representation ? { asked: target.representation } : {}),
+          accept: target.accept,
           format: entry.status === 200 ? entry.contentType : undefined,
           ...(entry.isSource ? { renderings: renders } : {}),
           status: entry.status,
