@@ -22,6 +22,7 @@ import { runConcurrencySweep } from './sections/concurrency.mjs';
 import { runKeySweep, runBigEntries, runRestart } from './sections/memory.mjs';
 import { runRedisSection } from './sections/redis.mjs';
 import { runSecurity } from './sections/security.mjs';
+import { runScale } from './sections/scale.mjs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -47,6 +48,9 @@ function makePlan(options) {
     keyFixture: `b${KiB}`,
     bigEntries: { count: 1000, fixture: `b${100 * KiB}i` },
     restartEntries: Math.min(1000, options.maxKeys),
+    scaleKeys: [1000, 10_000, 50_000].filter((n) => n <= options.maxKeys),
+    scaleFixture: `b${2 * KiB}i`,
+    scaleLoadSec: options.quick ? 2 : 5,
   };
 }
 
@@ -58,6 +62,7 @@ function fixtureProfiles(plan, sections) {
   if (sections.includes('size')) plan.sizes.forEach((s) => names.add(s.fixture));
   if (sections.includes('concurrency') || sections.includes('redis')) names.add(plan.concurrencyProfile.fixture);
   if (sections.includes('memory')) names.add(plan.keyFixture).add(plan.bigEntries.fixture);
+  if (sections.includes('scale')) names.add(plan.scaleFixture);
   return [...names].map((name) => {
     const [, bytes, identity] = /^b(\d+)(i?)$/.exec(name);
     return { name, bytes: Number(bytes), identityOnly: identity === 'i' };
@@ -145,7 +150,7 @@ async function main() {
     run.passes = [];
     for (const [i, count] of options.workerCounts.entries()) {
       const pass = passOptions(options, count);
-      const sections = i === 0 ? options.sections.filter((s) => s !== 'memory') : options.sections.filter((s) => s === 'compare');
+      const sections = i === 0 ? options.sections.filter((s) => s !== 'memory' && s !== 'scale') : options.sections.filter((s) => s === 'compare');
       if (sections.length === 0) continue;
       const passCtx = { ...ctx, options: pass, cpuProfDir: i === 0 ? ctx.cpuProfDir : undefined };
       const result = { workers: count, options: pass, main: i === 0 };
@@ -221,6 +226,16 @@ async function main() {
           console.log(`memory: ${plan.bigEntries.count} entries of 100 KiB, ${count} workers`);
           pass.big = await runBigEntries({ ...ctx, options: pass.options }).catch((error) => ctx.skip(`memory (1000 x 100 KiB, ${count} workers): ${error.message.split('\n')[0]}`) ?? null);
         }
+      }
+    }
+    if (options.sections.includes('scale')) {
+      if (!options.peers.includes('scrapecache') || !scrapecacheAvailable()) {
+        ctx.skip('scale: needs the scrapecache peer and a build');
+      } else if (ctx.loadTool.tool !== 'wrk') {
+        ctx.skip('scale: needs wrk (scrapes spread over every key come from bench/wrk-scale.lua)');
+      } else {
+        console.log(`scale: ${plan.scaleKeys.join(', ')} keys behind one route`);
+        run.scale = await runScale({ ...ctx, options: passOptions(options, 1) }).catch((error) => ctx.skip(`scale: ${error.message.split('\n')[0]}`) ?? null);
       }
     }
     run.versions = { ...run.versions, ...peerVersions(options) };

@@ -186,7 +186,7 @@ export async function startApp(options: AppOptions): Promise<App> {
 
   let cacheRef: ScrapeCache | undefined;
   const metrics = new Metrics(
-    { usageByRoute: () => cacheRef?.usageByRoute() ?? new Map() },
+    { usage: (route) => cacheRef?.usage(route) ?? { entries: 0, bytes: 0, oldestAgeSeconds: undefined } },
     { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false },
   );
   const parts = options.cacheParts ?? {};

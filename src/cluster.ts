@@ -55,7 +55,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
   };
 
   /** Asks every live worker; one that does not answer within 2 s, or answers nonsense, counts as `none`. */
-  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T, check: { safeParse(v: unknown): { success: boolean; data?: unknown } }): Promise<T[]> {
+  function askWorkers<T>(what: 'metrics' | 'hits' | 'fetches', none: T, check: { safeParse(v: unknown): { success: boolean; data?: unknown } }, keys?: string[]): Promise<T[]> {
     const asked = [...workers].filter((w) => w.isConnected()).map(
       (w) =>
         new Promise<T>((resolve) => {
@@ -71,7 +71,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
             if (!parsed.success) log.warn({ worker: w.process.pid, what }, 'worker answered with a malformed message; counted as none');
             resolve(parsed.success ? (parsed.data as T) : none);
           });
-          w.send({ t: 'ask', id, what } satisfies ToWorker);
+          w.send((keys === undefined ? { t: 'ask', id, what } : { t: 'ask', id, what, keys }) satisfies ToWorker);
         }),
     );
     return Promise.all(asked);
@@ -95,10 +95,10 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
     return new Map(merged.entries());
   }
 
-  /** Hits per key, summed over the workers: the primary itself serves none. */
-  async function cacheHits(): Promise<Map<string, number>> {
+  /** Hits per key (of these keys, or of all), summed over the workers: the primary itself serves none. */
+  async function cacheHits(keys?: string[]): Promise<Map<string, number>> {
     const total = new Map<string, number>();
-    for (const hits of await askWorkers<Array<[string, number]>>('hits', [], hitsAnswer)) {
+    for (const hits of await askWorkers<Array<[string, number]>>('hits', [], hitsAnswer, keys)) {
       for (const [key, n] of hits) total.set(key, (total.get(key) ?? 0) + n);
     }
     return total;
@@ -319,7 +319,8 @@ export async function runWorker({ config, file, log, logLevelOverride, listenOve
         } else if (message.what === 'fetches') {
           send({ t: 'answer', id: message.id, value: app.metrics.lastFetch.entries() });
         } else {
-          send({ t: 'answer', id: message.id, value: [...app.cache.entries()].map((e) => [e.key, e.hits]) });
+          const held = message.keys === undefined ? [...app.cache.entries()] : message.keys.map((key) => app.cache.peekKey(key)).filter((e) => e !== undefined);
+          send({ t: 'answer', id: message.id, value: held.map((e) => [e.key, e.hits]) });
         }
         return;
       case 'metrics':

@@ -18,8 +18,8 @@ export type RouteCounters = Record<CacheOutcome, number>;
 const OUTCOMES: readonly CacheOutcome[] = ['hit', 'miss', 'collapsed', 'stale', 'bypass'];
 
 export interface StoreView {
-  /** Entries and bytes per route name. */
-  usageByRoute(): Map<string, { entries: number; bytes: number; oldestAgeSeconds: number | undefined }>;
+  /** Entries, bytes and oldest servable age of one route: kept up to date by the store, so reading it walks nothing (issue 21). */
+  usage(route: string): { entries: number; bytes: number; oldestAgeSeconds: number | undefined };
 }
 
 export class Metrics {
@@ -120,8 +120,7 @@ export class Metrics {
       registers: gaugeRegisters,
       collect() {
         this.reset();
-        const usage = store.usageByRoute();
-        for (const name of routeNames()) this.set({ route: name }, usage.get(name)?.entries ?? 0);
+        for (const name of routeNames()) this.set({ route: name }, store.usage(name).entries);
       },
     });
     new Gauge({
@@ -131,8 +130,7 @@ export class Metrics {
       registers: gaugeRegisters,
       collect() {
         this.reset();
-        const usage = store.usageByRoute();
-        for (const name of routeNames()) this.set({ route: name }, usage.get(name)?.bytes ?? 0);
+        for (const name of routeNames()) this.set({ route: name }, store.usage(name).bytes);
       },
     });
     new Gauge({
@@ -142,9 +140,8 @@ export class Metrics {
       registers: gaugeRegisters,
       collect() {
         this.reset();
-        const usage = store.usageByRoute();
         for (const name of routeNames()) {
-          const age = usage.get(name)?.oldestAgeSeconds;
+          const age = store.usage(name).oldestAgeSeconds;
           if (age !== undefined) this.set({ route: name }, age);
         }
       },

@@ -414,6 +414,8 @@ describe('bad-config fixtures', () => {
     'bad-redis-values': 'rejects a Redis database that is not a number, a key_prefix that is not a string and an unknown key in cache.redis',
     'bad-two-second-levels': 'rejects cache.disk and cache.redis together: there is one second level',
     'bad-redis-checks': 'rejects a Redis password given twice or unreadable, tls without rediss:// and a Redis timeout over a minute',
+    'bad-overrides-schema': 'rejects an override with an unknown key, an empty value list, a bad duration or a query that is not a mapping',
+    'bad-overrides': 'rejects overrides that could never match (a parameter outside query_keys, no parameter), that set nothing, or on a pass-through route',
   };
   // Longer and shorter than the `${NAME}` text that refers to them. Nothing else is set.
   const env = { LONG_NAME: 'a-route-name-much-longer-than-the-reference', SHORT_NAME: 'b' };

@@ -116,6 +116,37 @@ describe('the disk level in the proxy', () => {
     }
   });
 
+  test('invalidating a large selection answers once every entry is gone from memory and disk, and scrapes of other routes go on meanwhile', async () => {
+    const dir = newDir();
+    const p = await startProxy(config(dir, nodeRoute() + `  - name: probe\n    path: /probe\n    upstream: ${exporter.url}/probe\n    ttl: 1h\n    query_keys: [target]\n`));
+    try {
+      await get(`${p.url}/node/metrics`, SCRAPE_HEADERS);
+      // More than one slice of memory (1 000) and of disk (500) deletions.
+      const n = 2300;
+      let next = 0;
+      await Promise.all(Array.from({ length: 16 }, async () => {
+        while (next < n) await get(`${p.url}/probe?target=t${next++}`, SCRAPE_HEADERS);
+      }));
+      await untilFiles(dir, n + 1);
+      const invalidation = post(`${p.adminUrl}/invalidate`, { route: 'probe' });
+      // Scrapes are answered while the invalidation works through its slices.
+      const during = await get(`${p.url}/node/metrics`, SCRAPE_HEADERS);
+      assert.match(String(during.headers['cache-status']), /^scrapecache; hit/);
+      const answer = await invalidation;
+      assert.deepEqual(JSON.parse(answer.body.toString()), { invalidated: n });
+      assert.deepEqual(files(dir), [fileOf(cacheKey('node', '/node/metrics', '', 'openmetrics'))], 'only the other route is left on disk when the answer comes');
+      const listing = await get(`${p.adminUrl}/cache?route=probe`);
+      assert.equal(listing.headers['x-total-count'], '0');
+      const metrics = (await get(`${p.adminUrl}/metrics`)).body.toString();
+      assert.match(metrics, /^scrapecache_cache_entries\{route="probe"\} 0$/m);
+      assert.match(metrics, /^scrapecache_cache_entries\{route="node"\} 1$/m);
+      const again = await get(`${p.url}/probe?target=t7`, SCRAPE_HEADERS);
+      assert.equal(again.headers['cache-status'], 'scrapecache; fwd=miss; stored');
+    } finally {
+      await p.close();
+    }
+  });
+
   test('an entry evicted from memory leaves the disk too', async () => {
     const dir = newDir();
     const p = await startProxy(

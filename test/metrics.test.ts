@@ -533,7 +533,7 @@ test('scrapecache_cache_oldest_age_seconds is the age of the oldest entry a rout
   );
   let now = 1_700_000_000_000;
   let cache: ScrapeCache | undefined;
-  const metrics = new Metrics({ usageByRoute: () => cache!.usageByRoute() }, { defaultMetrics: false });
+  const metrics = new Metrics({ usage: (r) => cache!.usage(r) }, { defaultMetrics: false });
   cache = newScrapeCache(1 << 20, metrics, createLogger('silent'), () => now);
   closers.push(() => cache!.close());
   cache.setRoutes(config.routes);

@@ -9,7 +9,7 @@ import { LastFetchRecorder, upstreamErrorText } from '../src/last-fetch.js';
 import { escapeHtml, formatAge, html } from '../src/pages/html.js';
 import { LANDING_CSP, renderLandingPage, statusUrlFor } from '../src/pages/landing-page.js';
 import { ResultNotes } from '../src/pages/result-notes.js';
-import { buildStatusModel, parseEntryView, type EntryRow, type MetricSample, type StatusInputs } from '../src/pages/status-model.js';
+import { buildStatusModel, parseEntryView, type EntryRow, type EntryTable, type MetricSample, type StatusInputs } from '../src/pages/status-model.js';
 import { readableQuery, renderStatusPage, renderTokenPage } from '../src/pages/status-page.js';
 import { STYLESHEET } from '../src/pages/style.js';
 
@@ -23,6 +23,7 @@ function route(name: string, extra: Partial<Route> = {}): Route {
     maxBodyBytes: 1 << 20,
     staleWhileRevalidateMs: 0,
     staleIfErrorMs: 0,
+    overrides: [],
     prefetch: false,
     cache: true,
     queryKeys: null,
@@ -59,6 +60,11 @@ const samples: MetricSample[] = [
   { name: 'scrapecache_config_last_reload_success_timestamp_seconds', values: [{ value: 1_700_000_000, labels: {} }] },
 ];
 
+/** One page holding these rows, as the admin listener hands it over. */
+function table(rows: EntryRow[]): EntryTable {
+  return { rows, total: rows.length, matched: rows.length, page: 1, pages: 1, pageSize: 100 };
+}
+
 function inputs(extra: Partial<StatusInputs> = {}): StatusInputs {
   return {
     version: '1.2.3',
@@ -66,7 +72,8 @@ function inputs(extra: Partial<StatusInputs> = {}): StatusInputs {
     now: 1_700_000_100_000,
     routes: [route('node'), route('probe', { path: '/probe' })],
     samples,
-    entries: [entry()],
+    entries: table([entry()]),
+    usage: () => ({ entries: 0, bytes: 0 }),
     lastFetch: () => undefined,
     reloadError: undefined,
     view: parseEntryView(new URLSearchParams()),
@@ -87,7 +94,7 @@ test('the status page shows a query, an Accept header and an upstream error with
   fetches.record('node', '500', 0.25, '<img src=x onerror=alert(1)> collector failed');
   const model = buildStatusModel(
     inputs({
-      entries: [entry({ route: 'probe', path: '/probe', query: 'target=%3Cscript%3Ealert(1)%3C%2Fscript%3E', representation: 'accept:<b>bold</b>' })],
+      entries: table([entry({ route: 'probe', path: '/probe', query: 'target=%3Cscript%3Ealert(1)%3C%2Fscript%3E', representation: 'accept:<b>bold</b>' })]),
       lastFetch: (name) => fetches.get(name),
       view: parseEntryView(new URLSearchParams({ filter: '"><script>alert(2)</script>' })),
     }),
@@ -128,7 +135,7 @@ test('the status page says when the last reload failed, with its error as text',
 });
 
 test('every button is a form posting to the admin API: per route and per entry, invalidate, soft invalidate and refresh', () => {
-  const page = renderStatusPage(buildStatusModel(inputs({ entries: [entry(), entry({ query: 'a=1', representation: 'text' })] })), { tokenRequired: false });
+  const page = renderStatusPage(buildStatusModel(inputs({ entries: table([entry(), entry({ query: 'a=1', representation: 'text' })]) })), { tokenRequired: false });
   const forms = page.match(/<form class="actions" method="post" action="\/invalidate"[\s\S]*?<\/form>/g) ?? [];
   assert.equal(forms.length, 4, 'two routes, two entries');
   assert.match(forms[0]!, /name="route" value="node"/);
@@ -157,17 +164,28 @@ test('the token page has a labelled password field posting to / and shows no sta
   assert.ok(!page.includes('data-region'));
 });
 
-test('entries are filtered by route, path, query or representation and sorted by any column', () => {
-  const rows = [entry({ path: '/a', bytes: 3 }), entry({ path: '/b', bytes: 1, query: 'target=x' }), entry({ route: 'probe', path: '/probe', bytes: 2 })];
-  const sorted = (params: Record<string, string>) => buildStatusModel(inputs({ entries: rows, view: parseEntryView(new URLSearchParams(params)) })).entries.map((e) => e.path);
-  assert.deepEqual(sorted({ sort: 'bytes' }), ['/b', '/probe', '/a']);
-  assert.deepEqual(sorted({ sort: 'bytes', order: 'desc' }), ['/a', '/probe', '/b']);
-  assert.deepEqual(sorted({ filter: 'TARGET' }), ['/b']);
-  assert.deepEqual(sorted({ filter: 'probe' }), ['/probe']);
-  assert.deepEqual(sorted({ sort: 'nonsense', order: 'sideways' }), ['/a', '/b', '/probe'], 'an unknown sort falls back to the route order');
-  const page = renderStatusPage(buildStatusModel(inputs({ entries: rows, view: parseEntryView(new URLSearchParams({ sort: 'bytes', filter: 'x' })) })), { tokenRequired: false });
-  assert.match(page, /aria-sort="ascending"><a href="\/\?sort=bytes&amp;order=desc&amp;filter=x#entries"/);
-  assert.match(page, /data-live="entries\/count">1 of 3</);
+test('the entry table says which rows of how many it shows and links the pages around it, keeping sort and filter', () => {
+  const rows = Array.from({ length: 100 }, (_, i) => entry({ query: `target=${i}` }));
+  const view = parseEntryView(new URLSearchParams({ sort: 'bytes', order: 'desc', filter: 'x', page: '2' }));
+  const page = renderStatusPage(buildStatusModel(inputs({ entries: { rows, total: 50_000, matched: 320, page: 2, pages: 4, pageSize: 100 }, view })), { tokenRequired: false });
+  assert.match(page, /data-live="entries\/count">rows 101-200 of 320 matching of 50000</);
+  assert.match(page, /<a href="\/\?sort=bytes&amp;order=desc&amp;filter=x#entries">First<\/a>/);
+  assert.match(page, /<a href="\/\?sort=bytes&amp;order=desc&amp;filter=x&amp;page=3#entries" rel="next">Next<\/a>/);
+  assert.match(page, /page 2 of 4/);
+  // A new sort starts again at the first page.
+  assert.match(page, /aria-sort="descending"><a href="\/\?sort=bytes&amp;order=asc&amp;filter=x#entries"/);
+  assert.equal(parseEntryView(new URLSearchParams({ page: '-3' })).page, 1);
+  assert.equal(parseEntryView(new URLSearchParams({ page: 'x' })).page, 1);
+});
+
+test('a route with overrides shows each with its windows, and an entry says the ttl it was stored with', () => {
+  const overrides = [{ query: [{ name: 'module', values: ['inventory'] }], ttlMs: 6 * 3_600_000, staleWhileRevalidateMs: 0, staleIfErrorMs: 86_400_000 }];
+  const page = renderStatusPage(
+    buildStatusModel(inputs({ routes: [route('snmp', { overrides })], entries: table([entry({ route: 'snmp', query: 'module=inventory&target=a', lifetime_seconds: 21_600, override: 'module=inventory' })]) })),
+    { tokenRequired: false },
+  );
+  assert.match(page, /<li><code>module=inventory<\/code>: ttl 6h, stale_if_error 1d<\/li>/);
+  assert.match(page, /title="stored with ttl 6 h \(override module=inventory\)"/);
 });
 
 test('a canonical query shows decoded, with &, = and % inside values kept encoded', () => {

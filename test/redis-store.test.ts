@@ -43,7 +43,7 @@ function logSink() {
 
 async function open(overrides: Partial<RedisSettings> = {}, now?: () => number) {
   const { log, lines } = logSink();
-  const metrics = new Metrics({ usageByRoute: () => new Map() }, { defaultMetrics: false });
+  const metrics = new Metrics({ usage: () => ({ entries: 0, bytes: 0, oldestAgeSeconds: undefined }) }, { defaultMetrics: false });
   const level = await openRedisLevel(settings(overrides), metrics, log, now);
   opened.push(level);
   return { level, metrics, lines };

@@ -3,7 +3,7 @@
  * and the disk level's bad files and faults (SPEC 2.1).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -143,7 +143,7 @@ describe('the disk level', () => {
       const dir = tempDir();
       let failing = false;
       const { log, warnings, lines } = capture();
-      const metrics = new Metrics({ usageByRoute: () => new Map() }, { defaultMetrics: false });
+      const metrics = new Metrics({ usage: () => ({ entries: 0, bytes: 0, oldestAgeSeconds: undefined }) }, { defaultMetrics: false });
       const store = new DiskStore({
         dir,
         maxBytes: 1 << 20,
@@ -180,13 +180,29 @@ describe('the disk level', () => {
   test('max_bytes bounds the directory: the oldest writes go first', async () => {
     const dir = tempDir();
     const body = 'x'.repeat(1000);
-    const one = encodeRecord(makeRecord({ path: '/0', body })).length;
+    const block = statfsSync(dir).bsize;
+    const one = Math.ceil(encodeRecord(makeRecord({ path: '/0', body })).length / block) * block;
     const store = new DiskStore({ dir, maxBytes: one * 3 + 10, log: capture().log, now: () => T0 });
     for (let i = 0; i < 5; i++) await store.set(makeRecord({ path: `/${i}`, body }));
     await store.close();
     const kept = readdirSync(dir).filter((n) => n.endsWith('.rec'));
     assert.deepEqual(kept.sort(), ['/2', '/3', '/4'].map((p) => fileOf(makeRecord({ path: p }).key)).sort());
     assert.ok(kept.reduce((n, f) => n + statSync(join(dir, f)).size, 0) <= one * 3 + 10);
+  });
+
+  test('max_bytes bounds what small files occupy on the file system (whole blocks), not the sum of their lengths', async () => {
+    const dir = tempDir();
+    const block = statfsSync(dir).bsize;
+    // Records of about 1.2 KB: by length 30 would fit in 10 blocks; on disk each takes a block.
+    const maxBytes = 10 * block;
+    const store = new DiskStore({ dir, maxBytes, log: capture().log, now: () => T0 });
+    for (let i = 0; i < 30; i++) await store.set(makeRecord({ path: `/${i}`, body: 'y'.repeat(1000) }));
+    assert.equal(store.occupiedBytes, 10 * block);
+    await store.close();
+    const kept = readdirSync(dir).filter((n) => n.endsWith('.rec'));
+    assert.equal(kept.length, 10);
+    const allocated = kept.reduce((n, f) => n + statSync(join(dir, f)).blocks * 512, 0);
+    assert.ok(allocated <= maxBytes, `the files occupy ${allocated} bytes, over max_bytes ${maxBytes}`);
   });
 
   test('an unwritable directory is a start-up error that names it', () => {

@@ -1,3 +1,4 @@
+import { scaleSection } from '../sections/scale.mjs';
 // bench/RESULTS.md: machine, versions, the goals with PASS/MISS, then one table per section.
 
 const MiB = 2 ** 20;
@@ -393,6 +394,7 @@ export function renderReport(run) {
       `From its spawn to the first answer: **${Math.round(r.toFirstHitMs)} ms** (\`${r.firstCacheStatus}\`); ` +
       `${r.hits} of ${r.count} keys were hits after the restart.`, '');
   }
+  if (run.scale) out.push(...scaleSection(run.scale));
   if (cpuProfile?.top?.length) out.push(...profileSection(cpuProfile));
 
   out.push('## How this was measured', '',

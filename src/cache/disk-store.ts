@@ -16,7 +16,7 @@
  * headers are the upstream's response headers, less hop-by-hop ones).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { open, readdir, readFile, rename, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -31,9 +31,14 @@ const LOCK = 'scrapecache.lock';
 /** Reads at once while loading: enough to keep a disk busy, few enough to bound memory in flight. */
 const LOAD_CONCURRENCY = 16;
 const HEARTBEAT_MS = 10_000;
+/** Keys looked at, and files removed at once, between two turns of the event loop in a large deletion. */
+const DELETE_SLICE = 500;
+/** When the file system does not say its block size. */
+const DEFAULT_BLOCK = 4096;
 
 interface Indexed {
   file: string;
+  /** What the file occupies: its length rounded up to whole blocks of the file system. */
   bytes: number;
   route: string;
   path: string;
@@ -71,7 +76,11 @@ export class DiskStore implements Store {
   private readonly now: () => number;
   /** What is on disk, in write order (the first is the first to go when the bound is reached). */
   private readonly index = new Map<string, Indexed>();
+  /** Keys by route, path and query (the representations of one target): a one-key invalidation walks nothing. */
+  private readonly byTarget = new Map<string, string | string[]>();
   private totalBytes = 0;
+  /** The file system's block: max_bytes bounds what the directory occupies, not the sum of lengths (issue 21). */
+  private readonly blockBytes: number;
   /** The last operation per key: a set and a delete of one key happen in the order they were asked. */
   private readonly queue = new Map<string, Promise<unknown>>();
   /** The error code the last failed write gave; one warning per change, not one per write. */
@@ -104,6 +113,7 @@ export class DiskStore implements Store {
     } catch (err) {
       throw new Error(`cache.disk.path ${this.dir}: cannot write there (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }
+    this.blockBytes = blockSizeOf(this.dir);
     this.metrics?.storeUp.set({ store: 'disk' }, 1);
     this.since = this.now();
     // The lock's mtime says the holder is alive; another process started on this directory warns.
@@ -178,10 +188,32 @@ export class DiskStore implements Store {
     });
   }
 
+  /**
+   * Removes the selected files: one target's through the index, a larger selection in slices
+   * that let scrapes run between them (issue 21). Resolves once every file is gone.
+   */
   async deleteSelected(selection: EntrySelection): Promise<number> {
-    const keys = [...this.index].filter(([, at]) => selects(selection, at)).map(([key]) => key);
-    await Promise.all(keys.map((key) => this.delete(key)));
+    let keys: string[];
+    if (selection.route !== undefined && selection.path !== undefined && selection.query !== undefined) {
+      const slot = this.byTarget.get(targetOf(selection.route, selection.path, selection.query));
+      keys = slot === undefined ? [] : Array.isArray(slot) ? [...slot] : [slot];
+    } else {
+      keys = [];
+      let seen = 0;
+      for (const [key, at] of this.index) {
+        if (selects(selection, at)) keys.push(key);
+        if (++seen % (DELETE_SLICE * 10) === 0) await yieldToScrapes();
+      }
+    }
+    for (let i = 0; i < keys.length; i += DELETE_SLICE) {
+      await Promise.all(keys.slice(i, i + DELETE_SLICE).map((key) => this.delete(key)));
+    }
     return keys.length;
+  }
+
+  /** What the directory's records occupy, in whole blocks (for tests and the README's sizing). */
+  get occupiedBytes(): number {
+    return this.totalBytes;
   }
 
   /**
@@ -316,9 +348,13 @@ export class DiskStore implements Store {
     }
   }
 
-  private remember(record: StoredRecord, file: string, bytes: number): void {
+  private remember(record: StoredRecord, file: string, length: number): void {
     this.forget(record.key);
+    const bytes = Math.max(1, Math.ceil(length / this.blockBytes)) * this.blockBytes;
     this.index.set(record.key, { file, bytes, route: record.route, path: record.path, query: record.query, deadAt: record.deadAt });
+    const target = targetOf(record.route, record.path, record.query);
+    const slot = this.byTarget.get(target);
+    this.byTarget.set(target, slot === undefined ? record.key : Array.isArray(slot) ? [...slot, record.key] : [slot, record.key]);
     this.totalBytes += bytes;
   }
 
@@ -326,6 +362,14 @@ export class DiskStore implements Store {
     const at = this.index.get(key);
     if (!at) return;
     this.index.delete(key);
+    const target = targetOf(at.route, at.path, at.query);
+    const slot = this.byTarget.get(target);
+    if (Array.isArray(slot)) {
+      const rest = slot.filter((k) => k !== key);
+      this.byTarget.set(target, rest.length === 1 ? rest[0]! : rest);
+    } else {
+      this.byTarget.delete(target);
+    }
     this.totalBytes -= at.bytes;
   }
 
@@ -345,6 +389,24 @@ export class DiskStore implements Store {
   private op(operation: string, result: string): void {
     this.metrics?.storeOperations.inc({ store: 'disk', operation, result });
   }
+}
+
+function targetOf(route: string, path: string, query: string): string {
+  return `${route}\0${path}\0${query}`;
+}
+
+/** The file system's block size at dir (statfs), which every file's length is rounded up to. */
+function blockSizeOf(dir: string): number {
+  try {
+    const { bsize } = statfsSync(dir);
+    return Number.isSafeInteger(bsize) && bsize > 0 ? bsize : DEFAULT_BLOCK;
+  } catch {
+    return DEFAULT_BLOCK;
+  }
+}
+
+function yieldToScrapes(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export function fileOf(key: string): string {

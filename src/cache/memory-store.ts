@@ -4,8 +4,9 @@
  * are evicted, invalidated, replaced, or found past every serving window.
  */
 import { LRUCache } from 'lru-cache';
+import { EntryIndex, type RouteUsage } from './entry-index.js';
 import { isDead } from './freshness.js';
-import { selects, type EntrySelection, type LevelStatus, type SyncStore } from './store.js';
+import type { EntrySelection, LevelStatus, SyncStore } from './store.js';
 import type { StoredRecord } from './stored-record.js';
 import { StoredResponse } from './stored-response.js';
 
@@ -17,6 +18,8 @@ export interface MemoryStoreEvents {
 export class MemoryStore implements SyncStore {
   readonly name = 'memory';
   private readonly lru: LRUCache<string, StoredResponse>;
+  /** By route and path, with per-route usage: kept in step with the LRU by set and dispose. */
+  private readonly index = new EntryIndex();
   private readonly sweepTimer: NodeJS.Timeout;
   private readonly openedAt: number;
 
@@ -30,6 +33,7 @@ export class MemoryStore implements SyncStore {
       maxSize: Math.max(1, maxBytes),
       sizeCalculation: (entry) => Math.max(1, entry.bytes),
       dispose: (entry, _key, reason) => {
+        this.index.remove(entry);
         if (reason === 'evict') events.onEvict?.(entry);
       },
     });
@@ -59,7 +63,9 @@ export class MemoryStore implements SyncStore {
   set(record: StoredRecord): boolean {
     const entry = StoredResponse.fromRecord(record);
     this.lru.set(entry.key, entry);
-    return this.lru.peek(entry.key) === entry;
+    if (this.lru.peek(entry.key) !== entry) return false;
+    this.index.add(entry);
+    return true;
   }
 
   /** Re-accounts an entry whose size changed (a converted variant was added). */
@@ -67,6 +73,7 @@ export class MemoryStore implements SyncStore {
     if (this.lru.peek(entry.key) !== entry) return;
     this.lru.delete(entry.key);
     this.lru.set(entry.key, entry);
+    if (this.lru.peek(entry.key) === entry) this.index.add(entry);
   }
 
   delete(key: string): boolean {
@@ -79,7 +86,29 @@ export class MemoryStore implements SyncStore {
   }
 
   deleteSelected(selection: EntrySelection): number {
-    return this.deleteWhere((entry) => selects(selection, entry));
+    let n = 0;
+    for (const entry of this.selected(selection)) if (this.deleteIf(entry)) n++;
+    return n;
+  }
+
+  /** The entries a selection names, found through the index (not a walk of every entry). */
+  selected(selection: EntrySelection): StoredResponse[] {
+    return [...this.index.selected(selection)];
+  }
+
+  /** How many entries a selection names. */
+  countSelected(selection: EntrySelection): number {
+    return this.index.countSelected(selection);
+  }
+
+  /** Entries in key order after a key (see EntryIndex.inKeyOrder). */
+  inKeyOrder(after?: string): IterableIterator<StoredResponse> {
+    return this.index.inKeyOrder(after);
+  }
+
+  /** Entries, bytes and oldest servable age of a route, kept up to date as entries come and go. */
+  usage(route: string): RouteUsage {
+    return this.index.usage(route, this.now());
   }
 
   /** Drops every entry the predicate selects; returns how many. */
@@ -128,5 +157,6 @@ export class MemoryStore implements SyncStore {
   close(): void {
     clearInterval(this.sweepTimer);
     this.lru.clear();
+    this.index.clear();
   }
 }

@@ -18,6 +18,8 @@ import type { FillLease } from './fill-lease.js';
 import type { Filler, FillOutcome, ScrapeTarget } from './filler.js';
 import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
 import { cacheKey } from './key.js';
+import { windowsFor } from './route-windows.js';
+import type { RouteUsage } from './entry-index.js';
 import type { MemoryStore } from './memory-store.js';
 import { selects, type EntryIdentity, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
@@ -69,12 +71,7 @@ interface FailureState {
   fetchedAt: number | undefined;
 }
 
-export interface RouteUsage {
-  entries: number;
-  bytes: number;
-  /** Undefined when no entry of the route can be served. */
-  oldestAgeSeconds: number | undefined;
-}
+export type { RouteUsage } from './entry-index.js';
 
 export interface ScrapeCacheParts {
   memory: MemoryStore;
@@ -160,8 +157,8 @@ export class ScrapeCache {
         else if (!this.holdsPath(route.name, route.path)) this.background(target, undefined);
       }
       // Other representations loaded from a second level are kept fresh as they were before.
-      for (const entry of this.memory.entries()) {
-        if (entry.route !== route.name || entry.path !== route.path || entry.query !== '' || entry.key === key) continue;
+      for (const entry of this.memory.selected({ route: route.name, path: route.path, query: '' })) {
+        if (entry.key === key) continue;
         const other = { ...target, representation: entry.representation, accept: entry.accept };
         if (isPrefetched(other) && !this.prefetchTimers.has(entry.key)) this.schedulePrefetch(other, entry);
       }
@@ -305,6 +302,11 @@ export class ScrapeCache {
     return this.memory.peek(keyOf(target));
   }
 
+  /** The entry held under a key, without touching recency (a listing's hit counts). */
+  peekKey(key: string): StoredResponse | undefined {
+    return this.memory.peek(key);
+  }
+
   /**
    * The stale entry for a target, when stale_if_error allows serving it: for a client whose own
    * scrape timeout ends before a refresh does (a timeout is an error too).
@@ -321,8 +323,9 @@ export class ScrapeCache {
    * caches; with refresh, fetches the dropped query-less keys again and waits for them.
    */
   async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
-    const dropped: StoredResponse[] = [];
-    const invalidated = this.drop(selection, (entry) => dropped.push(entry));
+    // The answer waits for the last slice (issue 21).
+    const dropped = await this.dropInSlices(selection);
+    const invalidated = dropped.length;
     // The shared level first (deleting the leases of fills in flight, see store), then the
     // others' copies: once the bus has delivered, no replica holds or can read back an old one.
     await this.second?.deleteSelected(selection);
@@ -385,9 +388,14 @@ export class ScrapeCache {
   private markStale(selection: EntrySelection): { marked: StoredResponse[]; dropped: number } {
     const now = this.now();
     this.supersedeFills(selection);
-    const dropped = this.memory.deleteWhere((entry) => selects(selection, entry) && isDead(entry, now));
-    const marked = [...this.memory.entries()].filter((entry) => selects(selection, entry));
-    for (const entry of marked) {
+    const marked: StoredResponse[] = [];
+    let dropped = 0;
+    for (const entry of this.memory.selected(selection)) {
+      if (isDead(entry, now)) {
+        if (this.memory.deleteIf(entry)) dropped++;
+        continue;
+      }
+      marked.push(entry);
       entry.markStale(now, this.routesByName.get(entry.route)?.timeoutMs ?? 0);
       // One refetch now, not after a back-off from failures before the data changed.
       this.failures.delete(entry.key);
@@ -422,14 +430,36 @@ export class ScrapeCache {
    * started before the data changed, so they still answer their waiters but store nothing, and
    * new requests do not join them.
    */
-  private drop(selection: EntrySelection, each?: (entry: StoredResponse) => void): number {
+  private drop(selection: EntrySelection): number {
     this.supersedeFills(selection);
-    return this.memory.deleteWhere((entry) => {
-      if (!selects(selection, entry)) return false;
-      each?.(entry);
+    let n = 0;
+    for (const entry of this.memory.selected(selection)) {
+      if (!this.memory.deleteIf(entry)) continue;
       this.failures.delete(entry.key);
-      return true;
-    });
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * drop() for a selection of any size: fills that started before are superseded at once, and
+   * the entries go in slices that let scrapes be answered in between (issue 21). Resolves to the
+   * entries dropped once the last slice is done.
+   */
+  private async dropInSlices(selection: EntrySelection): Promise<StoredResponse[]> {
+    this.supersedeFills(selection);
+    const chosen = this.memory.selected(selection);
+    const dropped: StoredResponse[] = [];
+    for (let i = 0; i < chosen.length; i += INVALIDATION_SLICE) {
+      if (i > 0) await yieldToScrapes();
+      for (const entry of chosen.slice(i, i + INVALIDATION_SLICE)) {
+        // An entry stored meanwhile was fetched after the invalidation began: it stays.
+        if (!this.memory.deleteIf(entry)) continue;
+        this.failures.delete(entry.key);
+        dropped.push(entry);
+      }
+    }
+    return dropped;
   }
 
   /** Fills in flight for selected keys answer their waiters but store nothing; new requests do not join them. */
@@ -459,22 +489,19 @@ export class ScrapeCache {
     this.memory.resize(entry);
   }
 
-  /** Per route: entries, bytes, and the age of the oldest entry that may still be served. */
-  usageByRoute(): Map<string, RouteUsage> {
-    const usage = new Map<string, RouteUsage>();
-    const now = this.now();
-    for (const entry of this.memory.entries()) {
-      let u = usage.get(entry.route);
-      if (!u) usage.set(entry.route, (u = { entries: 0, bytes: 0, oldestAgeSeconds: undefined }));
-      u.entries++;
-      u.bytes += entry.bytes;
-      // An entry past every window waits for the sweep; it answers nobody, so it is not "served".
-      if (!isDead(entry, now)) {
-        const age = Math.max(0, (now - entry.fetchedAt) / 1000);
-        if (u.oldestAgeSeconds === undefined || age > u.oldestAgeSeconds) u.oldestAgeSeconds = age;
-      }
-    }
-    return usage;
+  /** Entries, bytes and the age of the oldest entry that may still be served, of one route; kept up to date, never a walk. */
+  usage(route: string): RouteUsage {
+    return this.memory.usage(route);
+  }
+
+  /** Entries in key order (route, path, query, representation) after a key: pages of a listing. */
+  inKeyOrder(after?: string): IterableIterator<StoredResponse> {
+    return this.memory.inKeyOrder(after);
+  }
+
+  /** How many entries a selection names in memory, found through the index. */
+  countSelected(selection: EntrySelection): number {
+    return this.memory.countSelected(selection);
   }
 
   get count(): number {
@@ -548,8 +575,10 @@ export class ScrapeCache {
       }
       case 'invalidated':
         // Soft: keep serving the copy; the next scrape's fill joins the publisher's refetch.
+        // Another cache's invalidation (a cluster worker hearing its primary): in slices too, so
+        // that 50 000 entries of a route do not hold this process's scrapes.
         if (event.soft) this.markStale(event.selection);
-        else this.drop(event.selection);
+        else void this.dropInSlices(event.selection);
         break;
     }
     if (event.type !== 'invalidated') {
@@ -773,7 +802,7 @@ export class ScrapeCache {
     if (isPrefetched(target) && !this.closed && this.prefetches) {
       const count = (this.prefetchFailureCount.get(key) ?? 0) + 1;
       this.prefetchFailureCount.set(key, count);
-      this.setPrefetchTimer(target, now + retryBackoffMs(count, target.route.ttlMs));
+      this.setPrefetchTimer(target, now + retryBackoffMs(count, windowsFor(target.route, target.query).ttlMs));
     }
   }
 
@@ -831,6 +860,13 @@ function startupTarget(route: Route, path: string): ScrapeTarget {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Bounds answeredAs: a handful per key in practice (one per distinct Accept of a first fill). */
 const MAX_ANSWERED_AS = 10_000;
+/** Entries dropped between two turns of the event loop in a large invalidation. */
+const INVALIDATION_SLICE = 1000;
+
+/** Lets the I/O waiting (scrapes) run before going on. */
+function yieldToScrapes(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 const NO_LEASE = '';
 /** Beyond the route's timeout, so that a lease outlives the fetch it guards. */
 const LEASE_MARGIN_MS = 5000;

@@ -12,6 +12,20 @@ import { admits, type Coding, type Representation } from './representation.js';
 import { RECORD_VERSION, type StoredRecord } from './stored-record.js';
 
 const gunzipAsync = promisify(gunzip);
+
+/** Header values that are the same for many entries (the others, Date for one, are not worth a lookup). */
+const REPEATED_VALUES = new Set(['content-type', 'content-encoding', 'cache-control', 'x-content-type-options']);
+const INTERN_MAX = 10_000;
+const interned = new Map<string, string>();
+
+/** The one copy of a string that many entries hold; bounded, so that odd values cannot grow it without end. */
+function intern(text: string): string {
+  const held = interned.get(text);
+  if (held !== undefined) return held;
+  if (interned.size >= INTERN_MAX) interned.clear();
+  interned.set(text, text);
+  return text;
+}
 const gzipAsync = promisify(gzip);
 
 /** Headers that describe one connection or one encoding, never the stored resource (RFC 9110 7.6.1). */
@@ -124,7 +138,8 @@ export class StoredResponse implements StoredRecord {
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
   private readonly variants: Partial<Record<Coding, Variant>> = {};
-  private readonly converting: Partial<Record<Coding, Promise<Variant>>> = {};
+  /** The conversion in flight, made at most once per coding; created on the first one (most entries never convert). */
+  private converting: Partial<Record<Coding, Promise<Variant>>> | undefined;
   private headerBytes: number;
   /** What the upstream's Content-Type says this is; undefined for anything not a metrics format. */
   readonly wire: WireAnswer | undefined;
@@ -133,15 +148,18 @@ export class StoredResponse implements StoredRecord {
 
   private constructor(record: StoredRecord, body: Buffer) {
     this.key = record.key;
-    this.route = record.route;
-    this.path = record.path;
+    // Records decoded from bytes (disk, Redis, another process) bring their own copy of every
+    // string; the ones that repeat across entries are shared instead (issue 21: about 350 bytes
+    // an entry).
+    this.route = intern(record.route);
+    this.path = intern(record.path);
     this.query = record.query;
-    this.representation = record.representation;
-    this.accept = record.accept;
-    this.fingerprint = record.fingerprint;
+    this.representation = intern(record.representation) as Representation;
+    this.accept = record.accept === undefined ? undefined : intern(record.accept);
+    this.fingerprint = intern(record.fingerprint);
     this.status = record.status;
     this.coding = record.coding;
-    this.headers = record.headers;
+    this.headers = record.headers.map((h, i) => (i % 2 === 0 || REPEATED_VALUES.has(record.headers[i - 1]!.toLowerCase()) ? intern(h) : h));
     this.fetchedAt = record.fetchedAt;
     this.staleAt = record.staleAt;
     this.revalidateUntil = record.revalidateUntil;
@@ -157,11 +175,21 @@ export class StoredResponse implements StoredRecord {
     this.variants[record.coding] = this.makeVariant(record.coding, body);
   }
 
-  /** The memory form of a record; a StoredResponse passes as it is. The body is viewed, not copied. */
+  /**
+   * The memory form of a record; a StoredResponse passes as it is. A body that has its memory to
+   * itself (an upstream fill's) is kept as it is; one that is a view into something larger (a
+   * disk file with its header, a Redis reply, a message from another process, a slab of Node's
+   * buffer pool) is copied out once, so that the entry does not keep the rest alive (issue 21:
+   * records loaded or adopted cost twice the memory of filled ones without this).
+   */
   static fromRecord(record: StoredRecord): StoredResponse {
     if (record instanceof StoredResponse) return record;
     const b = record.body;
-    return new StoredResponse(record, Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+    const whole = b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+    if (whole) return new StoredResponse(record, Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+    const own = Buffer.allocUnsafeSlow(b.byteLength);
+    own.set(b);
+    return new StoredResponse(record, own);
   }
 
   /** The body as the upstream sent it (the record's body). */
@@ -289,7 +317,7 @@ export class StoredResponse implements StoredRecord {
   convert(coding: Coding, maxBytes = Infinity): Promise<Variant> {
     const ready = this.variants[coding];
     if (ready) return Promise.resolve(ready);
-    let pending = this.converting[coding];
+    let pending = this.converting?.[coding];
     if (!pending) {
       const source = this.variants[this.coding]!.body;
       // The decoded size is bounded too: a small gzip body must not expand into unbounded memory.
@@ -297,11 +325,11 @@ export class StoredResponse implements StoredRecord {
       pending = made.then((body) => {
         const variant = this.makeVariant(coding, body);
         this.variants[coding] = variant;
-        delete this.converting[coding];
+        delete this.converting?.[coding];
         return variant;
       });
-      pending.catch(() => delete this.converting[coding]);
-      this.converting[coding] = pending;
+      pending.catch(() => delete this.converting?.[coding]);
+      (this.converting ??= {})[coding] = pending;
     }
     return pending;
   }

@@ -66,7 +66,8 @@ const toWorker = z.discriminatedUnion('t', [
   /** The config text the primary applied: workers never read proxy.yaml themselves. */
   z.strictObject({ t: z.literal('config'), source: z.string() }),
   z.strictObject({ t: z.literal('reload'), id, source: z.string() }),
-  z.strictObject({ t: z.literal('ask'), id, what: z.enum(['metrics', 'hits', 'fetches']) }),
+  /** `keys` (with hits): only these keys' counts, for one page of a listing (issue 21). */
+  z.strictObject({ t: z.literal('ask'), id, what: z.enum(['metrics', 'hits', 'fetches']), keys: z.array(z.string()).max(10_000).optional() }),
   z.strictObject({ t: z.literal('metrics'), id, contentType: z.string(), text: z.string() }),
   z.strictObject({ t: z.literal('shutdown') }),
 ]);

@@ -228,6 +228,19 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
     }
     if (r.format !== undefined && !cache) report(at('format'), 'format needs a cached route (cache: false streams whatever the upstream sends)');
     if (r.query_keys && r.query_keys.length === 0) report(at('query_keys'), 'query_keys is empty: leave it out to admit any query');
+    r.overrides?.forEach((o, j) => {
+      const names = Object.keys(o.query);
+      if (!cache) report(at('overrides', j), 'overrides need a cached route (cache: false is set)');
+      if (names.length === 0) report(at('overrides', j, 'query'), 'an override needs at least one query parameter to match');
+      if (o.ttl === undefined && o.stale_while_revalidate === undefined && o.stale_if_error === undefined) {
+        report(at('overrides', j), 'an override sets at least one of ttl, stale_while_revalidate, stale_if_error');
+      }
+      for (const name of names) {
+        if (r.query_keys && !r.query_keys.includes(name)) {
+          report(at('overrides', j, 'query', name), `query parameter "${name}" is not in query_keys (${r.query_keys.join(', ')}): this override could never match`);
+        }
+      }
+    });
 
     routes.push(buildRoute(r, raw, baseDir, (path, message) => report(at(...path), message)));
   });
@@ -322,6 +335,7 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     maxBodyBytes: r.max_body_bytes ?? raw.defaults.max_body_bytes,
     staleWhileRevalidateMs: r.stale_while_revalidate ?? raw.defaults.stale_while_revalidate,
     staleIfErrorMs: r.stale_if_error ?? raw.defaults.stale_if_error,
+    overrides: [],
     prefetch: r.prefetch ?? false,
     cache: r.cache ?? true,
     queryKeys: r.query_keys ? new Set(r.query_keys) : null,
@@ -329,6 +343,13 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     fingerprint,
     recordFingerprint,
   };
+  // An override inherits what it leaves out from the route (its own windows, then defaults).
+  route.overrides = (r.overrides ?? []).map((o) => ({
+    query: Object.entries(o.query).map(([name, values]) => ({ name, values })),
+    ttlMs: o.ttl ?? route.ttlMs,
+    staleWhileRevalidateMs: o.stale_while_revalidate ?? route.staleWhileRevalidateMs,
+    staleIfErrorMs: o.stale_if_error ?? route.staleIfErrorMs,
+  }));
   if (r.path !== undefined) route.path = r.path;
   if (r.path_prefix !== undefined) route.pathPrefix = r.path_prefix;
   if (tls) route.tls = tls;

@@ -121,6 +121,21 @@ export const basicAuthSchema = z.strictObject({
   password_file: z.string().min(1).optional(),
 });
 
+const queryValues = z
+  .union([z.string(), z.array(z.string()).min(1, 'list at least one value')], { error: 'expected a value or a list of values' })
+  .transform((v) => (typeof v === 'string' ? [v] : v))
+  .meta({ description: 'Values of the query parameter that select this override; * matches any run of characters (10.1.*)' });
+
+/** SPEC 2 `overrides`: freshness windows for the keys whose query parameters have given values. */
+export const overrideSchema = z
+  .strictObject({
+    query: z.record(z.string().min(1), queryValues, { error: 'expected a mapping of query parameter names to values, e.g. { module: [inventory] }' }),
+    ttl: duration.optional(),
+    stale_while_revalidate: duration.optional(),
+    stale_if_error: duration.optional(),
+  })
+  .meta({ description: 'Keys whose query has these parameter values (every listed parameter, any listed value) get these windows; the first matching override wins, else the route\'s own' });
+
 export const routeSchema = z.strictObject({
   name: routeName,
   path: scrapePath.optional(),
@@ -132,6 +147,7 @@ export const routeSchema = z.strictObject({
   prefetch: z.boolean().optional(),
   cache: z.boolean().optional(),
   query_keys: z.array(z.string().min(1)).optional(),
+  overrides: z.array(overrideSchema, { error: 'expected a list of overrides such as - { query: { module: [inventory] }, ttl: 6h }' }).optional(),
   headers: z
     .record(z.string().regex(headerName, 'invalid header name'), z.string({ error: 'header values are strings' }))
     .optional(),

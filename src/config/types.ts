@@ -16,6 +16,15 @@ export interface UpstreamTls {
 /** An exposition format a route can be pinned to (SPEC 3.2 `format`). */
 export type Format = 'text' | 'openmetrics' | 'protobuf';
 
+/** One `overrides:` item (SPEC 2): windows for the keys whose query matches. */
+export interface WindowOverride {
+  /** Every parameter must have one of its values; a value with `*` is a pattern. */
+  query: ReadonlyArray<{ name: string; values: readonly string[] }>;
+  ttlMs: number;
+  staleWhileRevalidateMs: number;
+  staleIfErrorMs: number;
+}
+
 export interface Route {
   name: string;
   /** Exactly one of path and pathPrefix is set. */
@@ -27,6 +36,8 @@ export interface Route {
   maxBodyBytes: number;
   staleWhileRevalidateMs: number;
   staleIfErrorMs: number;
+  /** Per-target windows by query parameter values; the first match wins, else the route's own. */
+  overrides: readonly WindowOverride[];
   prefetch: boolean;
   cache: boolean;
   /** Allow-list of query parameter names; null admits any. */

@@ -10,7 +10,7 @@ import type { LastFetch } from '../last-fetch.js';
 import { buildInfo } from '../build-info.js';
 import { pageHeaders } from './html.js';
 import type { ResultNotes } from './result-notes.js';
-import { buildStatusModel, parseEntryView, type EntryRow, type MetricSample } from './status-model.js';
+import { buildStatusModel, parseEntryView, type EntryTable, type EntryView, type MetricSample } from './status-model.js';
 import { renderStatusPage, renderTokenPage, SCRIPT_PATH, STATUS_CSP, STYLE_PATH, type PageView } from './status-page.js';
 import { STYLESHEET } from './style.js';
 
@@ -18,8 +18,10 @@ export interface StatusSource {
   tokenRequired(): boolean;
   configFile(): string;
   routes(): readonly Route[];
-  /** As GET /cache lists them (hits summed over workers). */
-  entries(): Promise<EntryRow[]>;
+  /** One page of entries as GET /cache lists them (hits summed over workers), sorted and filtered. */
+  entries(view: EntryView, page: number): Promise<EntryTable>;
+  /** Entries and bytes per route, kept by the cache. */
+  usage(route: string): { entries: number; bytes: number };
   /** As GET /metrics reports them (summed over workers). */
   samples(): Promise<MetricSample[]>;
   lastFetches(): Promise<Map<string, LastFetch>>;
@@ -66,7 +68,13 @@ export async function serveStatusPage(req: IncomingMessage, res: ServerResponse,
     body = renderTokenPage(buildInfo().version, view, auth.refused);
   } else {
     if (auth.formToken !== undefined) view.formToken = auth.formToken;
-    const [entries, samples, fetches, levels] = await Promise.all([source.entries(), source.samples(), source.lastFetches(), source.levels?.() ?? []]);
+    const entryView = parseEntryView(url.searchParams);
+    const [entries, samples, fetches, levels] = await Promise.all([
+      source.entries(entryView, entryView.page),
+      source.samples(),
+      source.lastFetches(),
+      source.levels?.() ?? [],
+    ]);
     const model = buildStatusModel({
       version: buildInfo().version,
       configFile: source.configFile(),
@@ -74,10 +82,11 @@ export async function serveStatusPage(req: IncomingMessage, res: ServerResponse,
       routes: source.routes(),
       samples,
       entries,
+      usage: (route) => source.usage(route),
       lastFetch: (route) => fetches.get(route),
       reloadError: source.reloadError(),
       levels,
-      view: parseEntryView(url.searchParams),
+      view: entryView,
     });
     body = renderStatusPage(model, view);
   }

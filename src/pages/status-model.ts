@@ -4,6 +4,7 @@
  * Pure: the admin listener gathers the inputs, the page renders the result.
  */
 import type { LevelStatus } from '../cache/store.js';
+import { describeOverride } from '../cache/route-windows.js';
 import type { Route } from '../config/types.js';
 import type { LastFetch } from '../last-fetch.js';
 import type { CacheOutcome } from '../metrics.js';
@@ -21,6 +22,31 @@ export interface EntryRow {
   ttl_seconds: number;
   fresh: boolean;
   hits: number;
+  /** The ttl this copy was stored with (a route override's, or the route's). */
+  lifetime_seconds?: number;
+  /** The override of the running config that the entry's query matches (`module=inventory`), or null. */
+  override?: string | null;
+}
+
+/** One page of the entry table, sorted and filtered on the server (issue 21). */
+export interface EntryTable {
+  rows: EntryRow[];
+  /** Entries held. */
+  total: number;
+  /** Entries the filter admits. */
+  matched: number;
+  /** The page shown, 1-based, and how many there are. */
+  page: number;
+  pages: number;
+  pageSize: number;
+}
+
+/** A route override as the status page shows it. */
+export interface OverrideStatus {
+  match: string;
+  ttlMs: number;
+  staleWhileRevalidateMs: number;
+  staleIfErrorMs: number;
 }
 
 /** The shape of prom-client's getMetricsAsJSON(), as much of it as is read here. */
@@ -38,6 +64,7 @@ export interface RouteStatus {
   ttlMs: number;
   staleWhileRevalidateMs: number;
   staleIfErrorMs: number;
+  overrides: OverrideStatus[];
   prefetch: boolean;
   lastFetch: LastFetch | undefined;
   requests: Record<CacheOutcome, number>;
@@ -68,6 +95,11 @@ export interface StatusModel {
   entries: EntryRow[];
   /** Entries before the filter. */
   totalEntries: number;
+  /** Entries the filter admits. */
+  matchedEntries: number;
+  page: number;
+  pages: number;
+  pageSize: number;
   reload: ReloadStatus;
   /** Memory, then the second level (disk or Redis) where one is configured. */
   levels: LevelStatus[];
@@ -82,6 +114,8 @@ export interface EntryView {
   order: 'asc' | 'desc';
   /** Case-insensitive substring of route, path, query or representation. */
   filter: string;
+  /** 1-based page of the entry table. */
+  page: number;
 }
 
 /** The view a page URL asks for; anything unknown falls back to the default, never an error. */
@@ -92,6 +126,7 @@ export function parseEntryView(params: URLSearchParams): EntryView {
     sort: (SORT_KEYS as readonly string[]).includes(sort ?? '') ? (sort as SortKey) : 'route',
     order: order === 'desc' ? 'desc' : 'asc',
     filter: (params.get('filter') ?? '').slice(0, 200),
+    page: Math.min(10_000, Math.max(1, Math.floor(Number(params.get('page') ?? '1')) || 1)),
   };
 }
 
@@ -101,7 +136,10 @@ export interface StatusInputs {
   now: number;
   routes: readonly Route[];
   samples: readonly MetricSample[];
-  entries: readonly EntryRow[];
+  /** The page of entries to show, already sorted and filtered. */
+  entries: EntryTable;
+  /** Entries and bytes a route holds (kept by the cache, never summed from rows). */
+  usage(route: string): { entries: number; bytes: number };
   lastFetch(route: string): LastFetch | undefined;
   reloadError: string | undefined;
   levels?: readonly LevelStatus[];
@@ -129,36 +167,9 @@ function gauge(samples: readonly MetricSample[], name: string): number | undefin
   return samples.find((m) => m.name === name)?.values[0]?.value;
 }
 
-const SORTERS: Record<SortKey, (a: EntryRow, b: EntryRow) => number> = {
-  route: (a, b) => a.route.localeCompare(b.route) || a.path.localeCompare(b.path) || a.query.localeCompare(b.query),
-  path: (a, b) => a.path.localeCompare(b.path) || a.query.localeCompare(b.query),
-  query: (a, b) => a.query.localeCompare(b.query),
-  representation: (a, b) => a.representation.localeCompare(b.representation),
-  bytes: (a, b) => a.bytes - b.bytes,
-  age: (a, b) => a.age_seconds - b.age_seconds,
-  ttl: (a, b) => a.ttl_seconds - b.ttl_seconds,
-  hits: (a, b) => a.hits - b.hits,
-};
-
-export function selectEntries(entries: readonly EntryRow[], view: EntryView): EntryRow[] {
-  const needle = view.filter.toLowerCase();
-  const kept = needle === '' ? [...entries] : entries.filter((e) => [e.route, e.path, e.query, e.representation].some((f) => f.toLowerCase().includes(needle)));
-  const sorter = SORTERS[view.sort];
-  // Ties keep the route order, so a refresh does not shuffle equal rows.
-  kept.sort((a, b) => (view.order === 'asc' ? sorter(a, b) : sorter(b, a)) || SORTERS.route(a, b) || a.representation.localeCompare(b.representation));
-  return kept;
-}
-
 export function buildStatusModel(input: StatusInputs): StatusModel {
   const requests = sumBy(input.samples, 'scrapecache_requests_total', 'cache');
   const upstream = sumBy(input.samples, 'scrapecache_upstream_requests_total', 'code');
-  const usage = new Map<string, { entries: number; bytes: number }>();
-  for (const e of input.entries) {
-    const u = usage.get(e.route) ?? { entries: 0, bytes: 0 };
-    u.entries++;
-    u.bytes += e.bytes;
-    usage.set(e.route, u);
-  }
   const routes = input.routes.map((route): RouteStatus => {
     const counts = Object.fromEntries(OUTCOMES.map((o) => [o, requests.get(route.name)?.get(o) ?? 0])) as Record<CacheOutcome, number>;
     const total = OUTCOMES.reduce((n, o) => n + counts[o], 0);
@@ -172,6 +183,7 @@ export function buildStatusModel(input: StatusInputs): StatusModel {
       ttlMs: route.ttlMs,
       staleWhileRevalidateMs: route.staleWhileRevalidateMs,
       staleIfErrorMs: route.staleIfErrorMs,
+      overrides: route.overrides.map((o) => ({ match: describeOverride(o), ttlMs: o.ttlMs, staleWhileRevalidateMs: o.staleWhileRevalidateMs, staleIfErrorMs: o.staleIfErrorMs })),
       prefetch: route.prefetch,
       lastFetch: input.lastFetch(route.name),
       requests: counts,
@@ -179,8 +191,8 @@ export function buildStatusModel(input: StatusInputs): StatusModel {
       hitRatio: total === 0 ? null : (counts.hit + counts.stale) / total,
       upstreamFetches,
       saved: route.cache ? Math.max(0, total - upstreamFetches) : 0,
-      entries: usage.get(route.name)?.entries ?? 0,
-      bytes: usage.get(route.name)?.bytes ?? 0,
+      entries: input.usage(route.name).entries,
+      bytes: input.usage(route.name).bytes,
     };
   });
   const ok = gauge(input.samples, 'scrapecache_config_last_reload_successful') !== 0;
@@ -189,8 +201,12 @@ export function buildStatusModel(input: StatusInputs): StatusModel {
     configFile: input.configFile,
     now: input.now,
     routes,
-    entries: selectEntries(input.entries, input.view),
-    totalEntries: input.entries.length,
+    entries: input.entries.rows,
+    totalEntries: input.entries.total,
+    matchedEntries: input.entries.matched,
+    page: input.entries.page,
+    pages: input.entries.pages,
+    pageSize: input.entries.pageSize,
     reload: {
       ok,
       successAt: gauge(input.samples, 'scrapecache_config_last_reload_success_timestamp_seconds'),

@@ -121,13 +121,20 @@ function routeCard(route: RouteStatus, model: StatusModel, view: PageView): Html
   if (route.staleWhileRevalidateMs > 0) windows.push(`stale_while_revalidate ${formatDuration(route.staleWhileRevalidateMs)}`);
   if (route.staleIfErrorMs > 0) windows.push(`stale_if_error ${formatDuration(route.staleIfErrorMs)}`);
   if (route.prefetch) windows.push('prefetch');
+  // Per-target windows (SPEC 2 overrides): the first that matches a key's query wins.
+  const overrides = route.overrides.map((o) => {
+    const w = [`ttl ${formatDuration(o.ttlMs)}`];
+    if (o.staleWhileRevalidateMs > 0) w.push(`stale_while_revalidate ${formatDuration(o.staleWhileRevalidateMs)}`);
+    if (o.staleIfErrorMs > 0) w.push(`stale_if_error ${formatDuration(o.staleIfErrorMs)}`);
+    return html`<li><code>${readableQuery(o.match)}</code>: ${w.join(', ')}</li>`;
+  });
   const counts = route.cache ? (['hit', 'stale', 'miss', 'collapsed'] as const) : (['bypass'] as const);
   return html`<article class="card" aria-labelledby="${id}" data-row="${route.name}">
 <header><h3 id="${id}">${route.name}</h3><span class="badge">${route.cache ? 'cached' : 'pass-through'}</span></header>
 <dl class="facts">
 <dt>${route.match.endsWith('*') ? 'Prefix' : 'Path'}</dt><dd><code>${route.match}</code></dd>
 <dt>Upstream</dt><dd><code>${route.upstream}</code></dd>
-${route.cache ? html`<dt>Freshness</dt><dd>${windows.join(', ')}</dd>` : ''}
+${route.cache ? html`<dt>Freshness</dt><dd>${windows.join(', ')}${overrides.length > 0 ? html`<ul class="overrides" aria-label="Per-target freshness, first match wins">${overrides}</ul>` : ''}</dd>` : ''}
 <dt>Last fetch</dt>${lastFetch(route, model.now)}
 </dl>
 <div class="stats">
@@ -196,10 +203,23 @@ const COLUMNS: Array<{ key: SortKey; label: string; num?: boolean }> = [
   { key: 'hits', label: 'Hits', num: true },
 ];
 
-function viewQuery(model: StatusModel, sort: SortKey, order: 'asc' | 'desc'): string {
+function viewQuery(model: StatusModel, sort: SortKey, order: 'asc' | 'desc', page = 1): string {
   const params = new URLSearchParams({ sort, order });
   if (model.view.filter !== '') params.set('filter', model.view.filter);
+  if (page > 1) params.set('page', String(page));
   return `/?${params}#entries`;
+}
+
+/** First, previous, next: the table shows one page; the server sorts, filters and pages (issue 21). */
+function pageNav(model: StatusModel): Html {
+  if (model.pages <= 1) return html``;
+  const { sort, order } = model.view;
+  const link = (page: number, label: string, rel?: string) => html`<a href="${viewQuery(model, sort, order, page)}"${rel ? html` rel="${rel}"` : ''}>${label}</a>`;
+  return html`<nav class="toolbar" aria-label="Entry pages" data-live="entries/pages">
+${model.page > 1 ? html`${link(1, 'First')} ${link(model.page - 1, 'Previous', 'prev')}` : ''}
+<span>page ${model.page} of ${model.pages}</span>
+${model.page < model.pages ? link(model.page + 1, 'Next', 'next') : ''}
+</nav>`;
 }
 
 function headerCell(model: StatusModel, column: (typeof COLUMNS)[number]): Html {
@@ -237,7 +257,7 @@ function entryRow(e: EntryRow, view: PageView): Html {
 <td>${e.route}</td><td class="path"><code>${e.path}</code></td><td class="query"><code>${e.query === '' ? html`<span class="muted">none</span>` : readableQuery(e.query)}</code></td><td>${e.representation}${e.renderings === undefined ? '' : html`<br><span class="muted">${e.renderings.length === 0 ? 'no renderings yet' : `renders ${e.renderings.join(', ')}`}</span>`}</td>
 <td class="num">${live(`${k}/bytes`, formatBytes(e.bytes))}</td>
 <td class="num">${live(`${k}/age`, formatAge(e.age_seconds))}</td>
-<td class="num">${live(`${k}/ttl`, e.fresh ? formatAge(e.ttl_seconds) : `stale ${formatAge(-e.ttl_seconds)}`, e.fresh ? 'good' : 'warn')}</td>
+<td class="num"${e.lifetime_seconds !== undefined ? html` title="${`stored with ttl ${formatAge(e.lifetime_seconds)}${e.override ? ` (override ${readableQuery(e.override)})` : ''}`}"` : ''}>${live(`${k}/ttl`, e.fresh ? formatAge(e.ttl_seconds) : `stale ${formatAge(-e.ttl_seconds)}`, e.fresh ? 'good' : 'warn')}</td>
 <td class="num">${live(`${k}/hits`, e.hits)}</td>
 <td>${actionForm({ route: e.route, path: e.path, query: e.query }, label, view, e.query === '')}</td>
 </tr>`;
@@ -246,7 +266,7 @@ function entryRow(e: EntryRow, view: PageView): Html {
 function entriesSection(model: StatusModel, view: PageView): Html {
   const sortLabel = COLUMNS.find((c) => c.key === model.view.sort)!.label.toLowerCase();
   return html`<section id="entries" aria-labelledby="entries-h" tabindex="-1">
-<h2 id="entries-h">Entries <span class="muted" data-live="entries/count">${model.entries.length === model.totalEntries ? model.totalEntries : `${model.entries.length} of ${model.totalEntries}`}</span></h2>
+<h2 id="entries-h">Entries <span class="muted" data-live="entries/count">${entryCount(model)}</span></h2>
 <form method="get" action="/" role="search" class="toolbar" id="filter-form">
 <label for="filter">Filter by route, path, query or representation</label>
 <input id="filter" name="filter" type="search" value="${model.view.filter}">
@@ -262,7 +282,17 @@ ${model.entries.length === 0 ? html`<tr data-row=""><td colspan="9" class="muted
 </tbody>
 </table>
 </div>
+${pageNav(model)}
 </section>`;
+}
+
+/** "120", or "3 of 120" filtered, or "rows 101-200 of 50000" on a page. */
+function entryCount(model: StatusModel): string {
+  const shown = model.entries.length;
+  if (model.pages <= 1) return shown === model.totalEntries ? `${model.totalEntries}` : `${shown} of ${model.totalEntries}`;
+  const of = model.matchedEntries === model.totalEntries ? `${model.totalEntries}` : `${model.matchedEntries} matching of ${model.totalEntries}`;
+  const first = (model.page - 1) * model.pageSize + 1;
+  return `rows ${first}-${first + shown - 1} of ${of}`;
 }
 
 function reloadStatus(model: StatusModel, view: PageView): Html {

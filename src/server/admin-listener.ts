@@ -10,12 +10,20 @@ import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { ResultNotes } from '../pages/result-notes.js';
 import { isPageAsset, servePageAsset, serveStatusPage, type PageAuth, type StatusSource } from '../pages/status-handler.js';
-import type { EntryRow, MetricSample } from '../pages/status-model.js';
+import type { EntryRow, EntryTable, EntryView, MetricSample } from '../pages/status-model.js';
+import { describeOverride, overrideIndex } from '../cache/route-windows.js';
+import type { StoredResponse } from '../cache/stored-response.js';
+import { decodeCursor, encodeCursor, keyOrderPage, viewPage } from './entry-listing.js';
 import { isCrossSite } from './csrf.js';
 import { writeText } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const MAX_BODY = 64 * 1024;
+/** GET /cache without a limit: every entry of a small cache, as before paging came (issue 21). */
+const CACHE_PAGE_DEFAULT = 1000;
+const CACHE_PAGE_MAX = 10_000;
+/** Rows per page of the status page's entry table. */
+const STATUS_PAGE_ROWS = 100;
 
 export interface AdminDeps {
   token(): string;
@@ -28,8 +36,8 @@ export interface AdminDeps {
   log: Logger;
   /** Cluster primary: metrics gathered from every process. */
   metricsText?: () => Promise<{ contentType: string; text: string }>;
-  /** Cluster primary: hits per cache key, counted where they happen, in the workers. */
-  cacheHits?: () => Promise<Map<string, number>>;
+  /** Cluster primary: hits per cache key (of these keys, or all), counted where they happen, in the workers. */
+  cacheHits?: (keys?: string[]) => Promise<Map<string, number>>;
   /** Cluster primary: metric samples gathered from every process (for the status page). */
   metricsJson?: () => Promise<MetricSample[]>;
   /** Cluster primary: the last fetch per route, its own and the workers' (pass-through). */
@@ -60,9 +68,9 @@ export function authorized(header: string | undefined, token: string): boolean {
   return timingSafeEqual(digest(presented), digest(token));
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
   res.end(text);
 }
 
@@ -177,14 +185,15 @@ export function createAdminHandler(deps: AdminDeps) {
   const { cache, metrics, log } = deps;
   const notes = new ResultNotes();
 
-  /** The entries as GET /cache lists them. */
-  async function cacheRows(route: string | null): Promise<EntryRow[]> {
+  /** Entries as GET /cache lists them; hits summed over the workers where there are any. */
+  async function toRows(entries: readonly StoredResponse[], allHits?: Map<string, number>): Promise<EntryRow[]> {
     const now = Date.now();
-    const hits = deps.cacheHits ? await deps.cacheHits() : undefined;
-    const list = [];
-    for (const e of cache.entries()) {
-      if (route !== null && e.route !== route) continue;
-      list.push({
+    const hits = allHits ?? (deps.cacheHits && entries.length > 0 ? await deps.cacheHits(entries.map((e) => e.key)) : undefined);
+    const routes = deps.table().byName;
+    return entries.map((e) => {
+      const route = routes.get(e.route);
+      const override = route ? overrideIndex(route, e.query) : -1;
+      return {
         route: e.route,
         path: e.path,
         query: e.query,
@@ -198,16 +207,47 @@ export function createAdminHandler(deps: AdminDeps) {
         ttl_seconds: ttlSeconds(e, now),
         fresh: isFresh(e, now),
         hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
-      });
+        // The ttl this copy was stored with, and the override of the running config that its query matches.
+        lifetime_seconds: Math.round((e.staleAt - e.fetchedAt) / 1000),
+        override: override < 0 ? null : describeOverride(route!.overrides[override]!),
+      };
+    });
+  }
+
+  /** GET /cache: one page in key order (limit, cursor); the next page's address in a Link header. */
+  async function cachePage(res: ServerResponse, params: URLSearchParams): Promise<void> {
+    const limitText = params.get('limit');
+    const limit = limitText === null ? CACHE_PAGE_DEFAULT : Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > CACHE_PAGE_MAX) throw new HttpError(400, `limit must be a whole number from 1 to ${CACHE_PAGE_MAX}`);
+    const cursor = params.get('cursor');
+    const after = cursor === null ? undefined : decodeCursor(cursor);
+    if (cursor !== null && after === undefined) throw new HttpError(400, 'cursor is not one this listing gave (take it from the Link header of the previous page)');
+    const route = params.get('route') ?? undefined;
+    const { entries, next } = keyOrderPage(cache, limit, after, route);
+    const headers: Record<string, string | number> = { 'X-Total-Count': cache.countSelected(route === undefined ? {} : { route }) };
+    if (next !== undefined) {
+      const nextParams = new URLSearchParams({ limit: String(limit), cursor: encodeCursor(next) });
+      if (route !== undefined) nextParams.set('route', route);
+      headers['Link'] = `</cache?${nextParams}>; rel="next"`;
     }
-    return list;
+    json(res, 200, await toRows(entries), headers);
+  }
+
+  /** The status page's entry table: one page, sorted and filtered here. */
+  async function entryTable(view: EntryView, page: number): Promise<EntryTable> {
+    // Sorting by hits in a cluster needs every worker's counts first; any other view only the page's.
+    const allHits = view.sort === 'hits' && deps.cacheHits ? await deps.cacheHits() : undefined;
+    const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => e.hits;
+    const shown = await viewPage(cache, view, page, STATUS_PAGE_ROWS, hitsOf);
+    return { rows: await toRows(shown.entries, allHits), total: cache.count, matched: shown.matched, page: shown.page, pages: shown.pages, pageSize: STATUS_PAGE_ROWS };
   }
 
   const statusSource: StatusSource = {
     tokenRequired: () => deps.token() !== '',
     configFile: () => deps.configFile?.() ?? '',
     routes: () => deps.table().routes,
-    entries: () => cacheRows(null),
+    entries: entryTable,
+    usage: (route) => cache.usage(route),
     samples: async () => (deps.metricsJson ? deps.metricsJson() : ((await metrics.registry.getMetricsAsJSON()) as MetricSample[])),
     lastFetches: async () => (deps.lastFetches ? deps.lastFetches() : new Map(metrics.lastFetch.entries())),
     reloadError: () => deps.reloadError?.(),
@@ -293,7 +333,7 @@ export function createAdminHandler(deps: AdminDeps) {
       }
       case '/cache': {
         only('GET');
-        return json(res, 200, await cacheRows(url.searchParams.get('route')));
+        return cachePage(res, url.searchParams);
       }
       case '/metrics': {
         only('GET');

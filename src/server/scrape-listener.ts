@@ -10,6 +10,7 @@ import type { Answer } from '../cache/negotiate.js';
 import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
 import { renderingKey, type StoredResponse, type Variant } from '../cache/stored-response.js';
 import { answerCandidates, learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
+import { longestLifetimeMs } from '../cache/route-windows.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
@@ -228,7 +229,9 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
 
   function admitExact(target: ScrapeTarget): boolean {
     const { route } = target;
-    const lifetimeMs = route.ttlMs + Math.max(route.staleWhileRevalidateMs, route.staleIfErrorMs);
+    // The longest any key of the route may live (its own windows or an override's): a slot is
+    // reused no earlier than its entry could be, and no query is parsed on a hit.
+    const lifetimeMs = longestLifetimeMs(route);
     return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, Date.now());
   }
 

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Filler, FillOutcome, ScrapeTarget } from '../cache/filler.js';
 import { storableHeaders } from '../cache/stored-response.js';
 import { RECORD_VERSION, recordTimes } from '../cache/stored-record.js';
+import { windowsFor } from '../cache/route-windows.js';
 import type { Route } from '../config/types.js';
 import { upstreamAddress, type ProxyError } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
@@ -62,7 +63,7 @@ export class UpstreamFiller implements Filler {
         coding: coding ?? 'identity',
         headers: storableHeaders(res.headers, coding === undefined),
         body: res.body,
-        ...recordTimes(this.now(), route),
+        ...recordTimes(this.now(), windowsFor(route, target.query)),
       },
     };
   }
