@@ -404,8 +404,12 @@ export class ScrapeCache {
   }
 
   private holdsPath(route: string, path: string): boolean {
-    for (const entry of this.memory.entries()) if (entry.route === route && entry.path === path && entry.query === '') return true;
-    return false;
+    return this.memory.countSelected({ route, path, query: '' }) > 0;
+  }
+
+  /** The entries held for one route and path, any query (through the index, not a walk of every entry). */
+  entriesAt(route: string, path: string): StoredResponse[] {
+    return this.memory.selected({ route, path });
   }
 
   /** The target that fetches an entry again; undefined for keys with a query (fetched on their next scrape) or a route gone. */

@@ -253,8 +253,9 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   const profiles = new UpstreamProfiles();
   /** A new profile learns first from the entries held for its route and path (a warm restart). */
   function seedProfile(fresh: UpstreamProfile, route: Route, path: string): void {
-    for (const held of cache.entries()) {
-      if (held.route === route.name && held.path === path && held.status === 200) learn(fresh, held.accept, held.representation, held.contentType, held.fetchedAt, route.format);
+    // A few are enough (a probe route may hold thousands of targets, all the same exporter).
+    for (const held of cache.entriesAt(route.name, path).slice(0, 16)) {
+      if (held.status === 200) learn(fresh, held.accept, held.representation, held.contentType, held.fetchedAt, route.format);
     }
   }
   cache.onAnswer((target, entry) => {
