@@ -331,6 +331,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       guard(
         createAdminHandler({
           token: () => config.admin.token,
+          allowedHosts: () => config.admin.allowedHosts,
+          listenHost: () => config.admin.listen.host,
           ready: () => ready,
           reload,
           table: () => table,

@@ -208,7 +208,7 @@ routes:
     const config = parse(ROUTE);
     const route = config.routes[0]!;
     assert.deepEqual(config.listen, { host: '0.0.0.0', port: 9180 });
-    assert.deepEqual(config.admin, { listen: { host: '127.0.0.1', port: 9181 }, token: '' });
+    assert.deepEqual(config.admin, { listen: { host: '127.0.0.1', port: 9181 }, token: '', allowedHosts: [] });
     assert.equal(config.log.level, 'info');
     assert.equal(config.workers, 1);
     assert.equal(config.cache.maxBytes, 256 * 1024 * 1024);

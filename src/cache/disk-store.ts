@@ -16,14 +16,14 @@
  * headers are the upstream's response headers, less hop-by-hop ones).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
-import { open, readdir, readFile, rename, unlink, utimes } from 'node:fs/promises';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { lutimes, open, readdir, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import { selects, type EntrySelection, type LevelStatus, type Store } from './store.js';
-import { decodeRecord, encodeRecord, RecordError, type StoredRecord } from './stored-record.js';
+import { decodeRecord, encodeRecord, isRecordStart, RecordError, servableUntil, type StoredRecord } from './stored-record.js';
 
 const SUFFIX = '.rec';
 const TEMP = '.tmp-';
@@ -35,6 +35,14 @@ const HEARTBEAT_MS = 10_000;
 const DELETE_SLICE = 500;
 /** When the file system does not say its block size. */
 const DEFAULT_BLOCK = 4096;
+
+/** A write asked for and not yet renamed into place: an invalidation that selects it cancels it. */
+interface PendingWrite {
+  route: string;
+  path: string;
+  query: string;
+  cancelled: boolean;
+}
 
 interface Indexed {
   file: string;
@@ -83,6 +91,12 @@ export class DiskStore implements Store {
   private readonly blockBytes: number;
   /** The last operation per key: a set and a delete of one key happen in the order they were asked. */
   private readonly queue = new Map<string, Promise<unknown>>();
+  /**
+   * Writes asked for and not yet in the index. A record enters the index only once its file is
+   * renamed into place, so an invalidation looks here too: a write it selects is cancelled (its
+   * temporary file is never renamed) and the delete it queues runs after it (issue 17 #1).
+   */
+  private readonly pending = new Map<string, Set<PendingWrite>>();
   /** The error code the last failed write gave; one warning per change, not one per write. */
   private failing: string | undefined;
   /** Since when the directory has been writable, or not (the status page). */
@@ -108,17 +122,36 @@ export class DiskStore implements Store {
     const lock = join(this.dir, LOCK);
     try {
       mkdirSync(this.dir, { recursive: true });
+      this.warnIfOpen();
       this.warnIfShared(lock);
-      writeFileSync(lock, this.lockBody);
+      writeLock(lock, this.lockBody);
     } catch (err) {
-      throw new Error(`cache.disk.path ${this.dir}: cannot write there (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new Error(`cache.disk.path ${this.dir}: ${LOCK} is a symbolic link; refusing to write through it (remove it)`);
+      throw new Error(`cache.disk.path ${this.dir}: cannot write there (${code ?? (err as Error).message})`);
     }
     this.blockBytes = blockSizeOf(this.dir);
     this.metrics?.storeUp.set({ store: 'disk' }, 1);
     this.since = this.now();
     // The lock's mtime says the holder is alive; another process started on this directory warns.
-    this.timers.push(setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => undefined), HEARTBEAT_MS).unref());
+    this.timers.push(setInterval(() => void lutimes(lock, new Date(), new Date()).catch(() => undefined), HEARTBEAT_MS).unref());
     this.timers.push(setInterval(() => this.sweep(), 30_000).unref());
+  }
+
+  /**
+   * A directory another user owns, or one others may write to: whoever can write there can plant
+   * entries that the next start serves (issue 17 #8). The proxy goes on, and says so once.
+   */
+  private warnIfOpen(): void {
+    const stat = statSync(this.dir);
+    const uid = process.getuid?.();
+    const others = (stat.mode & 0o002) !== 0 ? 'every user' : (stat.mode & 0o020) !== 0 ? 'its group' : undefined;
+    if (others !== undefined) {
+      this.log.warn({ mode: (stat.mode & 0o7777).toString(8) }, `the cache directory is writable by ${others}: anyone who can write there can plant entries the proxy serves after a restart; make it the proxy user's alone (chmod 700)`);
+    }
+    if (uid !== undefined && stat.uid !== uid) {
+      this.log.warn({ owner: stat.uid, uid }, "the cache directory belongs to another user: its owner can plant entries the proxy serves after a restart; make it the proxy user's own");
+    }
   }
 
   /** Two processes on one directory: both go on (writes are atomic renames), but say so once. */
@@ -126,8 +159,10 @@ export class DiskStore implements Store {
     let other: { pid?: number; host?: string } | undefined;
     let mtimeMs = 0;
     try {
+      const stat = lstatSync(lock);
+      if (!stat.isFile()) return;
       other = JSON.parse(readFileSync(lock, 'utf8')) as { pid?: number; host?: string };
-      mtimeMs = statSync(lock).mtimeMs;
+      mtimeMs = stat.mtimeMs;
     } catch {
       return;
     }
@@ -157,7 +192,7 @@ export class DiskStore implements Store {
         return undefined;
       }
       this.op('get', 'ok');
-      return found.record.key === key && this.now() < found.record.deadAt ? found.record : undefined;
+      return found.record.key === key && this.now() < servableUntil(found.record) ? found.record : undefined;
     });
   }
 
@@ -168,7 +203,14 @@ export class DiskStore implements Store {
       this.op('set', 'too_large');
       return Promise.resolve(false);
     }
-    return this.enqueue(record.key, () => this.write(record, bytes));
+    const ticket: PendingWrite = { route: record.route, path: record.path, query: record.query, cancelled: false };
+    let tickets = this.pending.get(record.key);
+    if (!tickets) this.pending.set(record.key, (tickets = new Set()));
+    tickets.add(ticket);
+    return this.enqueue(record.key, () => this.write(record, bytes, ticket)).finally(() => {
+      tickets.delete(ticket);
+      if (tickets.size === 0 && this.pending.get(record.key) === tickets) this.pending.delete(record.key);
+    });
   }
 
   delete(key: string): Promise<boolean> {
@@ -176,6 +218,8 @@ export class DiskStore implements Store {
     const file = fileOf(key);
     this.forget(key);
     return this.enqueue(key, async () => {
+      // A write queued before this delete may have indexed the key again since.
+      this.forget(key);
       try {
         await unlink(join(this.dir, file));
         this.op('delete', 'ok');
@@ -193,6 +237,19 @@ export class DiskStore implements Store {
    * that let scrapes run between them (issue 21). Resolves once every file is gone.
    */
   async deleteSelected(selection: EntrySelection): Promise<number> {
+    // Writes in flight, first and at once (before any await lets one finish): cancelled, and
+    // their keys deleted after them (the per-key queue keeps the order).
+    const inFlight: string[] = [];
+    for (const [key, tickets] of this.pending) {
+      let selected = false;
+      for (const ticket of tickets) {
+        if (!selects(selection, ticket)) continue;
+        ticket.cancelled = true;
+        selected = true;
+      }
+      if (selected && !this.index.has(key)) inFlight.push(key);
+    }
+    const cancelled = Promise.all(inFlight.map((key) => this.delete(key)));
     let keys: string[];
     if (selection.route !== undefined && selection.path !== undefined && selection.query !== undefined) {
       const slot = this.byTarget.get(targetOf(selection.route, selection.path, selection.query));
@@ -208,6 +265,7 @@ export class DiskStore implements Store {
     for (let i = 0; i < keys.length; i += DELETE_SLICE) {
       await Promise.all(keys.slice(i, i + DELETE_SLICE).map((key) => this.delete(key)));
     }
+    await cancelled;
     return keys.length;
   }
 
@@ -255,7 +313,7 @@ export class DiskStore implements Store {
           this.log.warn({ file, reason: 'misnamed' }, 'cache file skipped');
           continue;
         }
-        if (this.now() >= found.deadAt) {
+        if (this.now() >= servableUntil(found)) {
           await unlink(join(this.dir, file)).catch(() => undefined);
           continue;
         }
@@ -302,11 +360,17 @@ export class DiskStore implements Store {
     return run;
   }
 
-  private async write(record: StoredRecord, bytes: Buffer): Promise<boolean> {
+  private async write(record: StoredRecord, bytes: Buffer, ticket: PendingWrite): Promise<boolean> {
+    if (ticket.cancelled) return false;
     const file = fileOf(record.key);
     const temp = `${file}${TEMP}${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       await this.writeDurably(join(this.dir, temp), bytes);
+      // Invalidated while it was being written: the old body never takes the name.
+      if (ticket.cancelled) {
+        await unlink(join(this.dir, temp)).catch(() => undefined);
+        return false;
+      }
       await rename(join(this.dir, temp), join(this.dir, file));
     } catch (err) {
       await unlink(join(this.dir, temp)).catch(() => undefined);
@@ -337,21 +401,44 @@ export class DiskStore implements Store {
     this.log.warn({ code }, `cannot write the cache directory (${why}); entries are kept in memory only until it can be written again`);
   }
 
-  /** The record in a file, or the error that kept it from being one. */
+  /**
+   * The record in a file, or the error that kept it from being one. Only a regular file, not
+   * through a link, no larger than max_bytes (no record is) and starting like a record is read
+   * whole (issue 17 #7): a FIFO, a device or a huge foreign file named `*.rec` costs an open,
+   * an fstat and a few bytes, never a hung start or gigabytes of memory.
+   */
   private async read(key: string | undefined, file: string): Promise<{ record: StoredRecord; bytes: number } | Error> {
+    let handle;
     try {
-      const bytes = await readFile(join(this.dir, file));
-      return { record: decodeRecord(bytes), bytes: bytes.length };
+      // O_NONBLOCK: opening a FIFO must not wait for a writer.
+      handle = await open(join(this.dir, file), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      const stat = await handle.stat();
+      if (!stat.isFile()) return new RecordError('foreign', 'not a regular file');
+      if (stat.size > this.maxBytes) return new RecordError('foreign', `${stat.size} bytes, more than cache.disk.max_bytes`);
+      const bytes = Buffer.allocUnsafe(stat.size);
+      const head = await handle.read(bytes, 0, Math.min(6, stat.size), 0);
+      if (!isRecordStart(bytes.subarray(0, head.bytesRead))) return new RecordError('foreign', 'not a scrapecache record');
+      let at = head.bytesRead;
+      while (at < stat.size) {
+        const { bytesRead } = await handle.read(bytes, at, stat.size - at, at);
+        if (bytesRead === 0) break;
+        at += bytesRead;
+      }
+      return { record: decodeRecord(bytes.subarray(0, at)), bytes: at };
     } catch (err) {
-      if (key !== undefined && (err as NodeJS.ErrnoException).code === 'ENOENT') this.forget(key);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (key !== undefined && code === 'ENOENT') this.forget(key);
+      if (code === 'ELOOP') return new RecordError('foreign', 'a symbolic link');
       return err as Error;
+    } finally {
+      await handle?.close();
     }
   }
 
   private remember(record: StoredRecord, file: string, length: number): void {
     this.forget(record.key);
     const bytes = Math.max(1, Math.ceil(length / this.blockBytes)) * this.blockBytes;
-    this.index.set(record.key, { file, bytes, route: record.route, path: record.path, query: record.query, deadAt: record.deadAt });
+    this.index.set(record.key, { file, bytes, route: record.route, path: record.path, query: record.query, deadAt: servableUntil(record) });
     const target = targetOf(record.route, record.path, record.query);
     const slot = this.byTarget.get(target);
     this.byTarget.set(target, slot === undefined ? record.key : Array.isArray(slot) ? [...slot, record.key] : [slot, record.key]);
@@ -390,6 +477,17 @@ export class DiskStore implements Store {
     this.metrics?.storeOperations.inc({ store: 'disk', operation, result });
   }
 }
+
+/** Writes the lock file, never through a link planted in its place (O_NOFOLLOW: ELOOP). */
+function writeLock(path: string, body: string): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, body);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 
 function targetOf(route: string, path: string, query: string): string {
   return `${route}\0${path}\0${query}`;

@@ -9,20 +9,34 @@ import type { StoredRecord } from './stored-record.js';
 
 export type CacheEvent =
   /**
-   * A fill stored a record. With `record`, the record itself (the body crosses once, with the
-   * event); without, a pointer: read the key from the shared store. `asked`: the key the fill
-   * was for, when the upstream's answer went under another (SPEC 3.2): who waits for that key
-   * has its answer too.
+   * A fill stored a record. With `record`, the record itself (between the processes of one
+   * cluster: the body crosses once, with the event); without, a notice (between replicas, SPEC
+   * 2.2): the fetch time and route fingerprint of the record to read from the shared store.
+   * `asked`: the key the fill was for, when the upstream's answer went under another (SPEC 3.2):
+   * who waits for that key has its answer too.
    */
-  | { type: 'stored'; key: string; record?: StoredRecord; asked?: string }
+  | { type: 'stored'; key: string; record?: StoredRecord; fetchedAt?: number; fingerprint?: string; asked?: string }
   /** A fill of the key failed: the shared back-off, so that others neither wait nor refetch before retryAt. */
   | { type: 'failed'; key: string; fwdStatus: number | string; retryAt: number }
   /** Entries were dropped (or, soft, made stale at once but kept servable). */
   | { type: 'invalidated'; selection: EntrySelection; soft?: boolean };
 
+/**
+ * How far a published invalidation is known to have gone: undefined when it reached every
+ * subscriber, else what is known and why (SPEC 2.2: one that could not reach the fleet says so).
+ */
+export interface Reach {
+  reached: 'this replica only' | 'unconfirmed';
+  reason: string;
+}
+
 export interface EventBus {
-  /** Sends an event to every other subscriber; a bus never delivers an event back to the instance that published it. */
-  publish(event: CacheEvent): MaybePromise<void>;
+  /**
+   * Sends an event to every other subscriber; a bus never delivers an event back to the instance
+   * that published it. For an invalidation, resolves to its Reach when not every subscriber is
+   * known to have it.
+   */
+  publish(event: CacheEvent): MaybePromise<Reach | void>;
   /** Calls listener for every event others publish; returns the unsubscribe function. */
   subscribe(listener: (event: CacheEvent) => void): () => void;
   close(): MaybePromise<void>;

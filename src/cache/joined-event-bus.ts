@@ -3,7 +3,7 @@
  * publishes goes to its workers and to the other replicas, and what another replica publishes
  * reaches its own cache and is passed on to its workers (they hold copies too).
  */
-import type { CacheEvent, EventBus } from './event-bus.js';
+import type { CacheEvent, EventBus, Reach } from './event-bus.js';
 
 export class JoinedEventBus implements EventBus {
   private readonly unsubscribes: Array<() => void> = [];
@@ -20,8 +20,9 @@ export class JoinedEventBus implements EventBus {
     }
   }
 
-  async publish(event: CacheEvent): Promise<void> {
-    await Promise.all(this.buses.map((b) => b.publish(event)));
+  async publish(event: CacheEvent): Promise<Reach | void> {
+    const reaches = await Promise.all(this.buses.map((b) => b.publish(event)));
+    return reaches.find((r) => r?.reached === 'this replica only') ?? reaches.find((r) => r !== undefined) ?? undefined;
   }
 
   subscribe(listener: (event: CacheEvent) => void): () => void {

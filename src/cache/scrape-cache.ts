@@ -13,7 +13,7 @@ import { ProxyError, upstreamAddress } from '../errors.js';
 import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
-import type { CacheEvent, EventBus } from './event-bus.js';
+import type { CacheEvent, EventBus, Reach } from './event-bus.js';
 import type { FillLease } from './fill-lease.js';
 import type { Filler, FillOutcome, ScrapeTarget } from './filler.js';
 import { canServeOnError, canServeWhileRevalidating, canServeWhileSoftRefetching, isDead, isFresh, prefetchAt, retryBackoffMs } from './freshness.js';
@@ -111,6 +111,13 @@ export class ScrapeCache {
   private closed = false;
   /** Told of every 200 a fill of this cache brings, whoever waits for it (see onAnswer). */
   private answered: ((target: ScrapeTarget, entry: StoredResponse) => void) | undefined;
+  /**
+   * Counts invalidations (drop and markStale): a read from the second level that an invalidation
+   * overtook is not taken into memory, since it may hold a body the invalidation removed.
+   */
+  private invalidations = 0;
+  /** Invalidations whose second-level part is still running: reads below skip what they select. */
+  private readonly clearing = new Set<EntrySelection>();
 
   constructor(parts: ScrapeCacheParts) {
     this.memory = parts.memory;
@@ -228,6 +235,12 @@ export class ScrapeCache {
     return fill.then(
       (result): Lookup => {
         const as = result.via === 'held' ? 'hit' : collapsed || result.via === 'joined' ? 'collapsed' : 'miss';
+        if (result.stored && as === 'hit' && !isFresh(result.entry, this.now())) {
+          // A soft-invalidated record read from below: served stale while it is refetched.
+          this.background(target, result.entry);
+          result.entry.hits++;
+          return { cache: 'stale', entry: result.entry, stored: true };
+        }
         if (result.stored) {
           if (as === 'hit') result.entry.hits++;
           return { cache: as, entry: result.entry, stored: true };
@@ -322,14 +335,21 @@ export class ScrapeCache {
    * Drops the selected entries here, in the second level and (through the bus) in the other
    * caches; with refresh, fetches the dropped query-less keys again and waits for them.
    */
-  async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number }> {
+  async invalidate(selection: EntrySelection, refresh = false): Promise<{ invalidated: number; refreshed: number; reach?: Reach }> {
     // The answer waits for the last slice (issue 21).
-    const dropped = await this.dropInSlices(selection);
+    // Until the second level is cleared too, nothing it holds for the selection is read back.
+    this.clearing.add(selection);
+    let dropped: StoredResponse[];
+    try {
+      dropped = await this.dropInSlices(selection);
+      // The shared level first (deleting the leases of fills in flight, see store), then the
+      // others' copies: once the bus has delivered, no replica holds or can read back an old one.
+      await this.second?.deleteSelected(selection);
+    } finally {
+      this.clearing.delete(selection);
+    }
     const invalidated = dropped.length;
-    // The shared level first (deleting the leases of fills in flight, see store), then the
-    // others' copies: once the bus has delivered, no replica holds or can read back an old one.
-    await this.second?.deleteSelected(selection);
-    await this.bus?.publish({ type: 'invalidated', selection });
+    const reach = this.reached(await this.bus?.publish({ type: 'invalidated', selection }));
     this.metrics?.invalidations.inc(invalidated);
     let refreshed = 0;
     if (refresh) {
@@ -358,7 +378,15 @@ export class ScrapeCache {
       }
       await Promise.all(fills);
     }
-    return { invalidated, refreshed };
+    return reach ? { invalidated, refreshed, reach } : { invalidated, refreshed };
+  }
+
+  /** The last invalidation that did not reach the whole fleet, while no later one did (for the status page). */
+  lastUnreached: (Reach & { at: number }) | undefined;
+
+  private reached(reach: Reach | void | undefined): Reach | undefined {
+    this.lastUnreached = reach ? { ...reach, at: this.now() } : undefined;
+    return reach ?? undefined;
   }
 
   /**
@@ -367,9 +395,13 @@ export class ScrapeCache {
    * their next scrape. The others caches mark theirs the same way (their next scrape joins this
    * refetch). With wait, resolves once those refetches are done.
    */
-  async softInvalidate(selection: EntrySelection, wait = false): Promise<{ invalidated: number; refetching: number; refreshed: number }> {
+  async softInvalidate(selection: EntrySelection, wait = false): Promise<{ invalidated: number; refetching: number; refreshed: number; reach?: Reach }> {
     const { marked, dropped } = this.markStale(selection);
-    await this.bus?.publish({ type: 'invalidated', selection, soft: true });
+    // The mark is written where the record lives (SPEC 2.2), before the refetch can store over
+    // it (one key's writes keep their order): a restart during the refetch, or a replica reading
+    // the record there, serves it as stale, not fresh.
+    for (const entry of marked) void this.second?.set(entry);
+    const reach = this.reached(await this.bus?.publish({ type: 'invalidated', selection, soft: true }));
     const invalidated = marked.length + dropped;
     this.metrics?.invalidations.inc(invalidated);
     const refetches: Promise<boolean>[] = [];
@@ -378,7 +410,7 @@ export class ScrapeCache {
       if (target) refetches.push(this.fill(entry.key, target, entry).then((r) => r.stored, () => false));
     }
     const refreshed = wait ? (await Promise.all(refetches)).filter(Boolean).length : 0;
-    return { invalidated, refetching: refetches.length, refreshed };
+    return reach ? { invalidated, refetching: refetches.length, refreshed, reach } : { invalidated, refetching: refetches.length, refreshed };
   }
 
   /**
@@ -387,6 +419,7 @@ export class ScrapeCache {
    */
   private markStale(selection: EntrySelection): { marked: StoredResponse[]; dropped: number } {
     const now = this.now();
+    this.invalidations++;
     this.supersedeFills(selection);
     const marked: StoredResponse[] = [];
     let dropped = 0;
@@ -435,6 +468,7 @@ export class ScrapeCache {
    * new requests do not join them.
    */
   private drop(selection: EntrySelection): number {
+    this.invalidations++;
     this.supersedeFills(selection);
     let n = 0;
     for (const entry of this.memory.selected(selection)) {
@@ -451,6 +485,7 @@ export class ScrapeCache {
    * entries dropped once the last slice is done.
    */
   private async dropInSlices(selection: EntrySelection): Promise<StoredResponse[]> {
+    this.invalidations++;
     this.supersedeFills(selection);
     const chosen = this.memory.selected(selection);
     const dropped: StoredResponse[] = [];
@@ -567,8 +602,11 @@ export class ScrapeCache {
   private onEvent(event: CacheEvent): void {
     switch (event.type) {
       case 'stored': {
-        const entry = event.record ? this.adopt(event.record) : undefined;
-        if (entry && isPrefetched(this.targetOf(entry))) this.schedulePrefetch(this.targetOf(entry)!, entry);
+        // Never a record of a route that fetches differently here (a rolling change of its upstream, headers or identity).
+        const route = this.routesByName.get(event.record?.route ?? event.key.slice(0, event.key.indexOf('\0')));
+        if (!route || route.recordFingerprint !== (event.record?.fingerprint ?? event.fingerprint)) break;
+        if (event.record) this.adopted(this.adopt(event.record));
+        else if (event.fetchedAt !== undefined) this.readNotice(event.key, route, event.fetchedAt);
         break;
       }
       case 'failed': {
@@ -592,6 +630,26 @@ export class ScrapeCache {
         for (const w of waiters ?? []) w(event);
       }
     }
+  }
+
+  /** A record adopted from another cache: a prefetched key is kept fresh here too. */
+  private adopted(entry: StoredResponse | undefined): void {
+    if (entry && isPrefetched(this.targetOf(entry))) this.schedulePrefetch(this.targetOf(entry)!, entry);
+  }
+
+  /**
+   * Another replica stored a newer record of a key (a notice: SPEC 2.2). A copy held here is
+   * replaced by it, read from the second level; a key not held here is read there on its next
+   * scrape. An invalidation while the read is out wins (see fromSecond).
+   */
+  private readNotice(key: string, route: Route, fetchedAt: number): void {
+    const held = this.memory.peek(key);
+    if (!held || held.fetchedAt >= fetchedAt || this.closed) return;
+    const target: ScrapeTarget = { route, path: held.path, query: held.query, representation: held.representation, accept: held.accept };
+    this.fromSecond(key, target, held).then(
+      (entry) => this.adopted(entry),
+      () => undefined,
+    );
   }
 
   private targetOf(entry: StoredResponse): ScrapeTarget | undefined {
@@ -630,7 +688,7 @@ export class ScrapeCache {
   /** One fill: from the second level, or by the lease holder, or waiting for the holder elsewhere. */
   private async fillOnce(key: string, fill: Fill, previous: StoredResponse | undefined): Promise<FillResult> {
     const { target } = fill;
-    const below = await this.fromSecond(key, target, previous);
+    const below = await this.fromSecond(key, target, previous, true);
     if (below) return { entry: below, stored: true, via: 'held' };
     const held = this.lease ? await this.leaseOrPeer(key, fill, previous) : NO_LEASE;
     if (typeof held !== 'string') return held;
@@ -749,7 +807,10 @@ export class ScrapeCache {
     this.failures.delete(entry.key);
     const written = this.second?.set(entry);
     if (!release) {
-      void this.bus?.publish({ type: 'stored', key: entry.key, record: entry, ...(asked !== entry.key ? { asked } : {}) });
+      // Replicas read the record from the shared level on the notice: it is told once written there.
+      const event = { type: 'stored' as const, key: entry.key, record: entry, ...(asked !== entry.key ? { asked } : {}) };
+      if (this.lease && written instanceof Promise) void written.then(() => this.bus?.publish(event));
+      else void this.bus?.publish(event);
       return entry;
     }
     // Under a shared lease the others hear of it once the write below is done, and only if the
@@ -766,14 +827,25 @@ export class ScrapeCache {
   }
 
   /** A live record of the second level for this target, taken into memory; never one of a route that fetches differently now. */
-  private async fromSecond(key: string, target: ScrapeTarget, previous?: StoredResponse): Promise<StoredResponse | undefined> {
+  private async fromSecond(key: string, target: ScrapeTarget, previous?: StoredResponse, soft = false): Promise<StoredResponse | undefined> {
     if (!this.second) return undefined;
+    const epoch = this.invalidations;
     const record = await this.second.get(key);
-    if (!record || record.fingerprint !== target.route.recordFingerprint || !isFresh(record, this.now())) return undefined;
+    if (epoch !== this.invalidations || this.beingCleared(target)) return undefined;
+    if (!record || record.fingerprint !== target.route.recordFingerprint) return undefined;
+    // A soft-invalidated record is taken by a fill that has nothing to serve (soft): it answers
+    // stale while its refetch runs, no scrape waits for the upstream.
+    const now = this.now();
+    if (!isFresh(record, now) && !(soft && !previous && canServeWhileSoftRefetching(record, now))) return undefined;
     // A refresh (prefetch, stale-while-revalidate) wants a newer copy than the one it refreshes,
     // which may well be the fresh record below: that one is no refresh.
     if (previous && record.fetchedAt <= previous.fetchedAt) return undefined;
     return this.adopt(record);
+  }
+
+  private beingCleared(target: ScrapeTarget): boolean {
+    for (const selection of this.clearing) if (selects(selection, { route: target.route.name, path: target.path, query: target.query })) return true;
+    return false;
   }
 
   private waitForPeer(key: string, timeoutMs: number): Promise<CacheEvent | undefined> {

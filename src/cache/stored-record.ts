@@ -59,6 +59,17 @@ export interface StoredRecord {
   readonly errorUntil: number;
   /** Past this no window can serve it: max(revalidateUntil, errorUntil). A second level expires it then. */
   readonly deadAt: number;
+  /**
+   * Set by a soft invalidation (SPEC 4 `soft`, see softTimes in freshness.ts), and written where
+   * the record lives (issue 17 #6): stale from staleFrom, served while refetched until softUntil.
+   */
+  readonly staleFrom?: number | undefined;
+  readonly softUntil?: number | undefined;
+}
+
+/** Until when some window (or a soft invalidation's refetch) can still serve a record: a second level keeps it that long. */
+export function servableUntil(record: Pick<StoredRecord, 'deadAt' | 'softUntil'>): number {
+  return record.softUntil !== undefined && record.softUntil > record.deadAt ? record.softUntil : record.deadAt;
 }
 
 /** A route's windows, as configured (see Route). */
@@ -88,7 +99,7 @@ export class RecordError extends Error {
   }
 }
 
-type Meta = Omit<StoredRecord, 'body' | 'version' | 'accept'> & { accept?: string };
+type Meta = Omit<StoredRecord, 'body' | 'version' | 'accept' | 'staleFrom' | 'softUntil'> & { accept?: string; staleFrom?: number; softUntil?: number };
 
 /** The record as bytes: one allocation, the body copied once. */
 export function encodeRecord(record: StoredRecord): Buffer {
@@ -109,6 +120,8 @@ export function encodeRecord(record: StoredRecord): Buffer {
     deadAt: record.deadAt,
   };
   if (record.accept !== undefined) meta.accept = record.accept;
+  if (record.staleFrom !== undefined) meta.staleFrom = record.staleFrom;
+  if (record.softUntil !== undefined) meta.softUntil = record.softUntil;
   const metaText = JSON.stringify(meta);
   const metaBytes = Buffer.byteLength(metaText);
   const out = Buffer.allocUnsafe(FIXED_BYTES + metaBytes + record.body.length);
@@ -120,6 +133,12 @@ export function encodeRecord(record: StoredRecord): Buffer {
   at += Buffer.from(record.body.buffer, record.body.byteOffset, record.body.byteLength).copy(out, at);
   out.writeUInt32BE(crc32(out.subarray(0, at)), at);
   return out;
+}
+
+/** Whether bytes start as a record does (magic and version, or as many of them as there are): the rest is worth reading. */
+export function isRecordStart(head: Uint8Array): boolean {
+  const n = Math.min(4, head.length);
+  return Buffer.from(head.buffer, head.byteOffset, n).equals(MAGIC.subarray(0, n));
 }
 
 /**
@@ -155,6 +174,46 @@ export function decodeRecord(bytes: Uint8Array): StoredRecord {
   return checkRecord({ ...(meta as object), version, body: buf.subarray(bodyAt, end) });
 }
 
+/** Headers that describe one connection or one encoding, never the stored resource (RFC 9110 7.6.1). */
+export const UNSTORED_HEADERS: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'content-length',
+  'content-encoding',
+  'vary',
+  'age',
+  'cache-status',
+  'set-cookie',
+]);
+
+/** RFC 9110 5.1 token: a header name. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** RFC 9110 5.5 field value as node writes it: no CR, LF or NUL (node refuses those with a throw). */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * Whether a header list is one the proxy can write as it is (issue 17 #12): names that are tokens,
+ * values without CR, LF or NUL, and nothing the proxy sets itself or never stores (framing,
+ * per-connection, Set-Cookie; Content-Encoding only on a record passed on with a coding the proxy
+ * cannot convert). A record planted in a second level by another writer is checked the same way.
+ */
+function writableHeaders(headers: readonly string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const lower = name.toLowerCase();
+    if (!TOKEN.test(name) || !FIELD_VALUE.test(headers[i + 1]!)) return false;
+    if (UNSTORED_HEADERS.has(lower) && lower !== 'content-encoding') return false;
+  }
+  return true;
+}
+
 const CODINGS = new Set(['gzip', 'identity']);
 const REPRESENTATION = /^(text|openmetrics|protobuf|(text|openmetrics);[0-9.]+(;[a-z0-9-]+)?|accept:.*)$/s;
 
@@ -172,13 +231,15 @@ export function checkRecord(value: unknown): StoredRecord {
   for (const f of ['key', 'route', 'path', 'query', 'fingerprint'] as const) if (typeof v[f] !== 'string') bad(f);
   if (typeof v['representation'] !== 'string' || !REPRESENTATION.test(v['representation'])) bad('representation');
   if (v['accept'] !== undefined && typeof v['accept'] !== 'string') bad('accept');
-  if (!Number.isInteger(v['status']) || (v['status'] as number) < 100 || (v['status'] as number) > 599) bad('status');
+  // No 1xx: an interim answer would leave the client waiting for the final one.
+  if (!Number.isInteger(v['status']) || (v['status'] as number) < 200 || (v['status'] as number) > 599) bad('status');
   if (typeof v['coding'] !== 'string' || !CODINGS.has(v['coding'])) bad('coding');
   const headers = v['headers'];
-  if (!Array.isArray(headers) || headers.length % 2 !== 0 || !headers.every((h) => typeof h === 'string')) bad('headers');
+  if (!Array.isArray(headers) || headers.length % 2 !== 0 || !headers.every((h) => typeof h === 'string') || !writableHeaders(headers as string[])) bad('headers');
   if (!(v['body'] instanceof Uint8Array)) bad('body');
   const times = ['fetchedAt', 'staleAt', 'revalidateUntil', 'errorUntil', 'deadAt'] as const;
   for (const f of times) if (typeof v[f] !== 'number' || !Number.isFinite(v[f])) bad(f);
+  for (const f of ['staleFrom', 'softUntil'] as const) if (v[f] !== undefined && (typeof v[f] !== 'number' || !Number.isFinite(v[f]))) bad(f);
   const t = v as unknown as StoredRecord;
   if (t.key !== cacheKey(t.route, t.path, t.query, t.representation)) bad('key');
   if (t.staleAt < t.fetchedAt || t.revalidateUntil < t.staleAt || t.errorUntil < t.staleAt || t.deadAt !== Math.max(t.revalidateUntil, t.errorUntil)) {
@@ -203,5 +264,6 @@ export function checkRecord(value: unknown): StoredRecord {
     errorUntil: t.errorUntil,
     deadAt: t.deadAt,
   };
+  if (t.staleFrom !== undefined || t.softUntil !== undefined) return { ...record, staleFrom: t.staleFrom, softUntil: t.softUntil };
   return record;
 }

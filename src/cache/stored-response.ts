@@ -9,7 +9,7 @@ import { decodeFamilies, renderFamilies, type WireFormat } from '../expfmt/index
 import { softTimes } from './freshness.js';
 import { answerContentType, parseWireContentType, type Answer, type WireAnswer } from './negotiate.js';
 import { admits, type Coding, type Representation } from './representation.js';
-import { RECORD_VERSION, type StoredRecord } from './stored-record.js';
+import { RECORD_VERSION, UNSTORED_HEADERS, type StoredRecord } from './stored-record.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -28,24 +28,7 @@ function intern(text: string): string {
 }
 const gzipAsync = promisify(gzip);
 
-/** Headers that describe one connection or one encoding, never the stored resource (RFC 9110 7.6.1). */
-const DROPPED = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'content-length',
-  'content-encoding',
-  'vary',
-  'age',
-  'cache-status',
-  'set-cookie',
-]);
+const DROPPED = UNSTORED_HEADERS;
 
 /** Upstream headers worth storing, as a flat [name, value, ...] list. */
 export function storableHeaders(raw: Record<string, string | string[] | undefined>, keepEncoding = false): string[] {
@@ -131,7 +114,7 @@ export class StoredResponse implements StoredRecord {
   readonly revalidateUntil: number;
   readonly errorUntil: number;
   readonly deadAt: number;
-  /** Set by a soft invalidation in this process (SPEC 4 `soft`): see softTimes in freshness.ts. */
+  /** Set by a soft invalidation (SPEC 4 `soft`), here or where the record was read from: see softTimes in freshness.ts. */
   staleFrom: number | undefined;
   softUntil: number | undefined;
   hits = 0;
@@ -165,6 +148,8 @@ export class StoredResponse implements StoredRecord {
     this.revalidateUntil = record.revalidateUntil;
     this.errorUntil = record.errorUntil;
     this.deadAt = record.deadAt;
+    this.staleFrom = record.staleFrom;
+    this.softUntil = record.softUntil;
     let contentType = 'application/octet-stream';
     for (let i = 0; i < record.headers.length; i += 2) {
       if (record.headers[i]!.toLowerCase() === 'content-type') contentType = record.headers[i + 1]!;

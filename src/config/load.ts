@@ -266,7 +266,7 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
     file,
     listen: raw.listen,
     workers: raw.workers,
-    admin: { listen: raw.admin.listen, token },
+    admin: { listen: raw.admin.listen, token, allowedHosts: raw.admin.allowed_hosts.map((h) => h.toLowerCase().replace(/\.$/, '')) },
     log: raw.log,
     cache,
     routes,

@@ -211,8 +211,10 @@ export const configSchema = z.strictObject({
         .transform((t) => t ?? ''),
       // The token in a file of its own (a Docker or Kubernetes secret), not in proxy.yaml.
       token_file: z.string().min(1).optional(),
+      // Without a token, the Host names the admin listener answers besides its own address (DNS rebinding).
+      allowed_hosts: z.array(z.string().regex(/^[A-Za-z0-9.-]+$/, 'a host name such as scrapecache.example.net (no port, no scheme)')).default([]),
     })
-    .default({ listen: { host: '127.0.0.1', port: 9181 }, token: '' }),
+    .default({ listen: { host: '127.0.0.1', port: 9181 }, token: '', allowed_hosts: [] }),
   log: z
     .strictObject({
       level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),

@@ -79,7 +79,8 @@ export interface Config {
   file: string;
   listen: ListenAddress;
   workers: number;
-  admin: { listen: ListenAddress; token: string };
+  /** allowedHosts: lower-case names a Host header may carry besides the listener's own address (no token only). */
+  admin: { listen: ListenAddress; token: string; allowedHosts: readonly string[] };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' };
   cache: {
     maxBytes: number;

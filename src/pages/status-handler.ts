@@ -26,6 +26,8 @@ export interface StatusSource {
   samples(): Promise<MetricSample[]>;
   lastFetches(): Promise<Map<string, LastFetch>>;
   reloadError(): string | undefined;
+  /** The last invalidation that did not reach every replica, in words (SPEC 2.2). */
+  unreachedInvalidation?(): string | undefined;
   /** The cache levels: memory, and disk or Redis where configured. */
   levels?(): Promise<LevelStatus[]>;
   notes: ResultNotes;
@@ -85,6 +87,7 @@ export async function serveStatusPage(req: IncomingMessage, res: ServerResponse,
       usage: (route) => source.usage(route),
       lastFetch: (route) => fetches.get(route),
       reloadError: source.reloadError(),
+      unreachedInvalidation: source.unreachedInvalidation?.(),
       levels,
       view: entryView,
     });

@@ -101,6 +101,8 @@ export interface StatusModel {
   pages: number;
   pageSize: number;
   reload: ReloadStatus;
+  /** The last invalidation that did not reach every replica, while no later one did. */
+  unreachedInvalidation?: string | undefined;
   /** Memory, then the second level (disk or Redis) where one is configured. */
   levels: LevelStatus[];
   view: EntryView;
@@ -142,6 +144,7 @@ export interface StatusInputs {
   usage(route: string): { entries: number; bytes: number };
   lastFetch(route: string): LastFetch | undefined;
   reloadError: string | undefined;
+  unreachedInvalidation?: string | undefined;
   levels?: readonly LevelStatus[];
   view: EntryView;
 }
@@ -212,6 +215,7 @@ export function buildStatusModel(input: StatusInputs): StatusModel {
       successAt: gauge(input.samples, 'scrapecache_config_last_reload_success_timestamp_seconds'),
       error: ok ? undefined : input.reloadError,
     },
+    unreachedInvalidation: input.unreachedInvalidation,
     levels: [...(input.levels ?? [])],
     view: input.view,
   };

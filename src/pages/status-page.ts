@@ -301,6 +301,7 @@ function reloadStatus(model: StatusModel, view: PageView): Html {
   return html`<div id="reload" data-live="reload">
 <p class="meta"><span>Config <code>${model.configFile}</code>: ${model.reload.ok ? html`<span class="good">loaded</span>` : html`<span class="bad">last reload failed</span>, the running config stays`}${when}</span></p>
 ${model.reload.error !== undefined ? html`<p class="error-text">${model.reload.error}</p>` : ''}
+${model.unreachedInvalidation !== undefined ? html`<p class="error-text" id="unreached-invalidation">${model.unreachedInvalidation}</p>` : ''}
 </div>
 <form class="actions" method="post" action="/-/reload" data-api="reload">${view.formToken !== undefined ? hidden('token', view.formToken) : ''}<button type="submit">Reload config</button></form>`;
 }

@@ -1,11 +1,13 @@
 /** The admin listener (SPEC 4): health, readiness, reload, invalidation, cache listing, metrics. */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { ScrapeCache } from '../cache/scrape-cache.js';
 import type { EntrySelection } from '../cache/store.js';
+import { isLoopback } from '../config/warnings.js';
 import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { ResultNotes } from '../pages/result-notes.js';
@@ -42,6 +44,12 @@ export interface AdminDeps {
   metricsJson?: () => Promise<MetricSample[]>;
   /** Cluster primary: the last fetch per route, its own and the workers' (pass-through). */
   lastFetches?: () => Promise<Map<string, LastFetch>>;
+  /**
+   * Without a token: the names a Host header may carry besides the listener's own address
+   * (admin.allowed_hosts), and that address as configured (SPEC 4, DNS rebinding).
+   */
+  allowedHosts?: () => readonly string[];
+  listenHost?: () => string;
   /** The config file and the error of the last reload, while it failed (for the status page). */
   configFile?: () => string;
   reloadError?: () => string | undefined;
@@ -66,6 +74,24 @@ export function authorized(header: string | undefined, token: string): boolean {
   // RFC 9110 11.1: the scheme name is case-insensitive.
   const presented = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : '';
   return timingSafeEqual(digest(presented), digest(token));
+}
+
+/**
+ * Whether a Host header names this listener (SPEC 4): a page that rebinds its own DNS name to
+ * the listener's address still sends its own name as Host, so without a token only the
+ * listener's address, `localhost` on a loopback listener, and the configured names are
+ * answered. An IP literal cannot be rebound, so on a wildcard listener (0.0.0.0, ::) any is
+ * its own; no browser sends a request without Host.
+ */
+export function hostAllowed(host: string | undefined, listenHost: string, allowed: readonly string[]): boolean {
+  if (host === undefined || host === '') return true;
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase().replace(/\.$/, '');
+  if (allowed.includes(name)) return true;
+  const listen = listenHost.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  const wildcard = listen === '' || listen === '0.0.0.0' || listen === '::';
+  if (name === listen) return true;
+  if (isIP(name) !== 0) return wildcard || (isLoopback(listen) && isLoopback(name));
+  return name === 'localhost' && (wildcard || isLoopback(listen));
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void {
@@ -175,7 +201,7 @@ function describeSelection(selection: Selection): string {
   return selection.route !== undefined ? `${verb} every entry of route ${selection.route}` : `${verb} every entry`;
 }
 
-function describeAnswer(answer: Record<string, number>): string {
+function describeAnswer(answer: Record<string, number | string>): string {
   return Object.entries(answer)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
@@ -251,6 +277,10 @@ export function createAdminHandler(deps: AdminDeps) {
     samples: async () => (deps.metricsJson ? deps.metricsJson() : ((await metrics.registry.getMetricsAsJSON()) as MetricSample[])),
     lastFetches: async () => (deps.lastFetches ? deps.lastFetches() : new Map(metrics.lastFetch.entries())),
     reloadError: () => deps.reloadError?.(),
+    unreachedInvalidation: () => {
+      const last = cache.lastUnreached;
+      return last && `The last invalidation (${new Date(last.at).toISOString()}) reached ${last.reached === 'unconfirmed' ? 'this replica, and the others unconfirmed' : 'this replica only'}: ${last.reason}.`;
+    },
     levels: () => cache.levels(),
     notes,
   };
@@ -286,6 +316,9 @@ export function createAdminHandler(deps: AdminDeps) {
         only('GET', 'HEAD');
         return deps.ready() ? writeText(res, 200, 'OK', {}, method === 'HEAD') : writeText(res, 503, 'not ready', {}, method === 'HEAD');
     }
+    if (deps.token() === '' && deps.listenHost && !hostAllowed(req.headers.host, deps.listenHost(), deps.allowedHosts?.() ?? [])) {
+      throw new HttpError(403, `Host ${JSON.stringify(req.headers.host?.slice(0, 100))} is not this listener's address: without admin.token, add the name to admin.allowed_hosts`);
+    }
     if (method === 'POST' || method === 'PUT') {
       if (isCrossSite(req)) throw new HttpError(403, 'cross-site request refused');
     }
@@ -319,16 +352,19 @@ export function createAdminHandler(deps: AdminDeps) {
         const select = selector(selection, deps.table());
         if (selection.soft) {
           // Answers at once unless refresh asks to wait for the refetches.
-          const { invalidated, refetching, refreshed } = await cache.softInvalidate(select, selection.refresh);
-          log.info({ ...selection, invalidated, refetching, refreshed }, 'invalidated');
-          const answer: Record<string, number> = selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching };
-          if (input.fromPage) return backToPage(res, true, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
+          const { invalidated, refetching, refreshed, reach } = await cache.softInvalidate(select, selection.refresh);
+          log.info({ ...selection, invalidated, refetching, refreshed, ...reach }, 'invalidated');
+          const answer: Record<string, number | string> = selection.refresh ? { invalidated, refetching, refreshed } : { invalidated, refetching };
+          if (reach) Object.assign(answer, reach);
+          if (input.fromPage) return backToPage(res, !reach, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
           return json(res, 200, answer);
         }
-        const { invalidated, refreshed } = await cache.invalidate(select, selection.refresh);
-        log.info({ ...selection, invalidated, refreshed }, 'invalidated');
-        const answer: Record<string, number> = selection.refresh ? { invalidated, refreshed } : { invalidated };
-        if (input.fromPage) return backToPage(res, true, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
+        const { invalidated, refreshed, reach } = await cache.invalidate(select, selection.refresh);
+        log.info({ ...selection, invalidated, refreshed, ...reach }, 'invalidated');
+        // SPEC 2.2: one that could not reach the fleet says so (reached, reason).
+        const answer: Record<string, number | string> = selection.refresh ? { invalidated, refreshed } : { invalidated };
+        if (reach) Object.assign(answer, reach);
+        if (input.fromPage) return backToPage(res, !reach, `${describeSelection(selection)}: ${describeAnswer(answer)}.`);
         return json(res, 200, answer);
       }
       case '/cache': {

@@ -25,7 +25,6 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 interface Valid {
   kind: 'valid';
   config: WebConfig;
-  auth: BasicAuth | undefined;
 }
 type State = Valid | { kind: 'invalid'; reason: string };
 
@@ -179,14 +178,16 @@ export class ListenerSecurity {
   }
 
   private valid(config: WebConfig): Valid {
-    const auth = config.users.size > 0 ? new BasicAuth(this.bcrypt!, config.users, this.options.auth) : undefined;
-    return { kind: 'valid', config, auth };
+    return { kind: 'valid', config };
   }
 
   private protect(handler: Handler, exempt: ((req: IncomingMessage) => boolean) | undefined): Handler {
     // One bucket per listener: a flood of scrapes does not lock the operator out of the admin calls.
     let limiter: RateLimiter | undefined;
     let limiterFor: WebConfig['rateLimit'];
+    // And one password budget per listener (issue 17 #5): a flood on one does not lock the other out.
+    let auth: BasicAuth | undefined;
+    let authFor: Valid | undefined;
     return (req, res) => {
       const s = this.state;
       if (s.kind === 'invalid') return writeText(res, 500, 'Internal Server Error: the web config is invalid (see the log)');
@@ -202,8 +203,12 @@ export class ListenerSecurity {
       }
       const headers = s.config.headers;
       for (let i = 0; i < headers.length; i++) res.setHeader(headers[i]![0], headers[i]![1]);
-      if (s.auth === undefined || free) return handler(req, res);
-      const result = s.auth.check(req.headers.authorization);
+      if (s !== authFor) {
+        authFor = s;
+        auth = s.config.users.size > 0 ? new BasicAuth(this.bcrypt!, s.config.users, this.options.auth) : undefined;
+      }
+      if (auth === undefined || free) return handler(req, res);
+      const result = auth.check(req.headers.authorization);
       if (result === 'ok') return handler(req, res);
       if (typeof result === 'string') return refuse(res, result);
       result.then(

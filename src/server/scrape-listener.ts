@@ -35,6 +35,9 @@ function keyOfRendering(wire: Answer): string {
   return key;
 }
 const VARY = { Vary: 'Accept' };
+/** Every answer has a Cache-Status (issue 17 #11): a 406 is the cache's own, nothing forwarded. */
+const NOT_ACCEPTABLE = { 'Cache-Status': 'scrapecache; detail=not-acceptable' };
+const VARY_NOT_ACCEPTABLE = { ...VARY, ...NOT_ACCEPTABLE };
 
 /** Where the scrape listener answers with the proxy's own metrics when no route serves the path. */
 export const SELF_METRICS_PATH = '/metrics';
@@ -162,7 +165,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     if (coding === null) {
-      writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`);
+      writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`, NOT_ACCEPTABLE);
       return;
     }
     const rendering = wire !== undefined && !entry.isItself(wire) ? wire : undefined;
@@ -245,7 +248,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       res,
       406,
       `route ${target.route.name}: too many distinct Accept headers for this target (at most ${MAX_EXACT_ACCEPTS_PER_KEY} get an entry of their own)`,
-      {},
+      NOT_ACCEPTABLE,
       req.method === 'HEAD',
     );
   }
@@ -344,7 +347,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const profile = profiles.get(route, path, Date.now(), seedProfile);
     let plan = planFor(accept, profile, route.format);
     if (plan.via === 'refuse') {
-      writeText(res, 406, `route ${route.name} ${plan.reason}`, VARY, req.method === 'HEAD');
+      writeText(res, 406, `route ${route.name} ${plan.reason}`, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
       return;
     }
     let target = targetOf(plan, route, path, query, accept);
@@ -372,7 +375,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
         // Accept was what the upstream answered (first fills); else another fill.
         const replanned = planFor(accept, profile, route.format);
         if (replanned.via === 'refuse') {
-          writeText(res, 406, `route ${route.name} ${replanned.reason}`, VARY, req.method === 'HEAD');
+          writeText(res, 406, `route ${route.name} ${replanned.reason}`, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
           return;
         }
         const ownAnswer = route.format === undefined && !entry.isSource && (entry.accept === accept || entry.accept === probeAccept(accept));

@@ -23,6 +23,14 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-en
  */
 const NEVER_LISTED = new Set(['content-length', 'transfer-encoding']);
 
+/**
+ * What a client sends to authenticate to the proxy is the proxy's (issue 17 #4): its password to
+ * the listener's basic_auth_users would open every route, and cookies of the proxy's host are
+ * not the upstream's either. An upstream gets only the credentials the route's config gives it
+ * (basic_auth, bearer_token_file, headers).
+ */
+const CLIENT_CREDENTIALS = ['authorization', 'cookie'];
+
 /** The fixed hop-by-hop headers and those a Connection header names, lower-cased. */
 function hopByHop(connection: string | string[] | undefined): Set<string> {
   const names = new Set(HOP_BY_HOP);
@@ -106,6 +114,7 @@ export class PassThrough {
     let timedOut = false;
     let upstreamRequest: { destroy(): void } | undefined;
     const hooks = req as PassThroughRequest;
+    const configured = new Set(Object.keys(route.headers).map((h) => h.toLowerCase()));
     hooks.onProxyReq = (proxyReq) => {
       upstreamRequest = proxyReq;
       // http-proxy joins the target path with url.resolve rules and collapses `//`, also in the
@@ -113,6 +122,7 @@ export class PassThrough {
       proxyReq.path = targetPath;
       // RFC 9110 7.6.1: the client's hop-by-hop headers end here (http-proxy copies them all).
       for (const name of hopByHop(req.headers['connection'])) proxyReq.removeHeader(name);
+      for (const name of CLIENT_CREDENTIALS) if (!configured.has(name)) proxyReq.removeHeader(name);
     };
     const timer = setTimeout(() => {
       timedOut = true;

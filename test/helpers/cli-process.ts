@@ -21,13 +21,17 @@ export interface CliProcess {
  * Spawns `scrapecache --config.file FILE` and resolves once it logs "scrapecache listening"
  * (with workers, once every worker is up). `onEntry` sees every JSON log line, before and after.
  */
-export async function startCli(file: string, options: { onEntry?: (entry: LogEntry) => void; timeoutMs?: number } = {}): Promise<CliProcess> {
+export async function startCli(file: string, options: { onEntry?: (entry: LogEntry) => void; timeoutMs?: number; args?: string[] } = {}): Promise<CliProcess> {
   const timeoutMs = options.timeoutMs ?? 15_000;
-  const child = spawn(process.execPath, [cli, '--config.file', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [cli, '--config.file', file, ...(options.args ?? [])], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const urls = await new Promise<{ scrapeUrl: string; adminUrl: string }>((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error(`no "scrapecache listening" line within ${timeoutMs / 1000} s`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // A start that hangs (the test's subject, perhaps) must not outlive the test.
+      child.kill('SIGKILL');
+      reject(new Error(`no "scrapecache listening" line within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
     child.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
       for (const line of buffered.split('\n').slice(0, -1)) {

@@ -4,19 +4,24 @@
  * publish resolves once all have (bounded), so that the admin answer comes after every
  * replica's memory dropped the entries.
  *
- * A message is `u32 header length | header JSON | record bytes (encodeRecord), if any`.
+ * A message is `u32 header length | header JSON`. A `stored` event crosses as a notice (key,
+ * fetch time, route fingerprint), never with its body: a record may be as large as
+ * max_body_bytes, and one message over Redis's `client-output-buffer-limit pubsub` (32 MiB by
+ * default) disconnects every subscriber, losing the invalidations published meanwhile. Readers
+ * take the record from Redis. (A message of an older build may still carry record bytes after
+ * the header; they are read as a notice.)
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { CacheEvent, EventBus } from '../event-bus.js';
-import { decodeRecord, encodeRecord } from '../stored-record.js';
+import type { CacheEvent, EventBus, Reach } from '../event-bus.js';
+import { decodeRecord } from '../stored-record.js';
 import { UNAVAILABLE, type RedisConnection } from './redis-connection.js';
 import { ackChannel, eventChannel } from './redis-keys.js';
 
 interface Header {
   from: string;
   /** The event less its record, which follows the header as bytes. */
-  event: Exclude<CacheEvent, { type: 'stored' }> | { type: 'stored'; key: string; asked?: string };
+  event: Exclude<CacheEvent, { type: 'stored' }> | { type: 'stored'; key: string; fetchedAt?: number; fingerprint?: string; asked?: string };
   withRecord?: boolean;
   /** Set on invalidations: every receiver answers on the sender's ack channel. */
   ack?: string;
@@ -45,19 +50,14 @@ export class RedisEventBus implements EventBus {
       .catch((err: Error) => this.log.debug({ store: 'redis', err: err.message }, 'redis subscribe failed; retried on reconnect'));
   }
 
-  async publish(event: CacheEvent): Promise<void> {
-    const header: Header = {
-      from: this.instance,
-      event: event.type === 'stored' ? { type: 'stored', key: event.key, ...(event.asked === undefined ? {} : { asked: event.asked }) } : event,
-    };
-    const record = event.type === 'stored' && event.record ? encodeRecord(event.record) : undefined;
-    if (record) header.withRecord = true;
+  async publish(event: CacheEvent): Promise<Reach | void> {
+    const header: Header = { from: this.instance, event: event.type === 'stored' ? notice(event) : event };
     const ackId = event.type === 'invalidated' ? randomUUID() : undefined;
     if (ackId) header.ack = ackId;
     const head = Buffer.from(JSON.stringify(header));
     const length = Buffer.allocUnsafe(4);
     length.writeUInt32BE(head.length);
-    const message = Buffer.concat(record ? [length, head, record] : [length, head]);
+    const message = Buffer.concat([length, head]);
 
     if (!ackId) {
       await this.redis.call('publish', ['PUBLISH', eventChannel(this.redis.prefix), message]);
@@ -71,7 +71,7 @@ export class RedisEventBus implements EventBus {
       const receivers = await this.redis.call('publish', ['PUBLISH', eventChannel(this.redis.prefix), message]);
       if (receivers === UNAVAILABLE) {
         this.log.warn({ store: 'redis', selection: (event as { selection: unknown }).selection }, 'invalidation reached this replica only: redis unavailable');
-        return;
+        return { reached: 'this replica only', reason: 'redis unavailable: the other replicas were not told' };
       }
       // PUBLISH counts every subscriber, this process's own among them.
       waiting.expected = (receivers as number) - 1;
@@ -80,8 +80,11 @@ export class RedisEventBus implements EventBus {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([acked, new Promise<void>((resolve) => (timer = setTimeout(resolve, bound)))]).finally(() => clearTimeout(timer));
       if (waiting.acks < waiting.expected) {
-        this.log.warn({ store: 'redis', missing: waiting.expected - waiting.acks, waitedMs: bound }, 'invalidation: some replicas did not confirm in time');
+        const missing = waiting.expected - waiting.acks;
+        this.log.warn({ store: 'redis', missing, waitedMs: bound }, 'invalidation: some replicas did not confirm in time');
+        return { reached: 'unconfirmed', reason: `${missing} of ${waiting.expected} other replicas did not confirm within ${bound}ms` };
       }
+      return undefined;
     } finally {
       this.awaiting.delete(ackId);
     }
@@ -104,7 +107,11 @@ export class RedisEventBus implements EventBus {
       const length = message.readUInt32BE(0);
       header = JSON.parse(message.toString('utf8', 4, 4 + length)) as Header;
       if (header.from === this.instance) return;
-      event = header.event.type === 'stored' && header.withRecord ? { ...header.event, record: decodeRecord(message.subarray(4 + length)) } : header.event;
+      event = header.event;
+      if (event.type === 'stored' && header.withRecord && event.fetchedAt === undefined) {
+        const { fetchedAt, fingerprint } = decodeRecord(message.subarray(4 + length));
+        event = { type: 'stored', key: event.key, fetchedAt, fingerprint };
+      }
     } catch (err) {
       this.log.warn({ store: 'redis', err: (err as Error).message }, 'redis event skipped: not one this build reads');
       return;
@@ -123,4 +130,17 @@ export class RedisEventBus implements EventBus {
     this.listeners.clear();
     for (const w of this.awaiting.values()) w.done();
   }
+}
+
+/** The notice for a stored record: what a reader needs to decide whether to read it from Redis. */
+function notice(event: Extract<CacheEvent, { type: 'stored' }>): Header['event'] {
+  const fetchedAt = event.record?.fetchedAt ?? event.fetchedAt;
+  const fingerprint = event.record?.fingerprint ?? event.fingerprint;
+  return {
+    type: 'stored',
+    key: event.key,
+    ...(fetchedAt !== undefined ? { fetchedAt } : {}),
+    ...(fingerprint !== undefined ? { fingerprint } : {}),
+    ...(event.asked !== undefined ? { asked: event.asked } : {}),
+  };
 }

@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 import { selects, type EntrySelection, type LevelStatus, type Store } from '../store.js';
-import { decodeRecord, encodeRecord, RecordError, type StoredRecord } from '../stored-record.js';
+import { decodeRecord, encodeRecord, RecordError, servableUntil, type StoredRecord } from '../stored-record.js';
 import { UNAVAILABLE, type RedisConnection } from './redis-connection.js';
 import type { RedisFillLease } from './redis-fill-lease.js';
 import { identityOf, leaseKey, recordKey, selectionPattern } from './redis-keys.js';
@@ -48,12 +48,12 @@ export class RedisStore implements Store {
       if (err.reason !== 'version') await this.redis.call('delete', ['DEL', recordKey(this.redis.prefix, key)]);
       return undefined;
     }
-    if (record.key !== key || record.deadAt <= this.now()) return undefined;
+    if (record.key !== key || servableUntil(record) <= this.now()) return undefined;
     return record;
   }
 
   async set(record: StoredRecord): Promise<boolean> {
-    const ms = Math.ceil(record.deadAt - this.now());
+    const ms = Math.ceil(servableUntil(record) - this.now());
     if (ms <= 0) return false;
     const bytes = encodeRecord(record);
     const token = this.lease?.heldToken(record.key);
