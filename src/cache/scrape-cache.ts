@@ -781,7 +781,12 @@ export class ScrapeCache {
         const { fwdStatus, retryAt } = peer?.type === 'failed' ? peer : failure!;
         throw peerFailed(target, fwdStatus, retryAt - this.now());
       }
-      const entry = (peer?.type === 'stored' && this.freshHeld(peer.key, previous)) || (await this.fromSecond(key, target, previous));
+      // The holder's fill may have been stored under what the upstream answered (SPEC 3.2).
+      const answeredKey = peer?.type === 'stored' && peer.key !== key ? peer.key : undefined;
+      const entry =
+        (peer?.type === 'stored' && this.freshHeld(peer.key, previous)) ||
+        (answeredKey !== undefined ? await this.fromSecond(answeredKey, target, previous) : undefined) ||
+        (await this.fromSecond(key, target, previous));
       if (entry) return { entry, stored: true, via: 'joined' };
       // The holder vanished and its lease outlived the wait: fetch here rather than fail the scrape.
       if (fill.superseded || this.closed || this.now() >= giveUpAt) return NO_LEASE;
