@@ -71,7 +71,7 @@ describe('#1 an invalidation is undone by a disk write in flight', () => {
     };
     const disk = new DiskStore({ dir, maxBytes: 64 << 20, log, writeDurably: slow });
     const cache = make(disk);
-    const target = (i: number) => ({ route, path: '/probe', query: `target=t${i}`, representation: 'openmetrics' as const, accept: PROMETHEUS_ACCEPT });
+    const target = (i: number) => ({ route, path: '/probe', query: `target=t${i}`, representation: 'openmetrics;1.0.0' as const, accept: PROMETHEUS_ACCEPT });
     const first = await Promise.all(Array.from({ length: 50 }, async (_, i) => (await cache.lookup(target(i))).entry.body));
     assert.equal(cache.count, 50);
     const answer = cache.invalidate({ route: 'probe' });
@@ -144,7 +144,7 @@ async function replicaOn(redisUrl: string, routesYaml: string, now: () => number
     level,
     target: (name: string, query = '') => {
       const route = config.routes.find((r) => r.name === name)!;
-      return { route, path: route.path!, query, representation: 'openmetrics' as const, accept: PROMETHEUS_ACCEPT };
+      return { route, path: route.path!, query, representation: 'openmetrics;1.0.0' as const, accept: PROMETHEUS_ACCEPT };
     },
     /** Resolves once this replica's cache has handled the next event of that type from the bus. */
     heard: (type: string) =>
