@@ -281,15 +281,9 @@ export class ScrapeCache {
       const entry = this.memory.lookup(answeredKey, now);
       if (entry && isFresh(entry, now)) return entry;
     }
-    // A protobuf probe (SOURCE_ACCEPT, then the client's own Accept) in a process that has not
-    // seen its answer (loaded from disk, asked by a new worker): where the client's answer is
-    // held fresh, the upstream answered it without protobuf before.
-    if (accept?.startsWith(PROBE_PREFIX) && key.endsWith(`\0${SOURCE}`)) {
-      const base = key.slice(0, key.length - SOURCE.length);
-      for (const representation of answerCandidates(accept.slice(PROBE_PREFIX.length))) {
-        const entry = this.memory.lookup(base + representation, now);
-        if (entry && isFresh(entry, now)) return entry;
-      }
+    for (const other of answeredKeys(key, accept)) {
+      const entry = this.memory.lookup(other, now);
+      if (entry && isFresh(entry, now)) return entry;
     }
     return undefined;
   }
@@ -834,8 +828,19 @@ export class ScrapeCache {
   /** A live record of the second level for this target, taken into memory; never one of a route that fetches differently now. */
   private async fromSecond(key: string, target: ScrapeTarget, previous?: StoredResponse, soft = false): Promise<StoredResponse | undefined> {
     if (!this.second) return undefined;
+    const own = await this.fromSecondAt(key, target, previous, soft);
+    if (own) return own;
+    // What another replica's fill of this key was answered with, and stored under (see answeredKeys).
+    for (const other of answeredKeys(key, target.accept)) {
+      const held = await this.fromSecondAt(other, target, previous, soft);
+      if (held) return held;
+    }
+    return undefined;
+  }
+
+  private async fromSecondAt(key: string, target: ScrapeTarget, previous?: StoredResponse, soft = false): Promise<StoredResponse | undefined> {
     const epoch = this.invalidations;
-    const record = await this.second.get(key);
+    const record = await this.second!.get(key);
     if (epoch !== this.invalidations || this.beingCleared(target)) return undefined;
     if (!record || record.fingerprint !== target.route.recordFingerprint) return undefined;
     // A soft-invalidated record is taken by a fill that has nothing to serve (soft): it answers
@@ -968,6 +973,25 @@ function isPrefetched(target: ScrapeTarget | undefined): boolean {
   if (!target) return false;
   const { route } = target;
   return route.prefetch && target.query === '' && target.path === route.path && !target.representation.startsWith('accept:');
+}
+
+/**
+ * Keys a fill of `key` with this Accept is stored under when the upstream answers otherwise than
+ * planned, as every process that has not yet learned the upstream plans it: a protobuf probe
+ * (SOURCE_ACCEPT, then the client's own Accept) answered without protobuf goes under the client's
+ * answer; a text or OpenMetrics request with an escaping term, answered without one, under the
+ * key without it. A process that finds them held (loaded from disk, stored by another replica,
+ * asked by a new worker) needs no fetch of its own.
+ */
+function answeredKeys(key: string, accept: string | undefined): string[] {
+  const cut = key.lastIndexOf('\0') + 1;
+  const representation = key.slice(cut);
+  if (representation === SOURCE) {
+    if (!accept?.startsWith(PROBE_PREFIX)) return [];
+    return answerCandidates(accept.slice(PROBE_PREFIX.length)).map((r) => key.slice(0, cut) + r);
+  }
+  const escaped = /^((?:text|openmetrics);[^;]+);[a-z0-9-]+$/.exec(representation);
+  return escaped ? [key.slice(0, cut) + escaped[1]] : [];
 }
 
 /**
