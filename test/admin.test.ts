@@ -481,7 +481,7 @@ test('GET /cache lists every entry with route, path, query, representation, byte
   assert.ok(a && b, JSON.stringify(rows));
   assert.equal(a.path, '/a/metrics');
   assert.equal(a.query, '');
-  assert.equal(a.representation, 'openmetrics');
+  assert.equal(a.representation, 'openmetrics;1.0.0');
   assert.equal(a.hits, 4);
   assert.equal(a.age_seconds, 0);
   assert.ok(a.ttl_seconds > 290 && a.ttl_seconds <= 300, `ttl_seconds ${a.ttl_seconds}`);
@@ -489,7 +489,7 @@ test('GET /cache lists every entry with route, path, query, representation, byte
 
   assert.equal(b.path, '/b/metrics');
   assert.equal(b.query, 'module=m&target=t');
-  assert.equal(b.representation, 'text');
+  assert.equal(b.representation, 'text;0.0.4');
   assert.equal(b.hits, 1);
   for (const row of rows) {
     for (const field of ['route', 'path', 'query', 'representation'] as const) assert.equal(typeof row[field], 'string', field);

@@ -104,7 +104,7 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 }
 
 const entryRow = (page: Page, key: string) => page.locator(`tr[data-row="${key}"]`);
-const NODE_ENTRY = 'node /node/metrics? openmetrics';
+const NODE_ENTRY = 'node /node/metrics? openmetrics;1.0.0';
 
 test('the status page shows routes and entries; refresh and soft invalidate make the exporter fetch again, invalidate removes the entry, in place', { skip }, async () => {
   const s = await setup();

@@ -104,7 +104,7 @@ describe('the disk level in the proxy', () => {
       await untilFiles(dir, 3);
       assert.deepEqual(JSON.parse((await post(`${p.adminUrl}/invalidate`, { path: '/probe', query: 'target=a' })).body.toString()), { invalidated: 1 });
       assert.equal(files(dir).length, 2);
-      const nodeFile = join(dir, fileOf(cacheKey('node', '/node/metrics', '', 'openmetrics')));
+      const nodeFile = join(dir, fileOf(cacheKey('node', '/node/metrics', '', 'openmetrics;1.0.0')));
       const old = decodeRecord(readFileSync(nodeFile)).fetchedAt;
       await post(`${p.adminUrl}/invalidate`, { route: 'node', refresh: true });
       for (let i = 0; i < 100 && !((decodeRecordOr(nodeFile) ?? 0) > old); i++) await sleep(20);
@@ -134,7 +134,7 @@ describe('the disk level in the proxy', () => {
       assert.match(String(during.headers['cache-status']), /^scrapecache; hit/);
       const answer = await invalidation;
       assert.deepEqual(JSON.parse(answer.body.toString()), { invalidated: n });
-      assert.deepEqual(files(dir), [fileOf(cacheKey('node', '/node/metrics', '', 'openmetrics'))], 'only the other route is left on disk when the answer comes');
+      assert.deepEqual(files(dir), [fileOf(cacheKey('node', '/node/metrics', '', 'openmetrics;1.0.0'))], 'only the other route is left on disk when the answer comes');
       const listing = await get(`${p.adminUrl}/cache?route=probe`);
       assert.equal(listing.headers['x-total-count'], '0');
       const metrics = (await get(`${p.adminUrl}/metrics`)).body.toString();

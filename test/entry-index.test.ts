@@ -231,22 +231,22 @@ test('the status page shows one page of entries whatever their number, sorted an
   for (let i = 0; i < 250; i++) await get(`${proxy.url}/probe?target=t${String(i).padStart(3, '0')}`, SCRAPE_HEADERS);
   const first = await page();
   assert.equal(rowsOf(first).length, 100);
-  assert.equal(rowsOf(first)[0], 'target=t000 openmetrics');
+  assert.equal(rowsOf(first)[0], 'target=t000 openmetrics;1.0.0');
   assert.match(first, /data-live="entries\/count">rows 1-100 of 250</);
   assert.match(first, /data-live="route\/multi\/entries" class="big">250 /);
   const size250 = first.length;
 
   const third = await page('?page=3');
-  assert.deepEqual(rowsOf(third).slice(0, 2), ['target=t200 openmetrics', 'target=t201 openmetrics']);
+  assert.deepEqual(rowsOf(third).slice(0, 2), ['target=t200 openmetrics;1.0.0', 'target=t201 openmetrics;1.0.0']);
   assert.equal(rowsOf(third).length, 50);
   assert.equal(rowsOf(await page('?page=99')).length, 50, 'a page past the last shows the last');
 
   // Hits make an order of their own: sorted on the server across every entry, not within a page.
   for (let i = 0; i < 3; i++) await get(`${proxy.url}/probe?target=t217`, SCRAPE_HEADERS);
   await get(`${proxy.url}/probe?target=t042`, SCRAPE_HEADERS);
-  assert.deepEqual(rowsOf(await page('?sort=hits&order=desc')).slice(0, 2), ['target=t217 openmetrics', 'target=t042 openmetrics']);
+  assert.deepEqual(rowsOf(await page('?sort=hits&order=desc')).slice(0, 2), ['target=t217 openmetrics;1.0.0', 'target=t042 openmetrics;1.0.0']);
   const filtered = await page('?filter=T21');
-  assert.deepEqual(rowsOf(filtered), Array.from({ length: 10 }, (_, i) => `target=t21${i} openmetrics`));
+  assert.deepEqual(rowsOf(filtered), Array.from({ length: 10 }, (_, i) => `target=t21${i} openmetrics;1.0.0`));
   assert.match(filtered, /data-live="entries\/count">10 of 250</);
 
   for (let i = 250; i < 1000; i++) await get(`${proxy.url}/probe?target=t${String(i).padStart(3, '0')}`, SCRAPE_HEADERS);

@@ -71,7 +71,7 @@ describe('#1 an invalidation is undone by a disk write in flight', () => {
     };
     const disk = new DiskStore({ dir, maxBytes: 64 << 20, log, writeDurably: slow });
     const cache = make(disk);
-    const target = (i: number) => ({ route, path: '/probe', query: `target=t${i}`, representation: 'openmetrics' as const, accept: PROMETHEUS_ACCEPT });
+    const target = (i: number) => ({ route, path: '/probe', query: `target=t${i}`, representation: 'openmetrics;1.0.0' as const, accept: PROMETHEUS_ACCEPT });
     const first = await Promise.all(Array.from({ length: 50 }, async (_, i) => (await cache.lookup(target(i))).entry.body));
     assert.equal(cache.count, 50);
     const answer = cache.invalidate({ route: 'probe' });
@@ -144,7 +144,7 @@ async function replicaOn(redisUrl: string, routesYaml: string, now: () => number
     level,
     target: (name: string, query = '') => {
       const route = config.routes.find((r) => r.name === name)!;
-      return { route, path: route.path!, query, representation: 'openmetrics' as const, accept: PROMETHEUS_ACCEPT };
+      return { route, path: route.path!, query, representation: 'openmetrics;1.0.0' as const, accept: PROMETHEUS_ACCEPT };
     },
     /** Resolves once this replica's cache has handled the next event of that type from the bus. */
     heard: (type: string) =>
@@ -561,13 +561,14 @@ describe('#10 DNS rebinding on the admin listener', { skip: existsSync('/usr/bin
 describe('#11 406 answers on pinned routes carry no Cache-Status', () => {
   test('the built CLI: a 406 for a format or a coding the client does not admit carries Cache-Status', async () => {
     const base = mkdtempSync(join(tmpdir(), 'scrapecache-i17-11-'));
-    writeFileSync(join(base, 'proxy.yaml'), `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nroutes:\n  - name: pinned\n    path: /pinned\n    upstream: ${exporter.url}/pinned\n    format: text\n`);
+    // An OpenMetrics pin has nothing for a client that asks for text only (issue 16).
+    writeFileSync(join(base, 'proxy.yaml'), `listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nroutes:\n  - name: pinned\n    path: /pinned\n    upstream: ${exporter.url}/pinned\n    format: openmetrics\n`);
     const cli = await startCli(join(base, 'proxy.yaml'));
     try {
-      const format = await get(`${cli.scrapeUrl}/pinned`, { accept: 'application/openmetrics-text;version=1.0.0' });
+      const format = await get(`${cli.scrapeUrl}/pinned`, { accept: 'text/plain;version=0.0.4' });
       assert.equal(format.status, 406);
       assert.equal(format.headers['cache-status'], 'scrapecache; detail=not-acceptable');
-      const coding = await get(`${cli.scrapeUrl}/pinned`, { accept: 'text/plain', 'accept-encoding': 'gzip;q=0, identity;q=0' });
+      const coding = await get(`${cli.scrapeUrl}/pinned`, { accept: 'application/openmetrics-text', 'accept-encoding': 'gzip;q=0, identity;q=0' });
       assert.equal(coding.status, 406);
       assert.equal(coding.headers['cache-status'], 'scrapecache; detail=not-acceptable');
     } finally {

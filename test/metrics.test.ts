@@ -539,7 +539,7 @@ test('scrapecache_cache_oldest_age_seconds is the age of the oldest entry a rout
   cache.setRoutes(config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
   const route = config.routes[0]!;
-  const target = (query: string): ScrapeTarget => ({ route, path: '/c', query, representation: 'text', accept: undefined });
+  const target = (query: string): ScrapeTarget => ({ route, path: '/c', query, representation: 'text;0.0.4', accept: undefined });
   const age = async () => {
     const text = await metrics.registry.metrics();
     return new Exposition(text, parseExposition(text));

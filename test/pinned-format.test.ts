@@ -1,7 +1,8 @@
 /**
  * SPEC 3.2 `format`: a pinned route fetches one format with an Accept that asks for exactly it,
- * keeps one entry per path+query, serves it to every client that admits it, and answers 406
- * naming the format to the others. Protobuf is passed through as bytes.
+ * keeps one entry per path+query and answer, and serves each client what an exporter offering
+ * only that format would answer it; 406 only for a client that admits nothing the route can
+ * give. Protobuf is passed through as bytes to protobuf clients and rendered for the others.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -85,14 +86,29 @@ test('a route pinned to text serves Prometheus, vmagent, curl and a client witho
     assert.deepEqual(decoded(res), decoded(answers[0]!));
   }
   assert.equal(exporter.count, 1, 'one fetch for every client');
-  assert.equal(exporter.requests[0]!.headers.accept, 'text/plain;version=0.0.4', 'the fetch asked for exactly text');
-  assert.deepEqual((await cacheRows('text')).map((r) => r.representation), ['text']);
+  assert.equal(exporter.requests[0]!.headers.accept, 'text/plain;version=0.0.4;escaping=underscores', 'the fetch asked for exactly text');
+  assert.deepEqual((await cacheRows('text')).map((r) => r.representation), ['text;0.0.4']);
 });
 
-test('without format, Prometheus and vmagent each cost a fetch: the gap format closes', async () => {
-  await scrape('/negotiated/metrics', { accept: PROMETHEUS_ACCEPT });
-  await scrape('/negotiated/metrics', { accept: VMAGENT_ACCEPT });
-  assert.equal(exporter.count, 2);
+test('without format, an exporter that speaks protobuf is fetched once per TTL for Prometheus and vmagent alike', async () => {
+  // The first window also asks once whether the exporter offers OpenMetrics (this one does).
+  for (let round = 0; round < 2; round++) {
+    await proxy.app.cache.invalidate({});
+    exporter.requests.length = 0;
+    const prometheus = await scrape('/negotiated/metrics', { accept: PROMETHEUS_ACCEPT });
+    const vmagent = await scrape('/negotiated/metrics', { accept: VMAGENT_ACCEPT });
+    assert.equal(prometheus.status, 200);
+    assert.match(String(prometheus.headers['content-type']), /^application\/openmetrics-text; version=1\.0\.0/);
+    assert.match(String(vmagent.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+    assert.match(decoded(vmagent).toString(), /^fake_version\{path="\/metrics"\} \d+$/m);
+    if (round === 1) {
+      assert.equal(exporter.count, 1, 'one protobuf fetch renders both answers');
+      assert.match(exporter.requests[0]!.headers.accept ?? '', /^application\/vnd\.google\.protobuf;proto=io\.prometheus\.client\.MetricFamily;encoding=delimited;escaping=allow-utf-8/);
+      assert.match(String(vmagent.headers['cache-status']), /detail="rendered from protobuf"/);
+    } else {
+      assert.ok(exporter.count <= 2, `${exporter.count} fetches while learning`);
+    }
+  }
 });
 
 test('a pinned route keeps one entry per path and query, whatever the clients send', async () => {
@@ -102,27 +118,49 @@ test('a pinned route keeps one entry per path and query, whatever the clients se
   await scrape('/probe?target=b&module=m', { accept: PROMETHEUS_ACCEPT });
   assert.equal(exporter.count, 2);
   const rows = await cacheRows('probe');
-  assert.deepEqual(rows.map((r) => `${r.query} ${r.representation}`).sort(), ['module=m&target=a text', 'module=m&target=b text']);
+  assert.deepEqual(rows.map((r) => `${r.query} ${r.representation}`).sort(), ['module=m&target=a text;0.0.4', 'module=m&target=b text;0.0.4']);
 });
 
-test('a client whose Accept does not admit the pinned format gets 406 naming the format, and the exporter is not asked', async () => {
-  const res = await scrape('/text/metrics', { accept: 'application/openmetrics-text;version=1.0.0' });
-  assert.equal(res.status, 406);
-  assert.match(res.body.toString(), /route text serves text only \(format: text\)/);
+test('a pinned route answers each client as an exporter offering only that format would: 406 only where it cannot give what the client asks', async () => {
+  // An exporter without OpenMetrics answers text to an OpenMetrics-only Accept, and to application/json.
+  const om = await scrape('/text/metrics', { accept: 'application/openmetrics-text;version=1.0.0' });
+  assert.equal(om.status, 200);
+  assert.equal(om.headers['content-type'], TEXT_TYPE);
   const head = await get(`${proxy.url}/text/metrics`, { accept: 'application/json' }, { method: 'HEAD' });
-  assert.equal(head.status, 406);
-  const om = await scrape('/om/metrics', { accept: 'text/plain;version=0.0.4' });
-  assert.equal(om.status, 406);
-  assert.match(om.body.toString(), /format: openmetrics/);
-  assert.equal(exporter.count, 0);
+  assert.equal(head.status, 200);
+  assert.equal(exporter.count, 1);
+  // An OpenMetrics pin has no text to give a client that asks for text only.
+  const text = await scrape('/om/metrics', { accept: 'text/plain;version=0.0.4' });
+  assert.equal(text.status, 406);
+  assert.match(text.body.toString(), /route om serves OpenMetrics only \(format: openmetrics\)/);
+  assert.equal(exporter.count, 1, 'the refused client cost no fetch');
 });
 
-test('a route pinned to openmetrics fetches OpenMetrics and serves it to vmagent too, which admits it through */*', async () => {
-  const res = await scrape('/om/metrics', { accept: VMAGENT_ACCEPT });
-  assert.equal(res.status, 200);
-  assert.equal(res.headers['content-type'], OPENMETRICS_TYPE);
+test('a route pinned to openmetrics never gives OpenMetrics to a client that admits it only through */* (vmagent)', async () => {
+  const vmagent = await scrape('/om/metrics', { accept: VMAGENT_ACCEPT });
+  assert.equal(vmagent.status, 406);
+  const prometheus = await scrape('/om/metrics', { accept: PROMETHEUS_ACCEPT });
+  assert.equal(prometheus.status, 200);
+  assert.equal(prometheus.headers['content-type'], OPENMETRICS_TYPE);
   assert.match(exporter.requests[0]!.headers.accept ?? '', /^application\/openmetrics-text;version=1\.0\.0/);
   assert.doesNotMatch(exporter.requests[0]!.headers.accept ?? '', /text\/plain|\*\/\*/);
+});
+
+test('a route pinned to openmetrics on an exporter without it serves the text it answers to the clients that ask for text', async () => {
+  exporter.openmetrics = false;
+  try {
+    const prometheus = await scrape('/om/metrics', { accept: PROMETHEUS_ACCEPT });
+    assert.equal(prometheus.status, 200);
+    assert.equal(prometheus.headers['content-type'], TEXT_TYPE);
+    for (const accept of ['text/plain', VMAGENT_ACCEPT, 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3']) {
+      const res = await scrape('/om/metrics', { accept });
+      assert.equal(res.status, 200, accept);
+      assert.equal(res.headers['content-type'], TEXT_TYPE);
+    }
+    assert.equal(exporter.count, 1, 'Telegraf, Datadog and vmagent share the text Prometheus was answered');
+  } finally {
+    exporter.openmetrics = true;
+  }
 });
 
 test('protobuf passes through as bytes: gzip and identity clients get exactly what the exporter sent', async () => {
@@ -138,21 +176,32 @@ test('protobuf passes through as bytes: gzip and identity clients get exactly wh
   assert.equal(identity.headers['content-encoding'], undefined);
   assert.deepEqual(identity.body, expected);
   assert.equal(exporter.count, 1);
-  assert.equal(exporter.requests[0]!.headers.accept, 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited');
+  assert.equal(exporter.requests[0]!.headers.accept, 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;escaping=allow-utf-8');
+  // format: protobuf renders text for a text client rather than refusing it.
+  const [held] = (await cacheRows('proto')) as unknown as Array<{ bytes: number; renderings: string[] }>;
+  assert.deepEqual(held!.renderings, []);
   const textOnly = await scrape('/proto/metrics', { accept: 'text/plain;version=0.0.4' });
-  assert.equal(textOnly.status, 406);
-  assert.match(textOnly.body.toString(), /format: protobuf/);
+  assert.equal(textOnly.status, 200);
+  assert.equal(textOnly.headers['content-type'], TEXT_TYPE);
+  assert.match(textOnly.body.toString(), new RegExp(`^fake_version\\{path="/metrics"\\} ${exporter.version}$`, 'm'));
+  const again = await scrape('/proto/metrics', { accept: 'text/plain;version=0.0.4' });
+  assert.match(String(again.headers['cache-status']), /^scrapecache; hit; ttl=\d+; detail="rendered from protobuf"$/);
+  assert.deepEqual(again.body, textOnly.body);
+  assert.equal(exporter.count, 1);
+  // The rendering is kept with its entry and counted in its bytes (and so in max_bytes).
+  const [rendered] = (await cacheRows('proto')) as unknown as Array<{ bytes: number; renderings: string[] }>;
+  assert.deepEqual(rendered!.renderings, ['text;0.0.4;underscores']);
+  assert.ok(rendered!.bytes >= held!.bytes + textOnly.body.length, `${rendered!.bytes} bytes with the rendering, ${held!.bytes} without`);
 });
 
-test('an exporter that answers another format than the pinned one: clients that admit it get it, the others 406 naming what it sent', async () => {
+test('an exporter that answers another format than the pinned one: clients it would answer that way get it, the others 406', async () => {
   exporter.protobuf = false;
   const prometheus = await scrape('/proto/metrics', { accept: PROMETHEUS_PROTOBUF_ACCEPT });
   assert.equal(prometheus.status, 200);
   assert.equal(prometheus.headers['content-type'], TEXT_TYPE);
-  const protobufOnly = await scrape('/proto/metrics', { accept: 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited' });
-  assert.equal(protobufOnly.status, 406);
-  assert.match(protobufOnly.body.toString(), /upstream answered text\/plain; version=0\.0\.4; charset=utf-8 for format: protobuf/);
-  assert.equal(exporter.count, 1, 'the refused client was answered from the entry, not by another fetch');
+  const vmagent = await scrape('/proto/metrics', { accept: VMAGENT_ACCEPT });
+  assert.equal(vmagent.status, 200);
+  assert.equal(exporter.count, 1, 'one text entry for both');
 });
 
 test('defaults.format pins every cached route; a route that sets its own wins', async () => {
@@ -176,7 +225,7 @@ routes:
     await get(`${other.url}/b`, { accept: PROMETHEUS_ACCEPT });
     await get(`${other.url}/c`, { accept: PROMETHEUS_ACCEPT });
     const accepts = Object.fromEntries(exporter.requests.map((r) => [r.url, r.headers.accept]));
-    assert.equal(accepts['/a'], 'text/plain;version=0.0.4');
+    assert.equal(accepts['/a'], 'text/plain;version=0.0.4;escaping=underscores');
     assert.match(accepts['/b'] ?? '', /^application\/openmetrics-text/);
     assert.equal(accepts['/c'], PROMETHEUS_ACCEPT, 'a pass-through route streams the client request as it is');
   } finally {
@@ -197,7 +246,7 @@ test('prefetch on a pinned route fetches the pinned format at start-up, so the f
     const res = await get(`${other.url}/pre`, { accept: VMAGENT_ACCEPT });
     assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);
     assert.equal(exporter.requests.filter((r) => r.url === '/pre').length, 1);
-    assert.equal(exporter.requests[0]!.headers.accept, 'text/plain;version=0.0.4');
+    assert.equal(exporter.requests[0]!.headers.accept, 'text/plain;version=0.0.4;escaping=underscores');
   } finally {
     await other.close();
   }

@@ -40,7 +40,7 @@ function replicas(n: number) {
     () => new ScrapeCache({ memory: new MemoryStore(1 << 20), filler: new UpstreamFiller(undefined, log), second: shared, lease, bus: hub.bus(), log }),
   );
   for (const c of caches) c.setRoutes([route]);
-  const target: ScrapeTarget = { route, path: '/node/metrics', query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT };
+  const target: ScrapeTarget = { route, path: '/node/metrics', query: '', representation: 'openmetrics;1.0.0', accept: PROMETHEUS_ACCEPT };
   return { caches, target, shared, close: () => Promise.all(caches.map((c) => c.close())) };
 }
 

@@ -90,7 +90,7 @@ test("an override's stale_if_error covers a failing upstream where the route's w
   closers.push(() => cache.close());
   cache.setRoutes(config.routes);
   const route = config.routes[0]!;
-  const target = (query: string): ScrapeTarget => ({ route, path: '/snmp', query, representation: 'text', accept: 'text/plain' });
+  const target = (query: string): ScrapeTarget => ({ route, path: '/snmp', query, representation: 'text;0.0.4', accept: 'text/plain' });
   await cache.lookup(target('module=inventory&target=a'));
   await cache.lookup(target('module=if_mib&target=a'));
   now += 5 * 60_000;

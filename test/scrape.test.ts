@@ -163,7 +163,9 @@ describe('representations never cross', () => {
     assert.doesNotMatch(gunzipSync(text.body).toString(), /# EOF/);
   });
 
-  test('two Prometheus versions that both prefer OpenMetrics share one entry', async () => {
+  // From an exporter that honours escaping= they must not: see scraper-fleet.test.ts (a real
+  // client_golang process, where Prometheus 3 gets quoted UTF-8 names and 2.x underscores).
+  test('two Prometheus versions share one entry where the exporter ignores escaping= (no escaping term in its Content-Type)', async () => {
     await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
     const prom3 = await get(`${proxy.url}/node/metrics`, {
       accept:
@@ -172,6 +174,7 @@ describe('representations never cross', () => {
     });
     assert.equal(exporter.count, 1);
     assert.match(String(prom3.headers['cache-status']), /^scrapecache; hit/);
+    assert.equal(prom3.headers['content-type'], OPENMETRICS_TYPE);
   });
 
   test('no Accept and Accept: */* share the text entry', async () => {

@@ -663,8 +663,11 @@ describe('soak: a few thousand mixed scrapes while the upstream fails now and th
         exactByKey.set(key, (exactByKey.get(key) ?? 0) + 1);
         continue;
       }
-      assert.ok(representation === 'openmetrics' || representation === 'text', `fetch for representation ${representation}`);
-      const key = keyOf(pathAndQuery, representation);
+      // Entries are keyed by the answer (`text;0.0.4`, `openmetrics;1.0.0`); a fill planned as a
+      // protobuf probe that failed keeps `protobuf`: its client's format is in the Accept it sent.
+      const format = representation === 'protobuf' ? formatFor(l['accept'] as string | undefined) : representation.slice(0, representation.indexOf(';') >>> 0);
+      assert.ok(format === 'openmetrics' || format === 'text', `fetch for representation ${representation}`);
+      const key = keyOf(pathAndQuery, format);
       logsByKey.set(key, [...(logsByKey.get(key) ?? []), l]);
     }
     const problems: string[] = [];
@@ -741,7 +744,8 @@ describe('soak: a few thousand mixed scrapes while the upstream fails now and th
     for (const l of fetchLogs) {
       const representation = String(l['representation']);
       if (l['stored'] !== true || representation.startsWith('accept:')) continue;
-      const key = keyOf(`${String(l['path'])}${l['query'] ? `?${String(l['query'])}` : ''}`, representation as Format);
+      const format = representation === 'protobuf' ? formatFor(l['accept'] as string | undefined) : (representation.slice(0, representation.indexOf(';') >>> 0) as Format);
+      const key = keyOf(`${String(l['path'])}${l['query'] ? `?${String(l['query'])}` : ''}`, format);
       if (!firstStored.has(key)) firstStored.set(key, Date.parse(String(l['time'])));
     }
     return planned

@@ -198,7 +198,7 @@ describe('the soft window, on an injected clock', () => {
     let now = 1_000_000;
     const cache = newScrapeCache(1 << 20, undefined, createLogger('silent'), () => now);
     cache.setRoutes(config.routes);
-    const target: ScrapeTarget = { route, path: '/r', query: '', representation: 'text', accept: undefined };
+    const target: ScrapeTarget = { route, path: '/r', query: '', representation: 'text;0.0.4', accept: undefined };
     try {
       const first = await cache.lookup(target);
       assert.equal(first.cache, 'miss');

@@ -89,7 +89,7 @@ test('GET / on the admin listener is the status page: routes, entries, under a C
   assert.equal(res.headers['cache-control'], 'no-store');
   const page = res.body.toString();
   assert.match(page, /<h3 id="route-node">node<\/h3>/);
-  assert.match(page, /<tr data-row="node \/node\/metrics\? openmetrics">/);
+  assert.match(page, /<tr data-row="node \/node\/metrics\? openmetrics;1\.0\.0">/);
   assert.ok(!/(src|href)="(https?:)?\/\//.test(page), 'nothing is loaded from another host');
   const headOnly = await get(`${s.proxy.adminUrl}/`, {}, { method: 'HEAD' });
   assert.equal(headOnly.status, 200);
@@ -220,7 +220,7 @@ test('with a token, GET / without it is the token form (401, no data); with the 
   assert.equal(locked.status, 401);
   assert.match(locked.body.toString(), /<form id="token-form" method="post" action="\/"/);
   assert.ok(!locked.body.toString().includes('/node/metrics'), 'no route or entry without the token');
-  assert.match(await s.page('/'), /<tr data-row="node \/node\/metrics\? openmetrics">/);
+  assert.match(await s.page('/'), /<tr data-row="node \/node\/metrics\? openmetrics;1\.0\.0">/);
   // The token form without JavaScript: the page comes back with the token in its forms' bodies.
   const opened = await submit(s.proxy, '/', { token: TOKEN });
   assert.equal(opened.status, 200);

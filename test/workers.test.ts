@@ -108,7 +108,7 @@ test('the status page on the primary shows the scrapes and hits the workers serv
   assert.ok(scrapes > 100);
   const hits = cached.find((e) => e.route === 'node')!.hits;
   assert.ok(hits > 0);
-  assert.match(page, new RegExp(`data-live="entry/node /node/metrics\\? openmetrics/hits">${hits}<`));
+  assert.match(page, new RegExp(`data-live="entry/node /node/metrics\\? openmetrics;1\\.0\\.0/hits">${hits}<`));
   assert.match(page, /data-live="route\/node\/fetch"><span class="badge good">HTTP 200<\/span>/, 'the primary made the fetches');
   // The landing page comes from the workers.
   const landing = await get(`${scrapeUrl}/`);

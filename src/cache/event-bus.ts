@@ -12,8 +12,10 @@ export type CacheEvent =
    * A fill stored a record. With `record`, the record itself (between the processes of one
    * cluster: the body crosses once, with the event); without, a notice (between replicas, SPEC
    * 2.2): the fetch time and route fingerprint of the record to read from the shared store.
+   * `asked`: the key the fill was for, when the upstream's answer went under another (SPEC 3.2):
+   * who waits for that key has its answer too.
    */
-  | { type: 'stored'; key: string; record?: StoredRecord; fetchedAt?: number; fingerprint?: string }
+  | { type: 'stored'; key: string; record?: StoredRecord; fetchedAt?: number; fingerprint?: string; asked?: string }
   /** A fill of the key failed: the shared back-off, so that others neither wait nor refetch before retryAt. */
   | { type: 'failed'; key: string; fwdStatus: number | string; retryAt: number }
   /** Entries were dropped (or, soft, made stale at once but kept servable). */

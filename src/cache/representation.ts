@@ -1,17 +1,22 @@
 /**
- * Content negotiation, done once per distinct header value.
+ * Accept and Accept-Encoding, parsed once per distinct header value.
  *
  * promhttp (client_golang) picks OpenMetrics, text or protobuf by Accept and gzip by
  * Accept-Encoding, and sends no Vary header. A cache keyed on path and query alone (nginx's
  * default proxy_cache_key) then serves one client's representation to another. Here the
- * representation is part of the key, and the stored Content-Type is checked against each
- * client's Accept before it is served.
+ * representation the exporter would answer is part of the key (see negotiate.ts and
+ * upstream-profile.ts); this module holds the key type, the RFC 9110 checks and the codings.
  */
 
 import { LRUCache } from 'lru-cache';
 
-/** What an Accept header asks a metrics exporter for; part of the cache key. */
-export type Representation = 'text' | 'openmetrics' | 'protobuf' | `accept:${string}`;
+/**
+ * Part of the cache key: `protobuf` (an upstream protobuf answer, from which every other answer
+ * is rendered), an upstream answer as `text;0.0.4;underscores` or `openmetrics;1.0.0;allow-utf-8`
+ * (no escaping part when the upstream writes none), or `accept:<header>` for one exact Accept
+ * header. Records written before issue 16 may hold a bare `text` or `openmetrics`.
+ */
+export type Representation = 'text' | 'openmetrics' | 'protobuf' | `${'text' | 'openmetrics'};${string}` | `accept:${string}`;
 
 interface MediaRange {
   type: string;
@@ -49,20 +54,6 @@ export function parseAccept(header: string): MediaRange[] {
   return ranges;
 }
 
-const PROTOBUF = 'application/vnd.google.protobuf';
-const OPENMETRICS = 'application/openmetrics-text';
-
-function familyOf(range: MediaRange): 'text' | 'openmetrics' | 'protobuf' | undefined {
-  const full = `${range.type}/${range.subtype}`;
-  if (full === OPENMETRICS) return 'openmetrics';
-  if (full === 'text/plain') return 'text';
-  if (full === PROTOBUF) {
-    const proto = range.params.find(([k]) => k === 'proto');
-    return !proto || proto[1] === 'io.prometheus.client.metricfamily' ? 'protobuf' : undefined;
-  }
-  return undefined;
-}
-
 /** Bounded memo for header classifications: real scrapers send a handful of distinct values. */
 class Memo<V> {
   private readonly map = new Map<string, V>();
@@ -77,37 +68,6 @@ class Memo<V> {
     }
     return value;
   }
-}
-
-const representationMemo = new Memo<Representation>(256);
-
-/**
- * The representation an Accept header resolves to: the metrics format it prefers most.
- * Headers that prefer the same format share an entry (Prometheus 2.x and 3.x both resolve to
- * `openmetrics`). A header naming no metrics format, other than a wildcard, gets an entry of its
- * own keyed by the header itself.
- */
-export function classifyAccept(header: string | undefined): Representation {
-  if (header === undefined || header === '') return 'text';
-  return representationMemo.get(header, computeRepresentation);
-}
-
-function computeRepresentation(header: string): Representation {
-  const ranges = parseAccept(header);
-  let best: MediaRange | undefined;
-  let bestFamily: ReturnType<typeof familyOf>;
-  for (const range of ranges) {
-    const family = familyOf(range);
-    if (family && range.q > 0 && (!best || range.q > best.q)) {
-      best = range;
-      bestFamily = family;
-    }
-  }
-  if (bestFamily) return bestFamily;
-  // promhttp answers text to `*/*`, `text/*` and to no Accept at all.
-  // Unless text/plain itself is refused: `text/*, text/plain;q=0` is no request for text.
-  if (ranges.some((r) => r.q > 0 && (r.type === '*' || (r.type === 'text' && r.subtype === '*'))) && computeAdmits(header, 'text/plain')) return 'text';
-  return exactRepresentation(header);
 }
 
 /** A key for one exact Accept header, used when a shared entry's type is not admitted. */

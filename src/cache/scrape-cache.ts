@@ -21,10 +21,13 @@ import { cacheKey } from './key.js';
 import { windowsFor } from './route-windows.js';
 import type { RouteUsage } from './entry-index.js';
 import type { MemoryStore } from './memory-store.js';
-import { formatAccept } from './pinned-format.js';
 import { selects, type EntryIdentity, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
-import { StoredResponse } from './stored-response.js';
+import type { Representation } from './representation.js';
+import { renderingKey, StoredResponse } from './stored-response.js';
+import { answerCandidates, representationOfContentType, SOURCE, SOURCE_ACCEPT } from './upstream-profile.js';
+
+const PROBE_PREFIX = `${SOURCE_ACCEPT},`;
 
 export type { ScrapeTarget } from './filler.js';
 export type { EntryIdentity } from './store.js';
@@ -106,6 +109,8 @@ export class ScrapeCache {
   private readonly unsubscribe: () => void;
   private routesByName = new Map<string, Route>();
   private closed = false;
+  /** Told of every 200 a fill of this cache brings, whoever waits for it (see onAnswer). */
+  private answered: ((target: ScrapeTarget, entry: StoredResponse) => void) | undefined;
   /**
    * Counts invalidations (drop and markStale): a read from the second level that an invalidation
    * overtook is not taken into memory, since it may hold a body the invalidation removed.
@@ -127,6 +132,15 @@ export class ScrapeCache {
     this.unsubscribe = this.bus?.subscribe((event) => this.onEvent(event)) ?? (() => undefined);
   }
 
+  /**
+   * Calls `observer` with each 200 a fill brings (fetched here, or by a peer this fill waited
+   * for), with the target it was planned for: the scrape listener learns from what the upstream
+   * answers, also when the client that asked gave up before the answer came.
+   */
+  onAnswer(observer: (target: ScrapeTarget, entry: StoredResponse) => void): void {
+    this.answered = observer;
+  }
+
   /** Makes a route set current: prefetch starts for new prefetch routes, timers of removed ones stop. */
   setRoutes(routes: readonly Route[]): void {
     this.routesByName = new Map(routes.map((r) => [r.name, r]));
@@ -146,7 +160,8 @@ export class ScrapeCache {
       if (!this.prefetchTimers.has(key) && !this.inflight.has(key)) {
         const entry = this.memory.peek(key);
         if (entry) this.schedulePrefetch(target, entry);
-        else this.background(target, undefined);
+        // Entries loaded under what the upstream answered are kept fresh by the loop below.
+        else if (!this.holdsPath(route.name, route.path)) this.background(target, undefined);
       }
       // Other representations loaded from a second level are kept fresh as they were before.
       for (const entry of this.memory.selected({ route: route.name, path: route.path, query: '' })) {
@@ -191,7 +206,7 @@ export class ScrapeCache {
   lookup(target: ScrapeTarget): Lookup | Promise<Lookup> {
     const key = keyOf(target);
     const now = this.now();
-    const entry = this.memory.lookup(key, now);
+    const entry = this.memory.lookup(key, now) ?? this.answeredFor(key, target.accept, now);
     if (entry) {
       if (isFresh(entry, now)) {
         entry.hits++;
@@ -247,6 +262,48 @@ export class ScrapeCache {
     );
   }
 
+  /**
+   * Keys whose fill the upstream answered with another representation (stored under that one,
+   * see asAnswered), per Accept sent: a protobuf request answered with text, say. A later miss
+   * of the same key and Accept is that entry while it is fresh, not another fetch: a process
+   * that has not learned the upstream yet (a new worker, another replica) asks as the first did.
+   */
+  private readonly answeredAs = new Map<string, string>();
+
+  private rememberAnswer(key: string, accept: string | undefined, answeredKey: string): void {
+    if (this.answeredAs.size >= MAX_ANSWERED_AS) this.answeredAs.clear();
+    this.answeredAs.set(`${key}\n${accept ?? ''}`, answeredKey);
+  }
+
+  private answeredFor(key: string, accept: string | undefined, now: number): StoredResponse | undefined {
+    const answeredKey = this.answeredAs.size === 0 ? undefined : this.answeredAs.get(`${key}\n${accept ?? ''}`);
+    if (answeredKey !== undefined) {
+      const entry = this.memory.lookup(answeredKey, now);
+      if (entry && isFresh(entry, now)) return entry;
+    }
+    for (const other of answeredKeys(key, accept)) {
+      const entry = this.memory.lookup(other, now);
+      if (entry && isFresh(entry, now)) return entry;
+    }
+    return undefined;
+  }
+
+  /**
+   * A fresh entry held for one of these representations of the target's key, here or in the
+   * second level: what another process stored as the upstream's answer to a client like this
+   * one, before this process knows whether the upstream speaks protobuf.
+   */
+  async heldAnswer(target: ScrapeTarget, representations: readonly Representation[]): Promise<StoredResponse | undefined> {
+    for (const representation of representations) {
+      const key = keyOf({ ...target, representation });
+      const held = this.memory.peek(key);
+      if (held && isFresh(held, this.now())) return held;
+      const below = await this.fromSecond(key, { ...target, representation });
+      if (below) return below;
+    }
+    return undefined;
+  }
+
   /** The entry held in memory for a target, fresh or not, without touching recency or counting a hit. */
   peek(target: ScrapeTarget): StoredResponse | undefined {
     return this.memory.peek(keyOf(target));
@@ -300,6 +357,8 @@ export class ScrapeCache {
       for (const old of dropped) {
         const target = this.refetchTarget(old);
         if (target) refetch(old.key, target);
+        // Entries are stored under what the upstream answered: the route's start-up key may differ.
+        if (target && old.path === target.route.path) refetched.add(keyOf(startupTarget(target.route, old.path)));
       }
       // A selected exact-path route is fetched too when nothing of it was cached (an earlier
       // invalidation, a restart), in the representation Prometheus asks for, as prefetch does:
@@ -369,6 +428,15 @@ export class ScrapeCache {
       this.failures.delete(entry.key);
     }
     return { marked, dropped };
+  }
+
+  private holdsPath(route: string, path: string): boolean {
+    return this.memory.countSelected({ route, path, query: '' }) > 0;
+  }
+
+  /** The entries held for one route and path, any query (through the index, not a walk of every entry). */
+  entriesAt(route: string, path: string): StoredResponse[] {
+    return this.memory.selected({ route, path });
   }
 
   /** The target that fetches an entry again; undefined for keys with a query (fetched on their next scrape) or a route gone. */
@@ -507,7 +575,7 @@ export class ScrapeCache {
   fillFor(target: ScrapeTarget): Promise<FillResult> {
     const key = keyOf(target);
     const now = this.now();
-    const entry = this.memory.lookup(key, now);
+    const entry = this.memory.lookup(key, now) ?? this.answeredFor(key, target.accept, now);
     if (entry && isFresh(entry, now)) return Promise.resolve({ entry, stored: true, via: 'held' });
     const joined = this.inflight.get(key)?.promise;
     if (joined) return joined.then((r) => ({ ...r, via: r.via ?? 'joined' }));
@@ -550,9 +618,11 @@ export class ScrapeCache {
         break;
     }
     if (event.type !== 'invalidated') {
-      const waiters = this.peerFills.get(event.key);
-      this.peerFills.delete(event.key);
-      for (const w of waiters ?? []) w(event);
+      for (const key of event.type === 'stored' && event.asked !== undefined ? [event.key, event.asked] : [event.key]) {
+        const waiters = this.peerFills.get(key);
+        this.peerFills.delete(key);
+        for (const w of waiters ?? []) w(event);
+      }
     }
   }
 
@@ -597,6 +667,7 @@ export class ScrapeCache {
     const fill: Fill = { target, superseded: false, promise: undefined as unknown as Promise<FillResult> };
     fill.promise = this.fillOnce(key, fill, previous)
       .then((result) => {
+        if (result.entry.status === 200) this.answered?.(target, result.entry);
         // A copy another replica fetched is kept fresh here too: whoever's timer fires first refreshes it for all.
         if (result.via && result.stored && isPrefetched(target)) this.schedulePrefetch(target, result.entry);
         return result;
@@ -626,18 +697,26 @@ export class ScrapeCache {
       this.recordFailure(target, key, previous, (err as ProxyError).status);
       throw err;
     }
-    const answer = StoredResponse.fromRecord(outcome.record);
-    const kept = outcome.storable && !fill.superseded ? this.store(answer, release) : undefined;
+    const answer = StoredResponse.fromRecord(asAnswered(outcome.record));
+    if (answer.key !== key) this.rememberAnswer(key, target.accept, answer.key);
+    // The entry this one replaces, whose renderings are made again for the new body right away.
+    const replaced = this.memory.peek(answer.key) ?? (previous?.key === answer.key ? previous : undefined);
+    const kept = outcome.storable && !fill.superseded ? this.store(answer, release, key) : undefined;
     if (kept === undefined) void release?.();
     const entry = kept ?? answer;
     const stored = kept !== undefined;
+    const renders = stored && entry === answer && replaced?.isSource && entry.isSource ? this.rerender(entry, replaced, target.route.maxBodyBytes) : [];
     if (outcome.fetchedMs !== undefined) {
       this.log.info(
         {
           route: target.route.name,
           path: target.path,
           query: target.query,
-          representation: target.representation,
+          representation: entry.representation,
+          ...(entry.representation !== target.representation ? { asked: target.representation } : {}),
+          accept: target.accept,
+          format: entry.status === 200 ? entry.contentType : undefined,
+          ...(entry.isSource ? { renderings: renders } : {}),
           status: entry.status,
           durationMs: Math.round(outcome.fetchedMs),
           bytes: entry.body.length,
@@ -652,6 +731,22 @@ export class ScrapeCache {
       this.recordFailure(target, key, previous, entry.status);
     }
     return outcome.via ? { entry, stored, via: outcome.via } : { entry, stored };
+  }
+
+  /**
+   * Makes for a refreshed protobuf entry the renderings its predecessor held, in the codings it
+   * held them, so that the first scrapes after a refresh are hits that wait for nothing.
+   */
+  private rerender(entry: StoredResponse, replaced: StoredResponse, maxBytes: number): string[] {
+    const made: Promise<unknown>[] = [];
+    for (const answer of replaced.renderedAnswers()) {
+      const key = renderingKey(answer);
+      for (const coding of ['identity', 'gzip'] as const) {
+        if (replaced.rendered(key, coding)) made.push(entry.render(answer, coding, maxBytes).catch(() => undefined));
+      }
+    }
+    if (made.length > 0) void Promise.all(made).then(() => this.memory.peek(entry.key) === entry && this.memory.resize(entry));
+    return replaced.renderingKeys();
   }
 
   /**
@@ -680,7 +775,12 @@ export class ScrapeCache {
         const { fwdStatus, retryAt } = peer?.type === 'failed' ? peer : failure!;
         throw peerFailed(target, fwdStatus, retryAt - this.now());
       }
-      const entry = (peer?.type === 'stored' && this.freshHeld(key, previous)) || (await this.fromSecond(key, target, previous));
+      // The holder's fill may have been stored under what the upstream answered (SPEC 3.2).
+      const answeredKey = peer?.type === 'stored' && peer.key !== key ? peer.key : undefined;
+      const entry =
+        (peer?.type === 'stored' && this.freshHeld(peer.key, previous)) ||
+        (answeredKey !== undefined ? await this.fromSecond(answeredKey, target, previous) : undefined) ||
+        (await this.fromSecond(key, target, previous));
       if (entry) return { entry, stored: true, via: 'joined' };
       // The holder vanished and its lease outlived the wait: fetch here rather than fail the scrape.
       if (fill.superseded || this.closed || this.now() >= giveUpAt) return NO_LEASE;
@@ -697,7 +797,7 @@ export class ScrapeCache {
    * entry now held: this one, or the same record already taken from an event (a cluster
    * worker hears the primary's `stored` before its answer). Undefined when nothing was stored.
    */
-  private store(entry: StoredResponse, release?: () => Promise<boolean>): StoredResponse | undefined {
+  private store(entry: StoredResponse, release?: () => Promise<boolean>, asked = entry.key): StoredResponse | undefined {
     if (this.closed) return undefined;
     const held = this.memory.peek(entry.key);
     if (held && held.fetchedAt === entry.fetchedAt && held.fingerprint === entry.fingerprint) return held;
@@ -707,8 +807,9 @@ export class ScrapeCache {
     const written = this.second?.set(entry);
     if (!release) {
       // Replicas read the record from the shared level on the notice: it is told once written there.
-      if (this.lease && written instanceof Promise) void written.then(() => this.bus?.publish({ type: 'stored', key: entry.key, record: entry }));
-      else void this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+      const event = { type: 'stored' as const, key: entry.key, record: entry, ...(asked !== entry.key ? { asked } : {}) };
+      if (this.lease && written instanceof Promise) void written.then(() => this.bus?.publish(event));
+      else void this.bus?.publish(event);
       return entry;
     }
     // Under a shared lease the others hear of it once the write below is done, and only if the
@@ -717,7 +818,7 @@ export class ScrapeCache {
     void Promise.resolve(written)
       .then(release)
       .then((kept) => {
-        if (kept) return this.bus?.publish({ type: 'stored', key: entry.key, record: entry });
+        if (kept) return this.bus?.publish({ type: 'stored', key: entry.key, record: entry, ...(asked !== entry.key ? { asked } : {}) });
         this.memory.deleteIf(entry);
         return undefined;
       });
@@ -727,8 +828,19 @@ export class ScrapeCache {
   /** A live record of the second level for this target, taken into memory; never one of a route that fetches differently now. */
   private async fromSecond(key: string, target: ScrapeTarget, previous?: StoredResponse, soft = false): Promise<StoredResponse | undefined> {
     if (!this.second) return undefined;
+    const own = await this.fromSecondAt(key, target, previous, soft);
+    if (own) return own;
+    // What another replica's fill of this key was answered with, and stored under (see answeredKeys).
+    for (const other of answeredKeys(key, target.accept)) {
+      const held = await this.fromSecondAt(other, target, previous, soft);
+      if (held) return held;
+    }
+    return undefined;
+  }
+
+  private async fromSecondAt(key: string, target: ScrapeTarget, previous?: StoredResponse, soft = false): Promise<StoredResponse | undefined> {
     const epoch = this.invalidations;
-    const record = await this.second.get(key);
+    const record = await this.second!.get(key);
     if (epoch !== this.invalidations || this.beingCleared(target)) return undefined;
     if (!record || record.fingerprint !== target.route.recordFingerprint) return undefined;
     // A soft-invalidated record is taken by a fill that has nothing to serve (soft): it answers
@@ -815,15 +927,25 @@ export class ScrapeCache {
 }
 
 /**
- * What prefetch fetches at start-up: the route's pinned format, else Prometheus's Accept, which
- * resolves to OpenMetrics.
+ * What prefetch fetches at start-up (SPEC 3.4), as a client that names no escaping would be
+ * answered: the protobuf source (Prometheus's own Accept after it, for an upstream without
+ * protobuf), or the route's pinned format. A fill is stored under what the upstream answers.
  */
 function startupTarget(route: Route, path: string): ScrapeTarget {
-  return route.format === undefined
-    ? { route, path, query: '', representation: 'openmetrics', accept: PROMETHEUS_ACCEPT }
-    : { route, path, query: '', representation: route.format, accept: formatAccept(route.format) };
+  switch (route.format) {
+    case undefined:
+      return { route, path, query: '', representation: SOURCE, accept: `${SOURCE_ACCEPT},${PROMETHEUS_ACCEPT}` };
+    case 'protobuf':
+      return { route, path, query: '', representation: SOURCE, accept: SOURCE_ACCEPT };
+    case 'text':
+      return { route, path, query: '', representation: 'text;0.0.4;underscores', accept: 'text/plain;version=0.0.4;escaping=underscores' };
+    case 'openmetrics':
+      return { route, path, query: '', representation: 'openmetrics;1.0.0;underscores', accept: 'application/openmetrics-text;version=1.0.0;escaping=underscores' };
+  }
 }
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Bounds answeredAs: a handful per key in practice (one per distinct Accept of a first fill). */
+const MAX_ANSWERED_AS = 10_000;
 /** Entries dropped between two turns of the event loop in a large invalidation. */
 const INVALIDATION_SLICE = 1000;
 
@@ -851,6 +973,39 @@ function isPrefetched(target: ScrapeTarget | undefined): boolean {
   if (!target) return false;
   const { route } = target;
   return route.prefetch && target.query === '' && target.path === route.path && !target.representation.startsWith('accept:');
+}
+
+/**
+ * Keys a fill of `key` with this Accept is stored under when the upstream answers otherwise than
+ * planned, as every process that has not yet learned the upstream plans it: a protobuf probe
+ * (SOURCE_ACCEPT, then the client's own Accept) answered without protobuf goes under the client's
+ * answer; a text or OpenMetrics request with an escaping term, answered without one, under the
+ * key without it. A process that finds them held (loaded from disk, stored by another replica,
+ * asked by a new worker) needs no fetch of its own.
+ */
+function answeredKeys(key: string, accept: string | undefined): string[] {
+  const cut = key.lastIndexOf('\0') + 1;
+  const representation = key.slice(cut);
+  if (representation === SOURCE) {
+    if (!accept?.startsWith(PROBE_PREFIX)) return [];
+    return answerCandidates(accept.slice(PROBE_PREFIX.length)).map((r) => key.slice(0, cut) + r);
+  }
+  const escaped = /^((?:text|openmetrics);[^;]+);[a-z0-9-]+$/.exec(representation);
+  return escaped ? [key.slice(0, cut) + escaped[1]] : [];
+}
+
+/**
+ * The record under the key of what the upstream actually answered (SPEC 3.2): a protobuf answer
+ * is the source entry whatever was planned, a text or OpenMetrics answer the entry of that
+ * format, version and escaping. Errors and exact-Accept entries keep the key they were fetched for.
+ */
+function asAnswered(record: StoredRecord): StoredRecord {
+  if (record.status !== 200 || record.representation.startsWith('accept:')) return record;
+  let contentType: string | undefined;
+  for (let i = 0; i < record.headers.length; i += 2) if (record.headers[i]!.toLowerCase() === 'content-type') contentType = record.headers[i + 1];
+  const representation = representationOfContentType(contentType);
+  if (representation === undefined || representation === record.representation) return record;
+  return { ...record, representation, key: cacheKey(record.route, record.path, record.query, representation) };
 }
 
 export function keyOf(target: ScrapeTarget): string {

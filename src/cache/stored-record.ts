@@ -215,7 +215,7 @@ function writableHeaders(headers: readonly string[]): boolean {
 }
 
 const CODINGS = new Set(['gzip', 'identity']);
-const REPRESENTATION = /^(text|openmetrics|protobuf|accept:.*)$/s;
+const REPRESENTATION = /^(text|openmetrics|protobuf|(text|openmetrics);[0-9.]+(;[a-z0-9-]+)?|accept:.*)$/s;
 
 /**
  * The value as a StoredRecord, or RecordError naming the first field that does not hold. For

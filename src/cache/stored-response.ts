@@ -5,7 +5,9 @@
  */
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
+import { decodeFamilies, renderFamilies, type WireFormat } from '../expfmt/index.js';
 import { softTimes } from './freshness.js';
+import { answerContentType, parseWireContentType, type Answer, type WireAnswer } from './negotiate.js';
 import { admits, type Coding, type Representation } from './representation.js';
 import { RECORD_VERSION, UNSTORED_HEADERS, type StoredRecord } from './stored-record.js';
 
@@ -54,6 +56,31 @@ export interface Variant {
   head: string[];
   /** The whole header block of a hit, kept while Age and ttl stay (they change once a second). */
   hit?: { age: number; ttl: number; head: string[] };
+  /** Appended to Cache-Status: for a rendering, what it was rendered from. */
+  detail?: string;
+}
+
+/** One rendering of a protobuf entry (SPEC 3.2): the answer it stands for and its bytes per coding. */
+interface Rendering {
+  answer: Answer;
+  variants: Partial<Record<Coding, Variant>>;
+  making: Partial<Record<Coding, Promise<Variant>>>;
+}
+
+/** The key of a rendering: kind, version and escaping of the answer it stands for. */
+export function renderingKey(answer: Answer): string {
+  return `${answer.kind};${answer.version};${answer.escaping}`;
+}
+
+function wireFormatOf(answer: Answer): WireFormat {
+  switch (answer.kind) {
+    case 'protobuf':
+      return { kind: 'protobuf', escaping: answer.escaping };
+    case 'openmetrics':
+      return { kind: 'openmetrics', version: answer.version === '1.0.0' ? '1.0.0' : '0.0.1', escaping: answer.escaping };
+    default:
+      return { kind: 'text', version: '0.0.4', escaping: answer.escaping };
+  }
 }
 
 /**
@@ -97,6 +124,10 @@ export class StoredResponse implements StoredRecord {
   /** The conversion in flight, made at most once per coding; created on the first one (most entries never convert). */
   private converting: Partial<Record<Coding, Promise<Variant>>> | undefined;
   private headerBytes: number;
+  /** What the upstream's Content-Type says this is; undefined for anything not a metrics format. */
+  readonly wire: WireAnswer | undefined;
+  /** Renderings of a protobuf entry, made once each when a client first needs one (or at fill). */
+  private renderings: Map<string, Rendering> | undefined;
 
   private constructor(record: StoredRecord, body: Buffer) {
     this.key = record.key;
@@ -124,6 +155,7 @@ export class StoredResponse implements StoredRecord {
       if (record.headers[i]!.toLowerCase() === 'content-type') contentType = record.headers[i + 1]!;
     }
     this.contentType = contentType;
+    this.wire = record.status === 200 ? parseWireContentType(contentType) : undefined;
     this.headerBytes = record.headers.reduce((n, s) => n + s.length, 0);
     this.variants[record.coding] = this.makeVariant(record.coding, body);
   }
@@ -169,7 +201,80 @@ export class StoredResponse implements StoredRecord {
   get bytes(): number {
     let n = OVERHEAD_BYTES + this.key.length * 2 + this.headerBytes * 2 + (this.accept?.length ?? 0);
     for (const v of Object.values(this.variants)) n += v.body.length;
+    for (const r of this.renderings?.values() ?? []) for (const v of Object.values(r.variants)) n += v.body.length + OVERHEAD_BYTES / 4;
     return n;
+  }
+
+  /** Whether this entry is an upstream protobuf answer that other answers are rendered from. */
+  get isSource(): boolean {
+    return this.wire?.kind === 'protobuf';
+  }
+
+  /**
+   * Whether `answer` is this entry's own body: the protobuf it holds, with its names as the
+   * upstream wrote them (an upstream without an escaping term writes classic names only).
+   */
+  isItself(answer: Answer): boolean {
+    return answer.kind === 'protobuf' && (this.wire?.escaping === undefined || this.wire.escaping === answer.escaping);
+  }
+
+  /** A rendering made already, for the hit path. */
+  rendered(key: string, coding: Coding): Variant | undefined {
+    return this.renderings?.get(key)?.variants[coding];
+  }
+
+  /** The renderings held, as `kind;version;escaping` (for /cache, the status page and the fetch log). */
+  renderingKeys(): string[] {
+    return this.renderings ? [...this.renderings.keys()] : [];
+  }
+
+  /** The answers rendered so far, for rendering a refreshed entry the same way at fill. */
+  renderedAnswers(): Answer[] {
+    return this.renderings ? [...this.renderings.values()].map((r) => r.answer) : [];
+  }
+
+  /**
+   * Renders `answer` from this protobuf entry once, in `coding`; concurrent callers share the
+   * work. Rejects with ExpfmtError when the body does not decode or cannot be written in that
+   * format, and on a corrupt or oversized gzip body as convert does.
+   */
+  render(answer: Answer, coding: Coding, maxBytes = Infinity): Promise<Variant> {
+    const key = renderingKey(answer);
+    this.renderings ??= new Map();
+    let r = this.renderings.get(key);
+    if (!r) this.renderings.set(key, (r = { answer, variants: {}, making: {} }));
+    const ready = r.variants[coding];
+    if (ready) return Promise.resolve(ready);
+    let pending = r.making[coding];
+    if (!pending) {
+      const rendering = r;
+      pending = (coding === 'identity' ? this.renderIdentity(rendering, maxBytes) : this.render(answer, 'identity', maxBytes).then((plain) => gzipAsync(plain.body)))
+        .then((body) => (rendering.variants[coding] ??= this.makeRendering(rendering.answer, coding, body)))
+        .finally(() => delete rendering.making[coding]);
+      r.making[coding] = pending;
+      // Nothing is kept of a rendering that failed: the next client tries again (and fails the same way).
+      pending.catch(() => {
+        if (Object.keys(rendering.variants).length === 0 && this.renderings?.get(key) === rendering) this.renderings.delete(key);
+      });
+    }
+    return pending;
+  }
+
+  private async renderIdentity(rendering: Rendering, maxBytes: number): Promise<Buffer> {
+    const source = this.variants.identity?.body ?? (await gunzipAsync(this.body, { maxOutputLength: Math.min(maxBytes, 2 ** 32) }));
+    return renderFamilies(decodeFamilies(source), wireFormatOf(rendering.answer), source);
+  }
+
+  private makeRendering(answer: Answer, coding: Coding, body: Buffer): Variant {
+    const contentType = answerContentType(answer, this.wire?.escaping !== undefined);
+    const head: string[] = [];
+    for (let i = 0; i < this.headers.length; i += 2) {
+      const name = this.headers[i]!;
+      head.push(name, name.toLowerCase() === 'content-type' ? contentType : this.headers[i + 1]!);
+    }
+    head.push('Content-Length', String(body.length), 'Vary', 'Accept, Accept-Encoding');
+    if (coding === 'gzip') head.push('Content-Encoding', 'gzip');
+    return { body, head, detail: `; detail="rendered from protobuf"` };
   }
 
   /** Whether a client's Accept admits this response's Content-Type (see admits()). */

@@ -13,7 +13,7 @@ import type { ProxyErrorCode } from '../errors.js';
 const id = z.number().int().nonnegative();
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 const selection = z.strictObject({ route: z.string().optional(), path: z.string().optional(), query: z.string().optional() });
-const representation = z.string().regex(/^(text|openmetrics|protobuf|accept:.*)$/s) as unknown as z.ZodType<Representation>;
+const representation = z.string().regex(/^(text|openmetrics|protobuf|(text|openmetrics);[0-9.]+(;[a-z0-9-]+)?|accept:.*)$/s) as unknown as z.ZodType<Representation>;
 const ERROR_CODES = [
   'UPSTREAM_UNREACHABLE',
   'UPSTREAM_RESET',
@@ -37,7 +37,7 @@ export const wireTarget = z.strictObject({
 export type WireTarget = z.infer<typeof wireTarget>;
 
 const wireEvent = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('stored'), key: z.string(), record: bytes.optional() }),
+  z.strictObject({ type: z.literal('stored'), key: z.string(), record: bytes.optional(), asked: z.string().optional() }),
   z.strictObject({ type: z.literal('failed'), key: z.string(), fwdStatus: z.union([z.number(), z.string()]), retryAt: z.number() }),
   z.strictObject({ type: z.literal('invalidated'), selection, soft: z.boolean().optional() }),
 ]);
@@ -95,7 +95,8 @@ export const metricsAnswer = z.array(z.looseObject({ name: z.string(), type: z.s
 
 export function encodeEvent(event: CacheEvent): WireEvent {
   if (event.type !== 'stored') return event;
-  return event.record ? { type: 'stored', key: event.key, record: encodeRecord(event.record) } : { type: 'stored', key: event.key };
+  const asked = event.asked === undefined ? {} : { asked: event.asked };
+  return event.record ? { type: 'stored', key: event.key, record: encodeRecord(event.record), ...asked } : { type: 'stored', key: event.key, ...asked };
 }
 
 /** The event, its record decoded and checked (throws RecordError). */
@@ -110,8 +111,9 @@ export function decodeEvent(event: WireEvent): CacheEvent {
     }
     return event;
   }
-  if (!event.record) return { type: 'stored', key: event.key };
+  const asked = event.asked === undefined ? {} : { asked: event.asked };
+  if (!event.record) return { type: 'stored', key: event.key, ...asked };
   const record: StoredRecord = decodeRecord(event.record);
   if (record.key !== event.key) throw new Error(`stored event for ${JSON.stringify(event.key)} carries a record for ${JSON.stringify(record.key)}`);
-  return { type: 'stored', key: event.key, record };
+  return { type: 'stored', key: event.key, record, ...asked };
 }

@@ -59,7 +59,7 @@ export class PrimaryLink implements Filler, EventBus {
       case 'event': {
         const event = decodeEvent(message.event);
         if (event.type === 'stored' && event.record) {
-          for (const a of this.asked.values()) if (a.key === event.key) a.stored = event.record;
+          for (const a of this.asked.values()) if (a.key === event.key || a.key === event.asked) a.stored = event.record;
         }
         for (const l of this.listeners) l(event);
         return;
@@ -68,7 +68,9 @@ export class PrimaryLink implements Filler, EventBus {
         const asked = this.take(message.id);
         if (!asked) return;
         const record = message.record ? decodeRecord(message.record) : asked.stored;
-        if (!record || record.key !== asked.key) {
+        // A record under another representation is the upstream's answer for the same path and query (stored as answered).
+        const t = asked.target;
+        if (!record || (record.key !== asked.key && (record.route !== t.route.name || record.path !== t.path || record.query !== t.query))) {
           asked.reject(new ProxyError('UPSTREAM_BAD_RESPONSE', `route ${asked.target.route.name}: the primary answered without the response`));
           return;
         }

@@ -7,6 +7,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { startApp, type App } from '../app.js';
+import { keyOf } from '../cache/scrape-cache.js';
 import { encodeRecord } from '../cache/stored-record.js';
 import type { Config } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
@@ -145,7 +146,9 @@ function fillForWorker(app: App, config: Config, worker: Worker, { id, target }:
     (result) => {
       // A record stored by its own fill reached every worker in its `stored` event just now;
       // not so with Redis, where that event waits for the shared write and lease (see ScrapeCache.store).
-      const sent = result.stored && result.via !== 'held' && !config.cache.redis;
+      // A fill is stored under what the upstream answered, which may be another key than
+      // the one asked for (SPEC 3.2): the asker matches `stored` events by key, so send it.
+      const sent = result.stored && result.via !== 'held' && !config.cache.redis && result.entry.key === keyOf({ ...target, accept: target.accept, route });
       reply({
         t: 'filled',
         id,

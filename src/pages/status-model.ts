@@ -15,6 +15,8 @@ export interface EntryRow {
   path: string;
   query: string;
   representation: string;
+  /** For an upstream protobuf answer: the answers rendered from it, as kind;version;escaping. */
+  renderings?: string[];
   bytes: number;
   age_seconds: number;
   ttl_seconds: number;

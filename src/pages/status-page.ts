@@ -254,7 +254,7 @@ function entryRow(e: EntryRow, view: PageView): Html {
   const k = `entry/${entryKey(e)}`;
   const label = `entry ${e.path}${e.query === '' ? '' : `?${readableQuery(e.query)}`} (all representations)`;
   return html`<tr data-row="${entryKey(e)}">
-<td>${e.route}</td><td class="path"><code>${e.path}</code></td><td class="query"><code>${e.query === '' ? html`<span class="muted">none</span>` : readableQuery(e.query)}</code></td><td>${e.representation}</td>
+<td>${e.route}</td><td class="path"><code>${e.path}</code></td><td class="query"><code>${e.query === '' ? html`<span class="muted">none</span>` : readableQuery(e.query)}</code></td><td>${e.representation}${e.renderings === undefined ? '' : html`<br><span class="muted">${e.renderings.length === 0 ? 'no renderings yet' : `renders ${e.renderings.join(', ')}`}</span>`}</td>
 <td class="num">${live(`${k}/bytes`, formatBytes(e.bytes))}</td>
 <td class="num">${live(`${k}/age`, formatAge(e.age_seconds))}</td>
 <td class="num"${e.lifetime_seconds !== undefined ? html` title="${`stored with ttl ${formatAge(e.lifetime_seconds)}${e.override ? ` (override ${readableQuery(e.override)})` : ''}`}"` : ''}>${live(`${k}/ttl`, e.fresh ? formatAge(e.ttl_seconds) : `stale ${formatAge(-e.ttl_seconds)}`, e.fresh ? 'good' : 'warn')}</td>

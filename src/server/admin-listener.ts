@@ -230,6 +230,8 @@ async function toRows(deps: AdminDeps, entries: readonly StoredResponse[], allHi
       representation: e.representation,
       content_type: e.contentType,
       content_encoding: e.coding,
+      // An upstream protobuf answer: the answers rendered from it so far (SPEC 3.2).
+      ...(e.isSource ? { renderings: e.renderingKeys() } : {}),
       bytes: e.bytes,
       age_seconds: ageSeconds(e, now),
       ttl_seconds: ttlSeconds(e, now),

@@ -32,7 +32,7 @@ export function writeHit(res: ServerResponse, status: number, variant: Variant, 
   let prepared = variant.hit;
   if (prepared === undefined || prepared.age !== age || prepared.ttl !== ttl) {
     const headers = variant.head.slice();
-    headers.push('Age', String(age), 'Cache-Status', `scrapecache; hit; ttl=${ttl}`);
+    headers.push('Age', String(age), 'Cache-Status', `scrapecache; hit; ttl=${ttl}${variant.detail ?? ''}`);
     prepared = variant.hit = { age, ttl, head: headers };
   }
   res.writeHead(status, prepared.head);

@@ -6,21 +6,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
-import {
-  AcceptBudget,
-  acceptsCoding,
-  chooseCoding,
-  classifyAccept,
-  exactRepresentation,
-  MAX_EXACT_ACCEPTS_PER_KEY,
-  type Representation,
-} from '../cache/representation.js';
-import { admitsFormat, formatAccept } from '../cache/pinned-format.js';
+import type { Answer } from '../cache/negotiate.js';
+import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
+import { renderingKey, type StoredResponse, type Variant } from '../cache/stored-response.js';
+import { answerCandidates, learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
 import { longestLifetimeMs } from '../cache/route-windows.js';
-import type { StoredResponse } from '../cache/stored-response.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
+import { ExpfmtError } from '../expfmt/index.js';
 import type { Metrics } from '../metrics.js';
 import { serveLandingPage, type AdminWhere } from '../pages/landing-page.js';
 import type { PassThrough } from '../upstream/pass-through.js';
@@ -28,7 +22,18 @@ import { writeHit, writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
-const METRICS_FORMATS: readonly Representation[] = ['openmetrics', 'text', 'protobuf'];
+/** Whether a plan is answered by this entry. */
+function servedBy(plan: Plan, entry: StoredResponse): boolean {
+  return plan.via === 'source' ? entry.isSource : plan.via === 'answer' && entry.representation === plan.representation;
+}
+
+/** Rendering keys of source plans, made once per plan object (plans are memoised per Accept). */
+const renderingKeys = new WeakMap<Answer, string>();
+function keyOfRendering(wire: Answer): string {
+  let key = renderingKeys.get(wire);
+  if (key === undefined) renderingKeys.set(wire, (key = renderingKey(wire)));
+  return key;
+}
 const VARY = { Vary: 'Accept' };
 /** Every answer has a Cache-Status (issue 17 #11): a 406 is the cache's own, nothing forwarded. */
 const NOT_ACCEPTABLE = { 'Cache-Status': 'scrapecache; detail=not-acceptable' };
@@ -147,7 +152,11 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
   }
 
-  async function serve(req: IncomingMessage, res: ServerResponse, lookup: Lookup, route: Route): Promise<void> {
+  /**
+   * Writes an entry, or (wire given) its rendering of that answer, in a coding the client takes.
+   * A rendering is made once per entry, by the first client that needs it.
+   */
+  async function serve(req: IncomingMessage, res: ServerResponse, lookup: Lookup, route: Route, wire?: Answer): Promise<void> {
     const entry = lookup.entry;
     const coding = chooseCoding(req.headers['accept-encoding'], entry.coding);
     metrics.route(route.name)[lookup.cache]++;
@@ -159,17 +168,16 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       writeText(res, 406, `route ${route.name}: the client accepts neither gzip nor identity`, NOT_ACCEPTABLE);
       return;
     }
-    let variant = entry.variant(coding);
+    const rendering = wire !== undefined && !entry.isItself(wire) ? wire : undefined;
+    let variant: Variant | undefined = rendering ? entry.rendered(keyOfRendering(rendering), coding) : entry.variant(coding);
     if (variant === undefined) {
       try {
-        variant = await entry.convert(coding, route.maxBodyBytes);
+        variant = rendering ? await entry.render(rendering, coding, route.maxBodyBytes) : await entry.convert(coding, route.maxBodyBytes);
       } catch (err) {
-        cache.discard(entry);
-        const tooLarge = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
-        const message = tooLarge
-          ? `route ${route.name}: upstream gzip body decodes to more than max_body_bytes (${route.maxBodyBytes})`
-          : `route ${route.name}: upstream sent a corrupt gzip body`;
-        log.warn({ route: route.name, path: entry.path, err: (err as Error).message }, message);
+        const message = unservable(route, err);
+        // A body that cannot be decoded serves nobody; one that cannot be written in one format may serve others.
+        if (!rendering || !(err instanceof ExpfmtError)) cache.discard(entry);
+        log.warn({ route: route.name, path: entry.path, rendering: rendering && keyOfRendering(rendering), err: (err as Error).message }, message);
         writeText(res, 502, message);
         return;
       }
@@ -177,7 +185,14 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
     const now = Date.now();
     if (lookup.cache === 'hit') writeHit(res, entry.status, variant, ageSeconds(entry, now), ttlSeconds(entry, now), req.method === 'HEAD');
-    else writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now), req.method === 'HEAD');
+    else writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now) + (variant.detail ?? ''), req.method === 'HEAD');
+  }
+
+  function unservable(route: Route, err: unknown): string {
+    if (err instanceof ExpfmtError) return `route ${route.name}: the upstream's protobuf answer cannot be rendered for this client: ${err.message}`;
+    return (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
+      ? `route ${route.name}: upstream gzip body decodes to more than max_body_bytes (${route.maxBodyBytes})`
+      : `route ${route.name}: upstream sent a corrupt gzip body`;
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, route: Route, err: unknown): void {
@@ -224,28 +239,49 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
   }
 
   /**
-   * Past the cap of exact-Accept entries for a key: a metrics-format entry held for the key if
-   * this Accept admits it, else 406. Never a new fetch.
+   * Past the cap of exact-Accept entries for a key: 406, never a new fetch. (Exact entries are
+   * only for the protobuf text encodings, which no scraper asks for.)
    */
-  async function beyondAcceptCap(req: IncomingMessage, res: ServerResponse, target: ScrapeTarget): Promise<void> {
-    const { route } = target;
-    for (const representation of METRICS_FORMATS) {
-      const entry = cache.peek({ ...target, representation });
-      if (entry && entry.status === 200 && entry.admits(target.accept)) {
-        metrics.acceptOverCap.labels(route.name, 'shared').inc();
-        entry.hits++;
-        await serve(req, res, { cache: 'hit', entry, stored: true }, route);
-        return;
-      }
-    }
-    metrics.acceptOverCap.labels(route.name, 'not_acceptable').inc();
+  function beyondAcceptCap(req: IncomingMessage, res: ServerResponse, target: ScrapeTarget): void {
+    metrics.acceptOverCap.labels(target.route.name, 'not_acceptable').inc();
     writeText(
       res,
       406,
-      `route ${route.name}: too many distinct Accept headers for this target (at most ${MAX_EXACT_ACCEPTS_PER_KEY} get an entry of their own), and this one admits no format held`,
+      `route ${target.route.name}: too many distinct Accept headers for this target (at most ${MAX_EXACT_ACCEPTS_PER_KEY} get an entry of their own)`,
       NOT_ACCEPTABLE,
       req.method === 'HEAD',
     );
+  }
+
+  const profiles = new UpstreamProfiles();
+  /** A new profile learns first from the entries held for its route and path (a warm restart). */
+  function seedProfile(fresh: UpstreamProfile, route: Route, path: string): void {
+    // A few are enough (a probe route may hold thousands of targets, all the same exporter).
+    for (const held of cache.entriesAt(route.name, path).slice(0, 16)) {
+      if (held.status === 200) learn(fresh, held.accept, held.representation, held.contentType, held.fetchedAt, route.format);
+    }
+  }
+  cache.onAnswer((target, entry) => {
+    const profile = profiles.get(target.route, target.path, Date.now());
+    learn(profile, entry.accept, target.representation, entry.contentType, Date.now(), target.route.format);
+  });
+
+  function targetOf(plan: Exclude<Plan, { via: 'refuse' }>, route: Route, path: string, query: string, accept: string | undefined): ScrapeTarget {
+    switch (plan.via) {
+      case 'source':
+        return { route, path, query, representation: SOURCE, accept: plan.fillAccept };
+      case 'answer':
+        return { route, path, query, representation: plan.representation, accept: plan.fillAccept };
+      case 'exact':
+        return { route, path, query, representation: exactRepresentation(accept), accept };
+    }
+  }
+
+  async function lookupTarget(req: IncomingMessage, res: ServerResponse, target: ScrapeTarget): Promise<Lookup> {
+    const found = cache.lookup(target);
+    if (!(found instanceof Promise)) return found;
+    track(res);
+    return waitForFill(req, found, target);
   }
 
   /** Only responses that wait are tracked: a hit never pays for it. */
@@ -308,42 +344,51 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     const accept = req.headers.accept;
-    const format = route.format;
-    if (format !== undefined && !admitsFormat(accept, format)) {
-      writeText(res, 406, `route ${route.name} serves ${format} only (format: ${format}), which this client's Accept does not admit`, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
+    const profile = profiles.get(route, path, Date.now(), seedProfile);
+    let plan = planFor(accept, profile, route.format);
+    if (plan.via === 'refuse') {
+      writeText(res, 406, `route ${route.name} ${plan.reason}`, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
       return;
     }
-    const target: ScrapeTarget =
-      format === undefined
-        ? { route, path, query, representation: classifyAccept(accept), accept }
-        : { route, path, query, representation: format, accept: formatAccept(format) };
-    if (target.representation.startsWith('accept:') && !admitExact(target)) return beyondAcceptCap(req, res, target);
-    try {
-      let found = cache.lookup(target);
-      if (found instanceof Promise) {
-        track(res);
-        found = await waitForFill(req, found, target);
+    let target = targetOf(plan, route, path, query, accept);
+    if (plan.via === 'exact' && !admitExact(target)) return beyondAcceptCap(req, res, target);
+    if (plan.via === 'source' && profile.protobuf === 0) {
+      // Not known here yet whether the upstream speaks protobuf (a new process, another
+      // replica): what another one stored as the upstream's answer to such a client serves it.
+      const held = await cache.heldAnswer(target, answerCandidates(accept));
+      if (held) {
+        learn(profile, held.accept, held.representation, held.contentType, Date.now(), route.format);
+        plan = { via: 'answer', representation: held.representation, fillAccept: accept };
+        target = targetOf(plan, route, path, query, accept);
       }
-      // A shared entry whose type this client's Accept does not admit (e.g. OpenMetrics for
-      // `Accept: text/plain`): fetch for this exact Accept instead; on a pinned route, whose
-      // fills never used the client's Accept, refuse. (Not for error answers passed through:
-      // those are the upstream's answer to this request too.)
-      if (
-        found.entry.status === 200 &&
-        (format !== undefined || (found.cache !== 'miss' && !target.representation.startsWith('accept:'))) &&
-        !found.entry.admits(accept)
-      ) {
-        if (format !== undefined) {
-          const message = `route ${route.name}: the upstream answered ${found.entry.contentType} for format: ${format}, which this client's Accept does not admit`;
-          writeText(res, 406, message, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
+    }
+    try {
+      let found = await lookupTarget(req, res, target);
+      let entry = found.entry;
+      const unplanned = plan.via === 'source' ? !entry.isSource : plan.via === 'answer' && entry.representation !== plan.representation;
+      if (entry.status === 200 && plan.via !== 'exact' && (found.cache !== 'hit' || unplanned)) {
+        // A hit on another representation: what another process learned (see ScrapeCache.answeredFor).
+        if (found.cache === 'hit') learn(profile, entry.accept, entry.representation, entry.contentType, Date.now(), route.format);
+        // The fill taught the profile (see onAnswer above). Where the upstream answered otherwise
+        // than planned (no protobuf, no OpenMetrics, another version), the corrected plan's
+        // entry answers this client: this one when it is that entry, or when this client's own
+        // Accept was what the upstream answered (first fills); else another fill.
+        const replanned = planFor(accept, profile, route.format);
+        if (replanned.via === 'refuse') {
+          writeText(res, 406, `route ${route.name} ${replanned.reason}`, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
           return;
         }
-        const exactTarget = { ...target, representation: exactRepresentation(accept) };
-        if (!admitExact(exactTarget)) return await beyondAcceptCap(req, res, exactTarget);
-        const exact = cache.lookup(exactTarget);
-        found = exact instanceof Promise ? await waitForFill(req, exact, exactTarget) : exact;
+        const ownAnswer = route.format === undefined && !entry.isSource && (entry.accept === accept || entry.accept === probeAccept(accept));
+        if (servedBy(replanned, entry)) plan = replanned;
+        else if (!ownAnswer) {
+          plan = replanned;
+          target = targetOf(plan, route, path, query, accept);
+          if (plan.via === 'exact' && !admitExact(target)) return beyondAcceptCap(req, res, target);
+          found = await lookupTarget(req, res, target);
+          entry = found.entry;
+        }
       }
-      await serve(req, res, found, route);
+      await serve(req, res, found, route, plan.via === 'source' && entry.isSource ? plan.wire : undefined);
     } catch (err) {
       fail(req, res, route, err);
     }

@@ -28,7 +28,7 @@ export class UpstreamFiller implements Filler {
     const { route } = target;
     const url = upstreamTarget(route, target.path, target.query);
     const started = performance.now();
-    const logFields = { route: route.name, path: target.path, query: target.query, representation: target.representation };
+    const logFields = { route: route.name, path: target.path, query: target.query, representation: target.representation, accept: target.accept };
     let res: UpstreamResponse;
     try {
       res = await fetchUpstream(route, this.dispatchers.for(route), url, target.accept);

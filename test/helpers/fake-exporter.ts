@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { MetricFamilyType } from '../../src/expfmt/metrics-proto.js';
 
 export type Fault =
   | 'none'
@@ -31,8 +32,14 @@ export interface FakeExporter {
   version: number;
   /** Extra body bytes (to exceed size limits). */
   padding: number;
-  /** Whether protobuf is offered to an Accept that asks for it (exporters without it answer text). */
+  /**
+   * Whether protobuf is offered to an Accept that asks for it. Off by default: the fake then
+   * stands for an exporter without protobuf (OpenMetrics to an Accept that names it, else text),
+   * whose answers the proxy keeps one entry each.
+   */
   protobuf: boolean;
+  /** Whether OpenMetrics is offered to an Accept that names it (on by default). */
+  openmetrics: boolean;
   /**
    * Holds every answer from now on until the returned function is called, as an exporter that
    * takes minutes would: tests then see what happens while the upstream is blocked.
@@ -47,20 +54,37 @@ export const PROTOBUF_TYPE = 'application/vnd.google.protobuf; proto=io.promethe
 
 type Format = 'openmetrics' | 'text' | 'protobuf';
 
-/** promhttp's choice, simplified: protobuf or OpenMetrics when Accept names it, else text. */
-function negotiate(accept: string | undefined, protobuf: boolean): Format {
+/**
+ * An exporter's choice as non-Go client libraries make it (prometheus_client for Python looks
+ * for the substring): protobuf or OpenMetrics when Accept names it anywhere, else text. Its
+ * Content-Type has no escaping term: it ignores `escaping=`.
+ */
+function negotiate(accept: string | undefined, protobuf: boolean, openmetrics: boolean): Format {
   if (protobuf && accept?.includes('application/vnd.google.protobuf')) return 'protobuf';
-  return accept?.includes('application/openmetrics-text') ? 'openmetrics' : 'text';
+  return openmetrics && accept?.includes('application/openmetrics-text') ? 'openmetrics' : 'text';
 }
 
 const CONTENT_TYPES: Record<Format, string> = { openmetrics: OPENMETRICS_TYPE, text: TEXT_TYPE, protobuf: PROTOBUF_TYPE };
 
 /**
- * A stand-in for a delimited protobuf body: bytes that are not UTF-8 (so any text handling
- * would damage them), then the version, so each answer differs.
+ * The delimited MetricFamily stream of the same families metricsBody writes (a gauge with HELP,
+ * an untyped family without), as client_golang would encode them: each answer differs by version.
  */
 export function protobufBody(version: number, path: string): Buffer {
-  return Buffer.concat([Buffer.from([0x00, 0xff, 0xfe, 0x80, 0xc3, 0x28]), Buffer.from(`fake_version{path="${path}"} ${version}\n`)]);
+  const families = [
+    {
+      name: 'fake_version',
+      help: 'Which answer of the fake exporter this is.',
+      type: 1,
+      metric: [{ label: [{ name: 'path', value: path }], gauge: { value: version } }],
+    },
+    {
+      name: 'fake_series',
+      type: 3,
+      metric: Array.from({ length: 50 }, (_, i) => ({ label: [{ name: 'i', value: String(i) }], untyped: { value: i * version } })),
+    },
+  ];
+  return Buffer.concat(families.map((f) => MetricFamilyType.encodeDelimited(MetricFamilyType.fromObject(f)).finish()));
 }
 
 export function metricsBody(format: 'openmetrics' | 'text', version: number, path: string, padding = 0): string {
@@ -79,7 +103,8 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     delayMs: 0,
     version: 0,
     padding: 0,
-    protobuf: true,
+    protobuf: false,
+    openmetrics: true,
     held: undefined as Promise<void> | undefined,
   };
 
@@ -99,7 +124,7 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     }
     const answer = () => {
       state.version++;
-      const format = negotiate(req.headers.accept, state.protobuf);
+      const format = negotiate(req.headers.accept, state.protobuf, state.openmetrics);
       const raw =
         format === 'protobuf' ? protobufBody(state.version, req.url ?? '') : Buffer.from(metricsBody(format, state.version, req.url ?? '', state.padding));
       const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '');
@@ -172,6 +197,12 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     },
     get protobuf() {
       return state.protobuf;
+    },
+    get openmetrics() {
+      return state.openmetrics;
+    },
+    set openmetrics(on: boolean) {
+      state.openmetrics = on;
     },
     set protobuf(on: boolean) {
       state.protobuf = on;

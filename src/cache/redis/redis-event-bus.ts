@@ -21,7 +21,7 @@ import { ackChannel, eventChannel } from './redis-keys.js';
 interface Header {
   from: string;
   /** The event less its record, which follows the header as bytes. */
-  event: Exclude<CacheEvent, { type: 'stored' }> | { type: 'stored'; key: string; fetchedAt?: number; fingerprint?: string };
+  event: Exclude<CacheEvent, { type: 'stored' }> | { type: 'stored'; key: string; fetchedAt?: number; fingerprint?: string; asked?: string };
   withRecord?: boolean;
   /** Set on invalidations: every receiver answers on the sender's ack channel. */
   ack?: string;
@@ -136,5 +136,11 @@ export class RedisEventBus implements EventBus {
 function notice(event: Extract<CacheEvent, { type: 'stored' }>): Header['event'] {
   const fetchedAt = event.record?.fetchedAt ?? event.fetchedAt;
   const fingerprint = event.record?.fingerprint ?? event.fingerprint;
-  return { type: 'stored', key: event.key, ...(fetchedAt !== undefined ? { fetchedAt } : {}), ...(fingerprint !== undefined ? { fingerprint } : {}) };
+  return {
+    type: 'stored',
+    key: event.key,
+    ...(fetchedAt !== undefined ? { fetchedAt } : {}),
+    ...(fingerprint !== undefined ? { fingerprint } : {}),
+    ...(event.asked !== undefined ? { asked: event.asked } : {}),
+  };
 }
