@@ -10,7 +10,6 @@
 import type { Logger } from 'pino';
 import type { Route } from '../config/types.js';
 import { ProxyError, upstreamAddress } from '../errors.js';
-import { upstreamErrorText } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { PROMETHEUS_ACCEPT } from '../upstream/fetch-upstream.js';
 import type { CacheEvent, EventBus, Reach } from './event-bus.js';
@@ -21,7 +20,7 @@ import { cacheKey } from './key.js';
 import { windowsFor } from './route-windows.js';
 import type { RouteUsage } from './entry-index.js';
 import type { MemoryStore } from './memory-store.js';
-import { selects, type EntryIdentity, type EntrySelection, type LevelStatus, type Store } from './store.js';
+import { selects, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
 import type { Representation } from './representation.js';
 import { renderingKey, StoredResponse } from './stored-response.js';

@@ -187,7 +187,7 @@ export const MetricType = {
 
 /** Whether a decoded (or built) message carries field `key`: proto2 presence, as Go's nil check. */
 export function has<T extends object>(m: T | undefined, key: keyof T): boolean {
-  return m != null && Object.prototype.hasOwnProperty.call(m, key) && (m as Record<PropertyKey, unknown>)[key as PropertyKey] != null;
+  return m != null && Object.hasOwn(m, key) && (m as Record<PropertyKey, unknown>)[key as PropertyKey] != null;
 }
 
 /** An int64/uint64 field as a bigint (exact, unlike Long#toNumber). */

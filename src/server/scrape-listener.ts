@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { Answer } from '../cache/negotiate.js';
-import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
+import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY } from '../cache/representation.js';
 import { renderingKey, type StoredResponse, type Variant } from '../cache/stored-response.js';
 import { answerCandidates, learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
 import { longestLifetimeMs } from '../cache/route-windows.js';
