@@ -193,6 +193,25 @@ export const UNSTORED_HEADERS: ReadonlySet<string> = new Set([
   'set-cookie',
 ]);
 
+/** Upstream headers worth storing, as a flat [name, value, ...] list (what a filler puts in a record). */
+export function storableHeaders(raw: Record<string, string | string[] | undefined>, keepEncoding = false): string[] {
+  const connectionListed = new Set(
+    String(raw['connection'] ?? '')
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(raw)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || connectionListed.has(lower)) continue;
+    if (UNSTORED_HEADERS.has(lower) && !(keepEncoding && lower === 'content-encoding')) continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, value);
+  }
+  return out;
+}
+
 /** RFC 9110 5.1 token: a header name. */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** RFC 9110 5.5 field value as node writes it: no CR, LF or NUL (node refuses those with a throw). */

@@ -9,7 +9,7 @@ import { decodeFamilies, renderFamilies, type WireFormat } from '../expfmt/index
 import { softTimes } from './freshness.js';
 import { answerContentType, parseWireContentType, type Answer, type WireAnswer } from './negotiate.js';
 import { admits, type Coding, type Representation } from './representation.js';
-import { RECORD_VERSION, UNSTORED_HEADERS, type StoredRecord } from './stored-record.js';
+import { RECORD_VERSION, type StoredRecord } from './stored-record.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -27,27 +27,6 @@ function intern(text: string): string {
   return text;
 }
 const gzipAsync = promisify(gzip);
-
-const DROPPED = UNSTORED_HEADERS;
-
-/** Upstream headers worth storing, as a flat [name, value, ...] list. */
-export function storableHeaders(raw: Record<string, string | string[] | undefined>, keepEncoding = false): string[] {
-  const connectionListed = new Set(
-    String(raw['connection'] ?? '')
-      .split(',')
-      .map((s) => s.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  const out: string[] = [];
-  for (const [name, value] of Object.entries(raw)) {
-    const lower = name.toLowerCase();
-    if (value === undefined || connectionListed.has(lower)) continue;
-    if (DROPPED.has(lower) && !(keepEncoding && lower === 'content-encoding')) continue;
-    if (Array.isArray(value)) for (const v of value) out.push(name, v);
-    else out.push(name, value);
-  }
-  return out;
-}
 
 /** The bytes and header list to write for one coding. */
 export interface Variant {

@@ -5,8 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Filler, FillOutcome, ScrapeTarget } from '../cache/filler.js';
-import { storableHeaders } from '../cache/stored-response.js';
-import { RECORD_VERSION, recordTimes } from '../cache/stored-record.js';
+import { RECORD_VERSION, recordTimes, storableHeaders } from '../cache/stored-record.js';
 import { windowsFor } from '../cache/route-windows.js';
 import type { Route } from '../config/types.js';
 import { upstreamAddress, type ProxyError } from '../errors.js';
