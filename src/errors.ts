@@ -12,7 +12,13 @@ export type ProxyErrorCode =
   | 'UPSTREAM_TLS'
   | 'SCRAPE_DEADLINE'
   | 'NOT_ACCEPTABLE'
-  | 'SHUTTING_DOWN';
+  | 'SHUTTING_DOWN'
+  // A request the proxy refuses (the admin listener's so far).
+  | 'BAD_REQUEST'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
+  | 'REQUEST_TOO_LARGE';
 
 const STATUS: Record<ProxyErrorCode, number> = {
   UPSTREAM_UNREACHABLE: 502,
@@ -24,6 +30,11 @@ const STATUS: Record<ProxyErrorCode, number> = {
   SCRAPE_DEADLINE: 504,
   NOT_ACCEPTABLE: 406,
   SHUTTING_DOWN: 503,
+  BAD_REQUEST: 400,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  REQUEST_TOO_LARGE: 413,
 };
 
 /** Error kinds as metric label values (SPEC 5: code = HTTP status or error kind). */
@@ -37,19 +48,35 @@ const KIND: Record<ProxyErrorCode, string> = {
   SCRAPE_DEADLINE: 'deadline',
   NOT_ACCEPTABLE: 'not_acceptable',
   SHUTTING_DOWN: 'shutting_down',
+  BAD_REQUEST: 'bad_request',
+  FORBIDDEN: 'forbidden',
+  NOT_FOUND: 'not_found',
+  METHOD_NOT_ALLOWED: 'method_not_allowed',
+  REQUEST_TOO_LARGE: 'request_too_large',
 };
+
+/** The codes of a request the proxy refuses: the client's doing, answered as they are. */
+const REFUSALS: ReadonlySet<ProxyErrorCode> = new Set(['BAD_REQUEST', 'FORBIDDEN', 'NOT_FOUND', 'METHOD_NOT_ALLOWED', 'REQUEST_TOO_LARGE']);
 
 export class ProxyError extends Error {
   readonly code: ProxyErrorCode;
   readonly status: number;
   readonly kind: string;
+  /** Headers the answer carries besides the body's (Allow with a 405). */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown; headers?: Record<string, string> }) {
     super(message, options);
     this.name = 'ProxyError';
     this.code = code;
     this.status = STATUS[code];
     this.kind = KIND[code];
+    this.headers = options?.headers ?? {};
+  }
+
+  /** A refused request (4xx of the client's making), as opposed to a failure of the proxy or its upstream. */
+  get isRefusal(): boolean {
+    return REFUSALS.has(this.code);
   }
 }
 

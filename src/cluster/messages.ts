@@ -24,6 +24,11 @@ const ERROR_CODES = [
   'SCRAPE_DEADLINE',
   'NOT_ACCEPTABLE',
   'SHUTTING_DOWN',
+  'BAD_REQUEST',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'METHOD_NOT_ALLOWED',
+  'REQUEST_TOO_LARGE',
 ] as const satisfies readonly ProxyErrorCode[];
 
 /** A fill's target as it crosses: the route by name, the primary looks up its own. */

@@ -3,6 +3,7 @@
  * upstream: the listeners answer with it, and so does the pass-through when its upstream fails.
  */
 import type { ServerResponse } from 'node:http';
+import type { ProxyError } from '../errors.js';
 
 const TEXT = 'text/plain; charset=utf-8';
 
@@ -26,4 +27,14 @@ export function writeText(
     ...extra,
   });
   res.end(head ? undefined : body);
+}
+
+/**
+ * The one writer of a ProxyError's answer: its status, its message as the body, its headers,
+ * and on the scrape path a Cache-Status that says how the request went (`fwd`) and why it
+ * failed (`detail`, the error's kind; RFC 9211).
+ */
+export function writeError(res: ServerResponse, err: ProxyError, options: { fwd?: 'miss' | 'bypass'; head?: boolean } = {}): void {
+  const cacheStatus: Record<string, string> = options.fwd ? { 'Cache-Status': `scrapecache; fwd=${options.fwd}; detail=${err.kind}` } : {};
+  writeText(res, err.status, err.message, { ...err.headers, ...cacheStatus }, options.head ?? false);
 }

@@ -8,6 +8,7 @@ import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { ScrapeCache } from '../cache/scrape-cache.js';
 import type { EntrySelection } from '../cache/store.js';
+import { ProxyError } from '../errors.js';
 import { hostHeaderName, isLoopback, isWildcardHost, unbracketHost } from '../net/host-port.js';
 import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
@@ -18,7 +19,7 @@ import { describeOverride, overrideIndex } from '../cache/route-windows.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import { decodeCursor, encodeCursor, keyOrderPage, viewPage } from './entry-listing.js';
 import { isCrossSite } from './csrf.js';
-import { writeText } from './respond.js';
+import { writeError, writeText } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const MAX_BODY = 64 * 1024;
@@ -54,15 +55,6 @@ export interface AdminDeps {
   /** The config file and the error of the last reload, while it failed (for the status page). */
   configFile?: () => string;
   reloadError?: () => string | undefined;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 function digest(text: string): Buffer {
@@ -106,7 +98,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, `request body over ${MAX_BODY} bytes`);
+    if (size > MAX_BODY) throw new ProxyError('REQUEST_TOO_LARGE', `request body over ${MAX_BODY} bytes`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -152,23 +144,23 @@ function readSelection(input: PostInput, params: URLSearchParams): Selection {
     try {
       parsed = JSON.parse(body);
     } catch {
-      throw new HttpError(400, 'body must be a JSON object such as {"route": "node"}');
+      throw new ProxyError('BAD_REQUEST', 'body must be a JSON object such as {"route": "node"}');
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      throw new HttpError(400, 'body must be a JSON object such as {"route": "node"}');
+      throw new ProxyError('BAD_REQUEST', 'body must be a JSON object such as {"route": "node"}');
     }
     Object.assign(fields, parsed);
   }
   for (const key of Object.keys(fields)) {
-    if (!SELECTION_KEYS.has(key)) throw new HttpError(400, `unknown field "${key}" (expected route, path, query, refresh, soft)`);
+    if (!SELECTION_KEYS.has(key)) throw new ProxyError('BAD_REQUEST', `unknown field "${key}" (expected route, path, query, refresh, soft)`);
   }
   for (const key of ['route', 'path', 'query'] as const) {
-    if (fields[key] !== undefined && typeof fields[key] !== 'string') throw new HttpError(400, `${key} must be a string`);
+    if (fields[key] !== undefined && typeof fields[key] !== 'string') throw new ProxyError('BAD_REQUEST', `${key} must be a string`);
   }
   for (const flag of FLAGS) {
-    if (fields[flag] !== undefined && typeof fields[flag] !== 'boolean') throw new HttpError(400, `${flag} must be true or false`);
+    if (fields[flag] !== undefined && typeof fields[flag] !== 'boolean') throw new ProxyError('BAD_REQUEST', `${flag} must be true or false`);
   }
-  if (fields['query'] !== undefined && fields['path'] === undefined) throw new HttpError(400, 'query needs a path');
+  if (fields['query'] !== undefined && fields['path'] === undefined) throw new ProxyError('BAD_REQUEST', 'query needs a path');
   const selection: Selection = { refresh: fields['refresh'] === true, soft: fields['soft'] === true };
   if (fields['route'] !== undefined) selection.route = fields['route'] as string;
   if (fields['path'] !== undefined) selection.path = fields['path'] as string;
@@ -178,20 +170,20 @@ function readSelection(input: PostInput, params: URLSearchParams): Selection {
 
 /**
  * The entries a selection names, as data (resolved route name, canonical query) that can cross
- * a process or a network; throws HttpError 404 for an unknown route or path.
+ * a process or a network; throws a NOT_FOUND ProxyError for an unknown route or path.
  */
 export function selector(selection: Selection, table: RouteTable): EntrySelection {
   const routeName = selection.route;
-  if (routeName !== undefined && !table.byName.has(routeName)) throw new HttpError(404, `unknown route "${routeName}"`);
+  if (routeName !== undefined && !table.byName.has(routeName)) throw new ProxyError('NOT_FOUND', `unknown route "${routeName}"`);
   if (selection.path === undefined) return routeName === undefined ? {} : { route: routeName };
   const path = selection.path;
   const route = table.match(path);
-  if (!route || (routeName !== undefined && route.name !== routeName)) throw new HttpError(404, `no route serves path "${path}"`);
+  if (!route || (routeName !== undefined && route.name !== routeName)) throw new ProxyError('NOT_FOUND', `no route serves path "${path}"`);
   if (selection.query === undefined) return { route: route.name, path };
   try {
     return { route: route.name, path, query: canonicalQuery(selection.query).query };
   } catch (err) {
-    throw err instanceof QueryError ? new HttpError(400, err.message) : err;
+    throw err instanceof QueryError ? new ProxyError('BAD_REQUEST', err.message) : err;
   }
 }
 
@@ -249,10 +241,10 @@ async function cachePage(deps: AdminDeps, res: ServerResponse, params: URLSearch
   const { cache } = deps;
   const limitText = params.get('limit');
   const limit = limitText === null ? CACHE_PAGE_DEFAULT : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 1 || limit > CACHE_PAGE_MAX) throw new HttpError(400, `limit must be a whole number from 1 to ${CACHE_PAGE_MAX}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > CACHE_PAGE_MAX) throw new ProxyError('BAD_REQUEST', `limit must be a whole number from 1 to ${CACHE_PAGE_MAX}`);
   const cursor = params.get('cursor');
   const after = cursor === null ? undefined : decodeCursor(cursor);
-  if (cursor !== null && after === undefined) throw new HttpError(400, 'cursor is not one this listing gave (take it from the Link header of the previous page)');
+  if (cursor !== null && after === undefined) throw new ProxyError('BAD_REQUEST', 'cursor is not one this listing gave (take it from the Link header of the previous page)');
   const route = params.get('route') ?? undefined;
   const { entries, next } = keyOrderPage(cache, limit, after, route);
   const headers: Record<string, string | number> = { 'X-Total-Count': cache.countSelected(route === undefined ? {} : { route }) };
@@ -315,7 +307,7 @@ function pageAuth(deps: AdminDeps, req: IncomingMessage, input: PostInput): Page
 
 /** Throws 405 with an Allow list unless the method is one of these. */
 function allowOnly(method: string, url: URL, ...allowed: string[]): void {
-  if (!allowed.includes(method)) throw Object.assign(new HttpError(405, `${url.pathname} answers ${allowed.join(', ')}`), { allow: allowed });
+  if (!allowed.includes(method)) throw new ProxyError('METHOD_NOT_ALLOWED', `${url.pathname} answers ${allowed.join(', ')}`, { headers: { Allow: allowed.join(', ') } });
 }
 
 /** POST /invalidate: drop (or, soft, mark stale and refetch) what the selection names; SPEC 2.2: one that could not reach the fleet says so. */
@@ -370,10 +362,10 @@ async function routeOpen(ctx: AdminContext, req: IncomingMessage, res: ServerRes
       return true;
   }
   if (deps.token() === '' && deps.listenHost && !hostAllowed(req.headers.host, deps.listenHost(), deps.allowedHosts?.() ?? [])) {
-    throw new HttpError(403, `Host ${JSON.stringify(req.headers.host?.slice(0, 100))} is not this listener's address: without admin.token, add the name to admin.allowed_hosts`);
+    throw new ProxyError('FORBIDDEN', `Host ${JSON.stringify(req.headers.host?.slice(0, 100))} is not this listener's address: without admin.token, add the name to admin.allowed_hosts`);
   }
   if (method === 'POST' || method === 'PUT') {
-    if (isCrossSite(req)) throw new HttpError(403, 'cross-site request refused');
+    if (isCrossSite(req)) throw new ProxyError('FORBIDDEN', 'cross-site request refused');
   }
   if (isPageAsset(url.pathname)) {
     allowOnly(method, url, 'GET', 'HEAD');
@@ -410,7 +402,7 @@ async function routeAuthorized(ctx: AdminContext, req: IncomingMessage, res: Ser
       allowOnly(method, url, 'GET');
       return serveMetrics(deps, res);
   }
-  throw new HttpError(404, 'not found (admin calls: /-/healthy, /-/ready, /-/reload, /invalidate, /cache, /metrics; the status page is /)');
+  throw new ProxyError('NOT_FOUND', 'not found (admin calls: /-/healthy, /-/ready, /-/reload, /invalidate, /cache, /metrics; the status page is /)');
 }
 
 async function route(ctx: AdminContext, req: IncomingMessage, res: ServerResponse, url: URL, input: PostInput): Promise<void> {
@@ -426,14 +418,14 @@ async function route(ctx: AdminContext, req: IncomingMessage, res: ServerRespons
   return routeAuthorized(ctx, req, res, url, input);
 }
 
-/** An admin call's failure as its answer: the status page's note, the HttpError's status, or 500. */
+/** An admin call's failure as its answer: the status page's note, the refusal as it is, or 500. */
 function answerError(ctx: AdminContext, res: ServerResponse, input: PostInput, err: unknown): void {
+  const refusal = err instanceof ProxyError && err.isRefusal ? err : undefined;
   // The status page shows the API's refusal (an unknown route's 404, a 400) as its note.
-  if (err instanceof HttpError && input.fromPage && err.status !== 403) {
-    backToPage(ctx.notes, res, false, `Refused (HTTP ${err.status}): ${err.message}`);
-  } else if (err instanceof HttpError) {
-    const allow = (err as HttpError & { allow?: string[] }).allow;
-    writeText(res, err.status, err.message, allow ? { Allow: allow.join(', ') } : {});
+  if (refusal && input.fromPage && refusal.code !== 'FORBIDDEN') {
+    backToPage(ctx.notes, res, false, `Refused (HTTP ${refusal.status}): ${refusal.message}`);
+  } else if (refusal) {
+    writeError(res, refusal);
   } else {
     ctx.deps.log.error({ err }, 'admin call failed');
     writeText(res, 500, 'internal error');

@@ -39,5 +39,5 @@ export function writeHit(res: ServerResponse, status: number, variant: Variant, 
   res.end(head ? undefined : variant.body);
 }
 
-/** A one-line plain-text answer (in src/net/, where the pass-through writes its failures too). */
-export { writeText } from '../net/write-text.js';
+/** A one-line plain-text answer, and a ProxyError's answer (in src/net/, where the pass-through writes its failures too). */
+export { writeError, writeText } from '../net/write-text.js';

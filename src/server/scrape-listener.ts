@@ -18,7 +18,7 @@ import { ExpfmtError } from '../expfmt/index.js';
 import type { Metrics } from '../metrics.js';
 import { serveLandingPage, type AdminWhere } from '../pages/landing-page.js';
 import type { PassThrough } from '../upstream/pass-through.js';
-import { writeHit, writeText, writeVariant } from './respond.js';
+import { writeError, writeHit, writeText, writeVariant } from './respond.js';
 import type { RouteTable } from './route-table.js';
 
 const ALLOW = { Allow: 'GET, HEAD' };
@@ -201,7 +201,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     const e = cause;
     metrics.route(route.name)[err instanceof FillFailed && err.collapsed ? 'collapsed' : 'miss']++;
     if (e.code === 'SCRAPE_DEADLINE') log.info({ route: route.name, url: req.url }, e.message);
-    writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=miss; detail=${e.kind}` }, req.method === 'HEAD');
+    writeError(res, e, { fwd: 'miss', head: req.method === 'HEAD' });
   }
 
   /** Waits for a fill, but answers 504 shortly before the client's own scrape timeout. */

@@ -11,7 +11,7 @@ import type { Route } from '../config/types.js';
 import { classifyUpstreamError, ProxyError, upstreamAddress } from '../errors.js';
 import { unbracketHost } from '../net/host-port.js';
 import { tlsClientOptions } from '../net/tls-client-options.js';
-import { writeText } from '../net/write-text.js';
+import { writeError } from '../net/write-text.js';
 import type { Metrics } from '../metrics.js';
 import { upstreamTarget } from './fetch-upstream.js';
 
@@ -107,7 +107,7 @@ export class PassThrough {
             : classifyUpstreamError(route.name, err, route.timeoutMs, route.upstream);
       finish(e.kind, e.message);
       this.log.warn({ route: route.name, path, upstream: upstreamAddress(route.upstream), code: e.code, error: e.message }, 'pass-through failed');
-      writeText(res, e.status, e.message, { 'Cache-Status': `scrapecache; fwd=bypass; detail=${e.kind}` }, req.method === 'HEAD');
+      writeError(res, e, { fwd: 'bypass', head: req.method === 'HEAD' });
     };
     let timedOut = false;
     let upstreamRequest: { destroy(): void } | undefined;
