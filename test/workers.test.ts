@@ -53,6 +53,8 @@ after(async () => {
 
 /** Scrapes on fresh connections, which the kernel spreads over the workers. */
 const burst = (n: number) => Promise.all(Array.from({ length: n }, () => get(`${scrapeUrl}/node/metrics`, SCRAPE_HEADERS)));
+/** Which answer of the fake exporter a (gzip) body is. */
+const versionOf = (r: { body: Buffer }) => Number(/fake_version\{[^}]*\} (\d+)/.exec(gunzipSync(r.body).toString())?.[1]);
 
 test('many scrapes spread over the workers cause one upstream fetch, then are hits', async () => {
   for (let i = 0; i < 50 && pids.size < 3; i++) await sleep(100);
@@ -126,7 +128,6 @@ test('the status page on the primary shows the scrapes and hits the workers serv
 });
 
 test('a soft invalidation reaches every worker: all serve the old copy while the primary refetches once, then the new copy', async () => {
-  const versionOf = (r: { body: Buffer }) => Number(/fake_version\{[^}]*\} (\d+)/.exec(gunzipSync(r.body).toString())?.[1]);
   const [old] = await burst(1);
   const fetched = exporter.count;
   const release = exporter.hold();
@@ -201,6 +202,46 @@ function liveWorker(): number {
     }
   })!;
 }
+
+test('an invalidation answers once every worker has dropped its copy: a stopped worker holds the answer until it runs again', async () => {
+  await burst(10);
+  const held = exporter.version;
+  const stopped = liveWorker();
+  process.kill(stopped, 'SIGSTOP');
+  let answered = false;
+  try {
+    const answer = post(`${adminUrl}/invalidate`, { route: 'node' }).then((res) => {
+      answered = true;
+      return res;
+    });
+    await sleep(500);
+    assert.equal(answered, false, 'the answer waits for the stopped worker');
+    process.kill(stopped, 'SIGCONT');
+    assert.deepEqual(JSON.parse((await answer).body.toString()), { invalidated: 1 });
+  } finally {
+    process.kill(stopped, 'SIGCONT');
+  }
+  // Right after the answer, whichever worker a scrape reaches: none serves the dropped copy.
+  for (const r of await burst(30)) assert.ok(versionOf(r) > held, String(r.headers['cache-status']));
+});
+
+test('a worker that does not confirm an invalidation in time makes its answer say so, and the status page too', async () => {
+  await burst(5);
+  const stopped = liveWorker();
+  process.kill(stopped, 'SIGSTOP');
+  let answer: { invalidated: number; reached?: string; reason?: string };
+  try {
+    answer = JSON.parse((await post(`${adminUrl}/invalidate`, { route: 'node' })).body.toString()) as typeof answer;
+  } finally {
+    process.kill(stopped, 'SIGCONT');
+  }
+  assert.equal(answer.invalidated, 1);
+  assert.equal(answer.reached, 'unconfirmed');
+  assert.match(answer.reason!, new RegExp(`worker ${stopped} did not confirm within 5 s`));
+  assert.match((await get(`${adminUrl}/`)).body.toString(), /reached this replica, and the others unconfirmed: worker \d+ did not confirm/);
+  // Running again, it applies the invalidation it missed: the next one is confirmed by all.
+  assert.deepEqual(JSON.parse((await post(`${adminUrl}/invalidate`, { route: 'node' })).body.toString()), { invalidated: 0 });
+});
 
 test('after a worker is replaced, a fleet of scrapers with mixed Accept headers costs the group one fetch per key, as one process would', async () => {
   const scrape = (s: (typeof SCRAPERS)[number]) => get(`${scrapeUrl}/fleet/metrics`, headersOf(s));

@@ -592,7 +592,8 @@ export class ScrapeCache {
     return entry;
   }
 
-  private onEvent(event: CacheEvent): void {
+  /** Applies another cache's event; for an invalidation, resolves once it is applied (the last slice dropped). */
+  private onEvent(event: CacheEvent): Promise<unknown> | undefined {
     switch (event.type) {
       case 'stored': {
         // Never a record of a route that fetches differently here (a rolling change of its upstream, headers or identity).
@@ -613,7 +614,7 @@ export class ScrapeCache {
         // Another cache's invalidation (a cluster worker hearing its primary): in slices too, so
         // that 50 000 entries of a route do not hold this process's scrapes.
         if (event.soft) this.markStale(event.selection);
-        else void this.dropInSlices(event.selection);
+        else return this.dropInSlices(event.selection);
         break;
     }
     if (event.type !== 'invalidated') {

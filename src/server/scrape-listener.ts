@@ -9,7 +9,7 @@ import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { Answer } from '../cache/negotiate.js';
 import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY } from '../cache/representation.js';
 import { renderingKey, type StoredResponse, type Variant } from '../cache/stored-response.js';
-import { answerCandidates, learn, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
+import { answerCandidates, planFor, probeAccept, SOURCE, UpstreamProfiles, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
 import { longestLifetimeMs } from '../cache/route-windows.js';
 import { FillFailed, type Lookup, type ScrapeCache, type ScrapeTarget } from '../cache/scrape-cache.js';
 import type { Route } from '../config/types.js';
@@ -81,6 +81,8 @@ export interface ScrapeListenerDeps {
   adminAddress?: () => AdminWhere | undefined;
   /** The proxy's own metrics (the whole group's, with workers) for `GET /metrics`; without, that path is 404. */
   selfMetrics?: () => Promise<SelfMetricsText>;
+  /** What the upstreams speak; with workers, the primary's (cluster/): every worker plans alike. */
+  profiles?: UpstreamProfiles;
 }
 
 /** Time kept back from the client's scrape timeout so that our 504 arrives before it gives up. */
@@ -253,17 +255,18 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     );
   }
 
-  const profiles = new UpstreamProfiles();
+  // In a cluster primary this handler never listens: it learns from the primary's fills (onAnswer).
+  const profiles = deps.profiles ?? new UpstreamProfiles();
   /** A new profile learns first from the entries held for its route and path (a warm restart). */
   function seedProfile(fresh: UpstreamProfile, route: Route, path: string): void {
     // A few are enough (a probe route may hold thousands of targets, all the same exporter).
     for (const held of cache.entriesAt(route.name, path).slice(0, 16)) {
-      if (held.status === 200) learn(fresh, held.accept, held.representation, held.contentType, held.fetchedAt, route.format);
+      if (held.status === 200) profiles.learn(route, path, fresh, held.accept, held.representation, held.contentType, held.fetchedAt);
     }
   }
   cache.onAnswer((target, entry) => {
     const profile = profiles.get(target.route, target.path, Date.now());
-    learn(profile, entry.accept, target.representation, entry.contentType, Date.now(), target.route.format);
+    profiles.learn(target.route, target.path, profile, entry.accept, target.representation, entry.contentType, Date.now());
   });
 
   function targetOf(plan: Exclude<Plan, { via: 'refuse' }>, route: Route, path: string, query: string, accept: string | undefined): ScrapeTarget {
@@ -357,7 +360,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       // replica): what another one stored as the upstream's answer to such a client serves it.
       const held = await cache.heldAnswer(target, answerCandidates(accept));
       if (held) {
-        learn(profile, held.accept, held.representation, held.contentType, Date.now(), route.format);
+        profiles.learn(route, path, profile, held.accept, held.representation, held.contentType, Date.now());
         plan = { via: 'answer', representation: held.representation, fillAccept: accept };
         target = targetOf(plan, route, path, query, accept);
       }
@@ -368,7 +371,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       const unplanned = plan.via === 'source' ? !entry.isSource : plan.via === 'answer' && entry.representation !== plan.representation;
       if (entry.status === 200 && plan.via !== 'exact' && (found.cache !== 'hit' || unplanned)) {
         // A hit on another representation: what another process learned (see ScrapeCache.answeredFor).
-        if (found.cache === 'hit') learn(profile, entry.accept, entry.representation, entry.contentType, Date.now(), route.format);
+        if (found.cache === 'hit') profiles.learn(route, path, profile, entry.accept, entry.representation, entry.contentType, Date.now());
         // The fill taught the profile (see onAnswer above). Where the upstream answered otherwise
         // than planned (no protobuf, no OpenMetrics, another version), the corrected plan's
         // entry answers this client: this one when it is that entry, or when this client's own
