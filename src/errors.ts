@@ -62,6 +62,9 @@ export class ProxyError extends Error {
   }
 }
 
+/** A bug of ours, logged where it is caught: the client learns no more than this. */
+export const INTERNAL_ERROR = new ProxyError('INTERNAL', 'internal error');
+
 /** `host:port` of an upstream URL, the port written out even where it is the scheme's default. */
 export function upstreamAddress(url: URL): string {
   return `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`;
