@@ -43,6 +43,7 @@ class ScrapeListener {
   private readonly writer: EntryWriter;
 
   constructor(private readonly deps: ScrapeListenerDeps) {
+    // The time Age, ttl and what the profiles learn read: one place to pass a clock in.
     const now = Date.now;
     this.plans = new ScrapePlans(deps.cache, now);
     this.lookups = new CacheLookup(deps.cache, deps.waiting);
