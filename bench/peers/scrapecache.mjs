@@ -26,6 +26,9 @@ export function scrapecacheAvailable() {
   return { cli: CLI, version: `${name}${commit ? `, commit ${commit}` : ''}` };
 }
 
+/** The node flags the scrapecache command, `npm start` and the image use (test/node-flags.test.ts). */
+export const NODE_FLAGS = ['--max-semi-space-size=4'];
+
 function yamlString(value) {
   return JSON.stringify(String(value));
 }
@@ -70,7 +73,7 @@ export function renderProxyConfig({ port, adminPort, routes, workers, maxBytes =
  * primary's "scrapecache listening" line, printed once every worker is up, can be waited for: the
  * scrape port answers as soon as the first worker listens.
  */
-export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, workers, cpus, cpuProfDir, maxBytes, diskPath, redisUrl, webConfig, headers = {}, name = redisUrl ? 'scrapecache+redis' : 'scrapecache' }) {
+export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, workers, cpus, cpuProfDir, maxBytes, diskPath, redisUrl, webConfig, headers = {}, nodeFlags = NODE_FLAGS, name = redisUrl ? 'scrapecache+redis' : 'scrapecache' }) {
   const found = scrapecacheAvailable();
   if (!found) return null;
   const dir = join(tmpDir, label);
@@ -79,8 +82,7 @@ export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, 
   const configFile = join(dir, 'proxy.yaml');
   const clustered = workers !== undefined && workers > 1;
   await writeFile(configFile, renderProxyConfig({ port, adminPort, routes, workers, maxBytes, diskPath, redisUrl, logLevel: clustered ? 'info' : 'warn' }));
-  // The node flags the scrapecache command, `npm start` and the image use (test/node-flags.test.ts).
-  const nodeArgs = ['--max-semi-space-size=4', ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [])];
+  const nodeArgs = [...nodeFlags, ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [])];
   // `webConfig`: the text of a --web.config.file (its relative paths are read from `dir`).
   const webArgs = [];
   if (webConfig !== undefined) {
@@ -116,7 +118,7 @@ export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, 
     configFile,
     handle,
     servingProcesses: workers ?? 1,
-    command: `node ${nodeArgs.filter((a) => !a.startsWith('--cpu-prof')).map((a) => `${a} `).join('')}dist/src/cli.js --config.file <generated proxy.yaml>`,
+    command: `node ${nodeFlags.map((a) => `${a} `).join('')}dist/src/cli.js --config.file <generated proxy.yaml>${webConfig === undefined ? '' : ' --web.config.file <generated web.yml>'}`,
     stop: () => stopChild(handle, 8000),
   };
 }
