@@ -27,7 +27,8 @@ export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run
   --no-pin              do not pin servers to CPU 1 and the load generator to CPU 0 (a pass
                         with more than one worker is never pinned)
   --cpu-prof            run scrapecache under --cpu-prof; writes bench/out/profiles/ and adds the
-                        top self-time functions to the results
+                        top self-time functions to the results; the security section profiles
+                        both TLS servers (bench/out/profiles/<setting>-<server>/)
   --out FILE            results file [BENCH_OUT, default bench/RESULTS.md; quick: bench/out/RESULTS-quick.md]
   --help`;
 
