@@ -410,7 +410,7 @@ export function renderReport(run) {
   }
   if (main?.security?.length) {
     out.push('## Listener security (issue 11)', '',
-      'scrapecache with `--web.config.file` (TLS; TLS and `basic_auth_users` with a cost-10 bcrypt hash) against the reference over https (and checking the same Authorization header in constant time), same bytes, keep-alive connections as Prometheus keeps them.', '');
+      'scrapecache with `--web.config.file` (TLS; TLS and `basic_auth_users` with a cost-10 bcrypt hash) against the reference over https with the same certificate and TLS settings (and checking the same Authorization header: a SHA-256 compared in constant time per request), same bytes, keep-alive connections as Prometheus keeps them. Goals: hits/s >= 0.8x the reference (issue 11), CPU per hit <= 1.05x (issue 21).', '');
     out.push(...peerTables(main.security));
     out.push(...securityRatios(main));
   }
