@@ -56,7 +56,7 @@ function makePlan(options) {
       counts: [1000, 10_000, 50_000, 100_000].filter((n) => n <= options.maxKeys),
       small: `b${2 * KiB}i`,
       large: { count: 1000, fixture: `b${100 * KiB}i` },
-      redisCounts: [50_000].filter((n) => n <= options.maxKeys),
+      redisCounts: [10_000, 50_000].filter((n) => n <= options.maxKeys),
     },
   };
 }

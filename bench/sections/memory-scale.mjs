@@ -19,8 +19,12 @@ const FILL_CONCURRENCY = 16;
  * The formula of docs/performance.md ("Memory"), for one process: RSS = IDLE + A x
  * scrapecache_cache_bytes + B x scrapecache_cache_entries. Keep the two in step.
  */
-export const FORMULA = { idleBytes: 75 * MiB, perCacheByte: 1.35, perEntry: 0, text: '1.35 x (75 MiB + cache bytes)' };
-FORMULA.predict = (cacheBytes, entries) => 1.35 * (75 * MiB + cacheBytes) + FORMULA.perEntry * entries;
+export const FORMULA = {
+  idleBytes: 85 * MiB,
+  perCacheByte: 1.25,
+  text: '85 MiB + 1.25 x cache bytes',
+  predict: (cacheBytes) => FORMULA.idleBytes + FORMULA.perCacheByte * cacheBytes,
+};
 
 /** A minimal Chrome DevTools Protocol client over the inspector's WebSocket (undici's). */
 export async function openInspector(handle) {
@@ -55,7 +59,7 @@ export async function openInspector(handle) {
     /** process.memoryUsage() of the proxy, and v8's heap spaces. */
     async memoryUsage() {
       const { result } = await send('Runtime.evaluate', {
-        expression: "({ ...process.memoryUsage(), spaces: Object.fromEntries(require('node:v8').getHeapSpaceStatistics().map((s) => [s.space_name, s.space_used_size])) })",
+        expression: "({ ...process.memoryUsage(), spaces: Object.fromEntries(require('node:v8').getHeapSpaceStatistics().map((s) => [s.space_name, s.space_used_size])), committed: Object.fromEntries(require('node:v8').getHeapSpaceStatistics().map((s) => [s.space_name, s.physical_space_size])), mallocedMemory: require('node:v8').getHeapStatistics().malloced_memory })",
         returnByValue: true,
         includeCommandLineAPI: true,
       });
@@ -118,7 +122,7 @@ async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix
     await sleep(1000);
     const after = await inspector.memoryUsage();
     const rssAfterGc = rssBytes(proxy.pid);
-    const predicted = FORMULA.predict(gauges.bytes, gauges.entries);
+    const predicted = FORMULA.predict(gauges.bytes);
     const row = { label, fixture, count, bodyBytes: ctx.fixture.sizes[fixture]?.bytes ?? ctx.fixture.sizes[fixture], idleRss, fillSec, rss, rssAfterGc, cacheBytes: gauges.bytes, entries: gauges.entries, predicted, ratio: rss / predicted, idle, before, after };
     const mib = (n) => (n / MiB).toFixed(1);
     console.log(`  ${label.padEnd(22)} ${String(count).padStart(6)} x ${row.bodyBytes} B: fill ${fillSec.toFixed(1)} s, idle ${mib(idleRss)} MiB, rss ${mib(rss)} MiB, predicted ${mib(predicted)} MiB, ratio ${row.ratio.toFixed(2)}; ` +
