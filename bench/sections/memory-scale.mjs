@@ -97,7 +97,7 @@ async function fill(proxy, path, count) {
 }
 
 /** One fresh proxy filled with `count` entries of `fixture`; RSS settled and after a full GC. */
-async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix }) {
+async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix, workers }) {
   const path = '/ms/metrics';
   const proxy = await startScrapecache({
     tmpDir: ctx.tmpDir,
@@ -106,6 +106,8 @@ async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix
     cpus: ctx.options.serverCpus,
     redisUrl,
     redisKeyPrefix,
+    workers,
+    // Workers inherit the flag (each its own port); the inspector read is the primary's.
     extraNodeArgs: ['--inspect=127.0.0.1:0'],
   });
   if (!proxy) throw new Error('scrapecache not built');
@@ -122,11 +124,13 @@ async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix
     await sleep(1000);
     const after = await inspector.memoryUsage();
     const rssAfterGc = rssBytes(proxy.pid);
-    const predicted = FORMULA.predict(gauges.bytes);
-    const row = { label, fixture, count, bodyBytes: ctx.fixture.sizes[fixture]?.bytes ?? ctx.fixture.sizes[fixture], idleRss, fillSec, rss, rssAfterGc, cacheBytes: gauges.bytes, entries: gauges.entries, predicted, ratio: rss / predicted, idle, before, after };
+    // With workers every process holds its own copy (SPEC: the primary too): N + 1 times.
+    const processes = workers ? workers + 1 : 1;
+    const predicted = processes * FORMULA.predict(gauges.bytes);
+    const row = { label, workers: workers ?? 1, fixture, count, bodyBytes: ctx.fixture.sizes[fixture]?.bytes ?? ctx.fixture.sizes[fixture], idleRss, fillSec, rss, rssAfterGc, cacheBytes: gauges.bytes, entries: gauges.entries, predicted, ratio: rss / predicted, idle, before, after };
     const mib = (n) => (n / MiB).toFixed(1);
     console.log(`  ${label.padEnd(22)} ${String(count).padStart(6)} x ${row.bodyBytes} B: fill ${fillSec.toFixed(1)} s, idle ${mib(idleRss)} MiB, rss ${mib(rss)} MiB, predicted ${mib(predicted)} MiB, ratio ${row.ratio.toFixed(2)}; ` +
-      `cache ${mib(gauges.bytes)} MiB / ${gauges.entries} entries; after GC: rss ${mib(rssAfterGc)}, heap used ${mib(after.heapUsed)} (was ${mib(before.heapUsed)}, idle ${mib(idle.heapUsed)}: ${Math.round((after.heapUsed - idle.heapUsed) / count)} B/entry), heap total ${mib(after.heapTotal)}, external ${mib(after.external)}, array buffers ${mib(after.arrayBuffers)} (${Math.round((after.arrayBuffers - idle.arrayBuffers) / count)} B/entry); spaces ${Object.entries(after.spaces).filter(([, v]) => v > MiB).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
+      `cache ${mib(gauges.bytes)} MiB / ${gauges.entries} entries; after GC: rss ${mib(rssAfterGc)}, heap used ${mib(after.heapUsed)} (was ${mib(before.heapUsed)}, idle ${mib(idle.heapUsed)}: ${Math.round((after.heapUsed - idle.heapUsed) / count)} B/entry), heap total ${mib(after.heapTotal)} (was ${mib(before.heapTotal)}; old space committed ${mib(before.committed.old_space)} -> ${mib(after.committed.old_space)}), array buffers before GC ${mib(before.arrayBuffers)}, external ${mib(after.external)}, array buffers ${mib(after.arrayBuffers)} (${Math.round((after.arrayBuffers - idle.arrayBuffers) / count)} B/entry); spaces ${Object.entries(after.spaces).filter(([, v]) => v > MiB).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
     return row;
   } finally {
     inspector.close();
@@ -174,7 +178,12 @@ export async function runMemoryScale(ctx) {
       await redisServer.stop();
     }
   }
-  return { rows, redis, formula: FORMULA.text };
+  // workers: 2, the tree's RSS (primary and workers) against three times the formula.
+  const workerRows = [];
+  for (const count of ctx.plan.memoryScale.workerCounts) {
+    workerRows.push(await measureOne(ctx, { label: `workers-2-${count}`, fixture: small, count, workers: 2 }));
+  }
+  return { rows, redis, workerRows, formula: FORMULA.text };
 }
 
 /** The section in the results file. */
@@ -197,6 +206,13 @@ export function memoryScaleSection(result) {
     for (const r of result.redis) {
       out.push(`| ${r.count} | ${r.plain ? mib(r.plain.rss) : '?'} | ${mib(r.rss)} | ${r.plain ? (r.rss / r.plain.rss).toFixed(2) : '?'} | ${mib(r.rssAfterGc)} | ${mib(r.after.heapUsed)} | ${mib(r.otherRss)} |`);
     }
+    out.push('');
+  }
+  if (result.workerRows?.length) {
+    out.push('`workers: 2`: RSS of the whole tree (the primary and both workers, each holding its own copy) against three times the formula:', '',
+      '| entries x body | cache bytes (one copy) | RSS of the tree | predicted (3 x formula) | ratio |',
+      '| ---: | ---: | ---: | ---: | ---: |');
+    for (const r of result.workerRows) out.push(`| ${r.count} x ${r.bodyBytes} B | ${mib(r.cacheBytes)} | ${mib(r.rss)} | ${mib(r.predicted)} | ${r.ratio.toFixed(2)} |`);
     out.push('');
   }
   return out;
