@@ -107,18 +107,19 @@ async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix
     redisUrl,
     redisKeyPrefix,
     workers,
-    // Workers inherit the flag (each its own port); the inspector read is the primary's.
-    extraNodeArgs: ['--inspect=127.0.0.1:0'],
+    // The inspector is not started (its thread and server would count in RSS): SIGUSR1 starts
+    // it once RSS is read, on a free port. Workers inherit the flag; the read is the primary's.
+    extraNodeArgs: ['--inspect-port=127.0.0.1:0'],
   });
   if (!proxy) throw new Error('scrapecache not built');
-  const inspector = await openInspector(proxy.handle);
+  let inspector;
   try {
     const idleRss = await settledRss(proxy.pid);
-    await inspector.collectGarbage();
-    const idle = await inspector.memoryUsage();
     const fillSec = await fill(proxy, path, count);
     const rss = await settledRss(proxy.pid);
     const gauges = await readCacheGauges(proxy.adminUrl);
+    process.kill(proxy.pid, 'SIGUSR1');
+    inspector = await openInspector(proxy.handle);
     const before = await inspector.memoryUsage();
     await inspector.collectGarbage();
     await sleep(1000);
@@ -127,13 +128,13 @@ async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix
     // With workers every process holds its own copy (SPEC: the primary too): N + 1 times.
     const processes = workers ? workers + 1 : 1;
     const predicted = processes * FORMULA.predict(gauges.bytes);
-    const row = { label, workers: workers ?? 1, fixture, count, bodyBytes: ctx.fixture.sizes[fixture]?.bytes ?? ctx.fixture.sizes[fixture], idleRss, fillSec, rss, rssAfterGc, cacheBytes: gauges.bytes, entries: gauges.entries, predicted, ratio: rss / predicted, idle, before, after };
+    const row = { label, workers: workers ?? 1, fixture, count, bodyBytes: ctx.fixture.sizes[fixture]?.bytes ?? ctx.fixture.sizes[fixture], idleRss, fillSec, rss, rssAfterGc, cacheBytes: gauges.bytes, entries: gauges.entries, predicted, ratio: rss / predicted, before, after };
     const mib = (n) => (n / MiB).toFixed(1);
     console.log(`  ${label.padEnd(22)} ${String(count).padStart(6)} x ${row.bodyBytes} B: fill ${fillSec.toFixed(1)} s, idle ${mib(idleRss)} MiB, rss ${mib(rss)} MiB, predicted ${mib(predicted)} MiB, ratio ${row.ratio.toFixed(2)}; ` +
-      `cache ${mib(gauges.bytes)} MiB / ${gauges.entries} entries; after GC: rss ${mib(rssAfterGc)}, heap used ${mib(after.heapUsed)} (was ${mib(before.heapUsed)}, idle ${mib(idle.heapUsed)}: ${Math.round((after.heapUsed - idle.heapUsed) / count)} B/entry), heap total ${mib(after.heapTotal)} (was ${mib(before.heapTotal)}; old space committed ${mib(before.committed.old_space)} -> ${mib(after.committed.old_space)}), array buffers before GC ${mib(before.arrayBuffers)}, external ${mib(after.external)}, array buffers ${mib(after.arrayBuffers)} (${Math.round((after.arrayBuffers - idle.arrayBuffers) / count)} B/entry); spaces ${Object.entries(after.spaces).filter(([, v]) => v > MiB).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
+      `cache ${mib(gauges.bytes)} MiB / ${gauges.entries} entries; after GC: rss ${mib(rssAfterGc)}, heap used ${mib(after.heapUsed)} (was ${mib(before.heapUsed)}), heap total ${mib(after.heapTotal)} (was ${mib(before.heapTotal)}; old space committed ${mib(before.committed.old_space)} -> ${mib(after.committed.old_space)}), array buffers before GC ${mib(before.arrayBuffers)}, external ${mib(after.external)}, array buffers ${mib(after.arrayBuffers)}; spaces ${Object.entries(after.spaces).filter(([, v]) => v > MiB).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
     return row;
   } finally {
-    inspector.close();
+    inspector?.close();
     await proxy.stop();
   }
 }
@@ -192,7 +193,7 @@ export function memoryScaleSection(result) {
   const out = ['## Memory formula, 1 000 to 100 000 entries (issue 21)', '',
     `A fresh proxy per row (one process, memory level only, \`--max-semi-space-size=4\`), one route with \`query_keys: [target]\`, identity bodies; filled 16 at a time by scrapes with Prometheus's headers, then left until RSS moves by less than 1 MiB in 2 s. ` +
     `"predicted" is the formula of docs/performance.md, ${result.formula}, from the proxy's own scrapecache_cache_bytes and scrapecache_cache_entries; "ratio" is measured over predicted (the bound: 0.85 to 1.15). ` +
-    '"after GC": the same process after a full garbage collection forced through the inspector (which the bench alone starts it with).', '',
+    '"after GC": the same process after a full garbage collection forced through the inspector, which the bench starts (SIGUSR1, `--inspect-port=127.0.0.1:0`) once RSS is read.', '',
     '| entries x body | cache bytes (MiB) | RSS idle | RSS measured | RSS predicted | ratio | RSS after GC | heap used after GC | array buffers | fill |',
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
   for (const r of result.rows) {
