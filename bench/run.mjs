@@ -57,7 +57,7 @@ function makePlan(options) {
       small: `b${2 * KiB}i`,
       large: { count: 1000, fixture: `b${100 * KiB}i` },
       redisCounts: [10_000, 50_000].filter((n) => n <= options.maxKeys),
-      workerCounts: [10_000].filter((n) => n <= options.maxKeys),
+      workerCounts: [Math.min(10_000, options.maxKeys)],
     },
   };
 }

@@ -108,8 +108,9 @@ async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix
     redisKeyPrefix,
     workers,
     // The inspector is not started (its thread and server would count in RSS): SIGUSR1 starts
-    // it once RSS is read, on a free port. Workers inherit the flag; the read is the primary's.
-    extraNodeArgs: ['--inspect-port=127.0.0.1:0'],
+    // it once RSS is read, on a free port.
+    // (Not with workers: cluster gives each worker the next inspector port, which port 0 has not.)
+    extraNodeArgs: workers ? [] : ['--inspect-port=127.0.0.1:0'],
   });
   if (!proxy) throw new Error('scrapecache not built');
   let inspector;
@@ -118,18 +119,27 @@ async function measureOne(ctx, { label, fixture, count, redisUrl, redisKeyPrefix
     const fillSec = await fill(proxy, path, count);
     const rss = await settledRss(proxy.pid);
     const gauges = await readCacheGauges(proxy.adminUrl);
-    process.kill(proxy.pid, 'SIGUSR1');
-    inspector = await openInspector(proxy.handle);
-    const before = await inspector.memoryUsage();
-    await inspector.collectGarbage();
-    await sleep(1000);
-    const after = await inspector.memoryUsage();
-    const rssAfterGc = rssBytes(proxy.pid);
+    let before;
+    let after;
+    let rssAfterGc;
+    if (!workers) {
+      process.kill(proxy.pid, 'SIGUSR1');
+      inspector = await openInspector(proxy.handle);
+      before = await inspector.memoryUsage();
+      await inspector.collectGarbage();
+      await sleep(1000);
+      after = await inspector.memoryUsage();
+      rssAfterGc = rssBytes(proxy.pid);
+    }
     // With workers every process holds its own copy (SPEC: the primary too): N + 1 times.
     const processes = workers ? workers + 1 : 1;
     const predicted = processes * FORMULA.predict(gauges.bytes);
     const row = { label, workers: workers ?? 1, fixture, count, bodyBytes: ctx.fixture.sizes[fixture]?.bytes ?? ctx.fixture.sizes[fixture], idleRss, fillSec, rss, rssAfterGc, cacheBytes: gauges.bytes, entries: gauges.entries, predicted, ratio: rss / predicted, before, after };
     const mib = (n) => (n / MiB).toFixed(1);
+    if (!after) {
+      console.log(`  ${label.padEnd(22)} ${String(count).padStart(6)} x ${row.bodyBytes} B: fill ${fillSec.toFixed(1)} s, idle ${mib(idleRss)} MiB, rss of the tree ${mib(rss)} MiB, predicted ${mib(predicted)} MiB, ratio ${row.ratio.toFixed(2)}; cache ${mib(gauges.bytes)} MiB / ${gauges.entries} entries`);
+      return row;
+    }
     console.log(`  ${label.padEnd(22)} ${String(count).padStart(6)} x ${row.bodyBytes} B: fill ${fillSec.toFixed(1)} s, idle ${mib(idleRss)} MiB, rss ${mib(rss)} MiB, predicted ${mib(predicted)} MiB, ratio ${row.ratio.toFixed(2)}; ` +
       `cache ${mib(gauges.bytes)} MiB / ${gauges.entries} entries; after GC: rss ${mib(rssAfterGc)}, heap used ${mib(after.heapUsed)} (was ${mib(before.heapUsed)}), heap total ${mib(after.heapTotal)} (was ${mib(before.heapTotal)}; old space committed ${mib(before.committed.old_space)} -> ${mib(after.committed.old_space)}), array buffers before GC ${mib(before.arrayBuffers)}, external ${mib(after.external)}, array buffers ${mib(after.arrayBuffers)}; spaces ${Object.entries(after.spaces).filter(([, v]) => v > MiB).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
     return row;

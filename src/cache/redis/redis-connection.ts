@@ -134,20 +134,20 @@ export class RedisConnection {
   /** Sends a command; the reply's bulk strings as Buffers. Rejects after the timeout. */
   private raw(client: Client, args: readonly (string | Buffer)[]): Promise<Reply> {
     const { timeoutMs } = this.settings;
-    // One timer bounds the whole call (the queue, a socket being set up, the reply); when it
-    // fires, the abort takes a command still queued out of node-redis's queue. Not node-redis's
-    // `timeout` option: that is an AbortSignal.timeout per command, whose timer outlives the
-    // reply and makes a TimeoutError (with its stack) when it fires, kilobytes of garbage per
-    // call that a replica filling through Redis held by the hundred megabytes (issue 21).
-    const controller = new AbortController();
+    // One timer bounds the whole call (the queue, a socket being set up, the reply). Not
+    // node-redis's per-command timeout (`timeout: 0` turns off its default of 5 s too): that is
+    // an AbortSignal.timeout per command whose timer outlives the reply and makes a TimeoutError
+    // with its stack when it fires, and an abort signal per call costs about as much; kilobytes
+    // of garbage per call that a replica filling through Redis held by the hundred megabytes
+    // (issue 21). What that timeout did besides, take a command still queued (never written)
+    // out of the queue, matters only for a socket that no longer drains: the call has answered
+    // UNAVAILABLE and marked Redis down by then, so no later call is sent, and the few queued
+    // ones are reads, expiring writes and conditional scripts that are harmless if sent late.
     let timer: NodeJS.Timeout | undefined;
     return Promise.race([
-      client.sendCommand<Reply>(args as (string | Buffer)[], { abortSignal: controller.signal, typeMapping: this.client.typeMapping }),
+      client.sendCommand<Reply>(args as (string | Buffer)[], { timeout: 0, typeMapping: this.client.typeMapping }),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(new CallTimeout());
-          controller.abort();
-        }, timeoutMs);
+        timer = setTimeout(() => reject(new CallTimeout()), timeoutMs);
       }),
     ]).finally(() => clearTimeout(timer));
   }
