@@ -200,11 +200,12 @@ export async function runMemoryScale(ctx) {
 /** The section in the results file. */
 export function memoryScaleSection(result) {
   const mib = (n) => (n === null || n === undefined ? '?' : `${(n / MiB).toFixed(1)}`);
-  const out = ['## Memory formula, 1 000 to 100 000 entries (issue 21)', '',
-    `A fresh proxy per row (one process, memory level only, \`--max-semi-space-size=4\`), one route with \`query_keys: [target]\`, identity bodies; filled 16 at a time by scrapes with Prometheus's headers, then left until RSS moves by less than 1 MiB in 2 s. ` +
+  // Sizes in MiB.
+  const out = ['### Memory formula, 1 000 to 100 000 entries', '',
+    `Sizes in MiB. A fresh proxy per row (one process, memory level only, \`--max-semi-space-size=4\`), one route with \`query_keys: [target]\`, identity bodies; filled 16 at a time by scrapes with Prometheus's headers, then left until RSS moves by less than 1 MiB in 2 s. ` +
     `"predicted" is the formula of docs/performance.md, ${result.formula}, from the proxy's own scrapecache_cache_bytes and scrapecache_cache_entries; "ratio" is measured over predicted (the bound: 0.85 to 1.15). ` +
     '"after GC": the same process after a full garbage collection forced through the inspector, which the bench starts (SIGUSR1, `--inspect-port=127.0.0.1:0`) once RSS is read.', '',
-    '| entries x body | cache bytes (MiB) | RSS idle | RSS measured | RSS predicted | ratio | RSS after GC | heap used after GC | array buffers | fill |',
+    '| entries x body | cache bytes | RSS idle | RSS measured | RSS predicted | ratio | RSS after GC | heap used after GC | array buffers | fill |',
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
   for (const r of result.rows) {
     out.push(`| ${r.count} x ${r.bodyBytes} B | ${mib(r.cacheBytes)} | ${mib(r.idleRss)} | ${mib(r.rss)} | ${mib(r.predicted)} | ${r.ratio.toFixed(2)} | ${mib(r.rssAfterGc)} | ${mib(r.after.heapUsed)} | ${mib(r.after.arrayBuffers)} | ${r.fillSec.toFixed(1)} s |`);
