@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { Answer } from '../cache/negotiate.js';
@@ -81,6 +82,8 @@ export interface ScrapeListenerDeps {
   adminAddress?: () => AdminWhere | undefined;
   /** The proxy's own metrics (the whole group's, with workers) for `GET /metrics`; without, that path is 404. */
   selfMetrics?: () => Promise<SelfMetricsText>;
+  /** Age and Cache-Status ttl read it, and what the upstream profiles learn (default: the real clock). */
+  clock?: Clock;
 }
 
 /** Time kept back from the client's scrape timeout so that our 504 arrives before it gives up. */
@@ -135,6 +138,7 @@ function refusesPassedCoding(req: IncomingMessage, entry: StoredResponse): boole
 
 export function createScrapeHandler(deps: ScrapeListenerDeps) {
   const { cache, metrics, log } = deps;
+  const now = (deps.clock ?? systemClock).now;
 
   function cacheStatus(lookup: Lookup, now: number): string {
     const e = lookup.entry;
@@ -183,9 +187,9 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       }
       if (lookup.stored) cache.resized(entry);
     }
-    const now = Date.now();
-    if (lookup.cache === 'hit') writeHit(res, entry.status, variant, ageSeconds(entry, now), ttlSeconds(entry, now), req.method === 'HEAD');
-    else writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now) + (variant.detail ?? ''), req.method === 'HEAD');
+    const at = now();
+    if (lookup.cache === 'hit') writeHit(res, entry.status, variant, ageSeconds(entry, at), ttlSeconds(entry, at), req.method === 'HEAD');
+    else writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, at) : 0, cacheStatus(lookup, at) + (variant.detail ?? ''), req.method === 'HEAD');
   }
 
   function unservable(route: Route, err: unknown): string {
@@ -235,7 +239,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     // The longest any key of the route may live (its own windows or an override's): a slot is
     // reused no earlier than its entry could be, and no query is parsed on a hit.
     const lifetimeMs = longestLifetimeMs(route);
-    return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, Date.now());
+    return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, now());
   }
 
   /**
@@ -262,8 +266,8 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     }
   }
   cache.onAnswer((target, entry) => {
-    const profile = profiles.get(target.route, target.path, Date.now());
-    learn(profile, entry.accept, target.representation, entry.contentType, Date.now(), target.route.format);
+    const profile = profiles.get(target.route, target.path, now());
+    learn(profile, entry.accept, target.representation, entry.contentType, now(), target.route.format);
   });
 
   function targetOf(plan: Exclude<Plan, { via: 'refuse' }>, route: Route, path: string, query: string, accept: string | undefined): ScrapeTarget {
@@ -344,7 +348,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       return;
     }
     const accept = req.headers.accept;
-    const profile = profiles.get(route, path, Date.now(), seedProfile);
+    const profile = profiles.get(route, path, now(), seedProfile);
     let plan = planFor(accept, profile, route.format);
     if (plan.via === 'refuse') {
       writeText(res, 406, `route ${route.name} ${plan.reason}`, VARY_NOT_ACCEPTABLE, req.method === 'HEAD');
@@ -357,7 +361,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       // replica): what another one stored as the upstream's answer to such a client serves it.
       const held = await cache.heldAnswer(target, answerCandidates(accept));
       if (held) {
-        learn(profile, held.accept, held.representation, held.contentType, Date.now(), route.format);
+        learn(profile, held.accept, held.representation, held.contentType, now(), route.format);
         plan = { via: 'answer', representation: held.representation, fillAccept: accept };
         target = targetOf(plan, route, path, query, accept);
       }
@@ -368,7 +372,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
       const unplanned = plan.via === 'source' ? !entry.isSource : plan.via === 'answer' && entry.representation !== plan.representation;
       if (entry.status === 200 && plan.via !== 'exact' && (found.cache !== 'hit' || unplanned)) {
         // A hit on another representation: what another process learned (see ScrapeCache.answeredFor).
-        if (found.cache === 'hit') learn(profile, entry.accept, entry.representation, entry.contentType, Date.now(), route.format);
+        if (found.cache === 'hit') learn(profile, entry.accept, entry.representation, entry.contentType, now(), route.format);
         // The fill taught the profile (see onAnswer above). Where the upstream answered otherwise
         // than planned (no protobuf, no OpenMetrics, another version), the corrected plan's
         // entry answers this client: this one when it is that entry, or when this client's own
