@@ -6,6 +6,8 @@
  */
 import { systemClock, type Clock, type ClockTimer } from '../../src/clock.js';
 
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
 interface Pending {
   due: number;
   fn: () => void;
@@ -20,7 +22,9 @@ export class TestClock implements Clock {
   readonly now = (): number => Date.now() + this.offset;
 
   readonly setTimeout = (fn: () => void, ms: number): ClockTimer => {
-    const timer: Pending = { due: this.now() + Math.max(0, ms), fn, real: undefined };
+    // As node's setTimeout: a delay past 2^31-1 ms fires at once.
+    const delay = ms > MAX_DELAY_MS ? 1 : Math.max(0, ms);
+    const timer: Pending = { due: this.now() + delay, fn, real: undefined };
     this.pending.add(timer);
     this.arm(timer);
     return timer as ClockTimer;
@@ -44,6 +48,29 @@ export class TestClock implements Clock {
       next.fn();
     }
     for (const t of this.pending) this.arm(t);
+  }
+
+  /**
+   * Lets this clock reach `at` as real time would, without waiting for it: it jumps to each timer
+   * due on the way, fires it, and awaits `settle` (the work the timer started, a refresh say)
+   * before it jumps again, so real work in flight is never overtaken by a jump. That work takes
+   * its real time, which may carry the clock past `at`.
+   */
+  async runUntil(at: number, settle: () => Promise<unknown> = async () => undefined): Promise<void> {
+    for (;;) {
+      await settle();
+      let due: number | undefined;
+      for (const t of this.pending) if (due === undefined || t.due < due) due = t.due;
+      if (due === undefined || due > at) break;
+      this.advance(Math.max(0, due - this.now()));
+    }
+    this.advance(Math.max(0, at - this.now()));
+    await settle();
+  }
+
+  /** runUntil `ms` from now. */
+  run(ms: number, settle?: () => Promise<unknown>): Promise<void> {
+    return this.runUntil(this.now() + ms, settle);
   }
 
   private arm(timer: Pending): void {
