@@ -68,7 +68,7 @@ function answersWhileHeld(res: Promise<RawResponse>): Promise<RawResponse> {
   return Promise.race([res, bound]).finally(() => clearTimeout(timer));
 }
 
-/** Polls until check passes, bounded; returns the last value. */
+/** Polls until check passes, bounded; returns the last value (waits on real fetches, not on the clock). */
 async function until<T>(what: string, probe: () => Promise<T>, check: (value: T) => boolean): Promise<T> {
   for (let i = 0; i < 200; i++) {
     const value = await probe();
