@@ -329,7 +329,7 @@ async function reloadApp(p: Parts, given?: string): Promise<string | undefined> 
     next = applyListenOverrides(parseConfig(source, configFile), options.listenOverrides);
   } catch (err) {
     state.reloadError = (err as Error).message;
-    metrics.reloaded(false, p.clock.now());
+    metrics.reloaded(false);
     log.error({ file: configFile, error: (err as Error).message }, 'config reload failed; the running config stays');
     return (err as Error).message;
   }
@@ -350,7 +350,7 @@ async function reloadApp(p: Parts, given?: string): Promise<string | undefined> 
   log.info({ routes: config.routes.map((r) => r.name), changedRoutes, addedRoutes, removedRoutes, droppedEntries: dropped }, 'config reloaded');
   if (p.run.admin) state.upstreamsChecked = checkUpstreams(config.routes, log, 'reload');
   const elsewhere = await options.afterReload?.(source);
-  metrics.reloaded(elsewhere === undefined, p.clock.now());
+  metrics.reloaded(elsewhere === undefined);
   state.reloadError = elsewhere;
   if (elsewhere !== undefined) log.error({ file: configFile, error: elsewhere }, 'config reload failed in a worker');
   return elsewhere;
@@ -419,7 +419,7 @@ function announceReady(p: Parts): void {
   const { state, run, log, security } = p;
   const config = state.config;
   p.cache.setRoutes(config.routes);
-  p.metrics.reloaded(true, p.clock.now());
+  p.metrics.reloaded(true);
   if (run.admin) for (const warning of configWarnings(config, security?.config())) log.warn(warning);
   state.ready = true;
   if (run.admin) warnExposedCredentials(config, security?.config(), log);
@@ -466,7 +466,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   let cacheRef: ScrapeCache | undefined;
   const metrics = new Metrics(
     { usage: (route) => cacheRef?.usage(route) ?? { entries: 0, bytes: 0, oldestAgeSeconds: undefined } },
-    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false },
+    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false, now: clock.now },
   );
   const { cache, redis } = await openCache(config, options, metrics, log, clock);
   cacheRef = cache;
