@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
 import { findBinary } from './binaries.mjs';
 
-export const ALL_SECTIONS = ['compare', 'size', 'concurrency', 'memory', 'security', 'redis', 'scale'];
+export const ALL_SECTIONS = ['compare', 'size', 'concurrency', 'memory', 'security', 'redis', 'scale', 'memory-scale'];
 export const ALL_PEERS = ['reference', 'scrapecache', 'nginx', 'varnish'];
 
 export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run.mjs [flags] after npm run build)
@@ -13,7 +13,8 @@ export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run
                         concurrency sweeps use half of it          [BENCH_DURATION, default 2]
   --rounds N            rounds per point, peers taken in turn; each metric is the median
                                                                    [BENCH_ROUNDS, default 5; quick 1]
-  --sections LIST       compare,size,concurrency,memory,security,redis,scale [BENCH_SECTIONS, default all]
+  --sections LIST       compare,size,concurrency,memory,security,redis,scale,memory-scale
+                                                                   [BENCH_SECTIONS, default all]
   --peers LIST          reference,scrapecache,nginx,varnish        [BENCH_PEERS, default all found]
   --connections N       connections for the comparison and size sweep [BENCH_CONNECTIONS, default 50]
   --workers LIST        worker counts, one pass per count [BENCH_WORKERS, default 1,2]. The first

@@ -1,4 +1,5 @@
 import { scaleSection } from '../sections/scale.mjs';
+import { memoryScaleSection } from '../sections/memory-scale.mjs';
 // bench/RESULTS.md: machine, versions, the goals with PASS/MISS, then one table per section.
 
 const MiB = 2 ** 20;
@@ -427,6 +428,7 @@ export function renderReport(run) {
       `${r.hits} of ${r.count} keys were hits after the restart.`, '');
   }
   if (run.scale) out.push(...scaleSection(run.scale));
+  if (run.memoryScale) out.push(...memoryScaleSection(run.memoryScale));
   if (cpuProfile?.top?.length) out.push(...profileSection(cpuProfile));
 
   out.push('## How this was measured', '',
