@@ -8,6 +8,7 @@
  * the other caches are told). It knows nothing of processes, files or networks.
  */
 import type { Logger } from 'pino';
+import { systemClock, type Clock, type ClockTimer } from '../clock.js';
 import type { Route } from '../config/types.js';
 import { ProxyError, upstreamAddress } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -87,7 +88,8 @@ export interface ScrapeCacheParts {
   prefetch?: boolean;
   metrics?: Metrics;
   log: Logger;
-  now?: () => number;
+  /** Time for freshness and back-off, and the prefetch timers (default: the real clock). */
+  clock?: Clock;
 }
 
 export class ScrapeCache {
@@ -100,9 +102,10 @@ export class ScrapeCache {
   private readonly metrics: Metrics | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly inflight = new Map<string, Fill>();
   private readonly failures = new Map<string, FailureState>();
-  private readonly prefetchTimers = new Map<string, NodeJS.Timeout>();
+  private readonly prefetchTimers = new Map<string, ClockTimer>();
   /** Fills another cache holds the lease for: resolved by its `stored` or `failed` event. */
   private readonly peerFills = new Map<string, Array<(event: CacheEvent | undefined) => void>>();
   private readonly unsubscribe: () => void;
@@ -122,7 +125,8 @@ export class ScrapeCache {
     this.memory = parts.memory;
     this.filler = parts.filler;
     this.second = parts.second;
-    this.now = parts.now ?? Date.now;
+    this.clock = parts.clock ?? systemClock;
+    this.now = this.clock.now;
     this.lease = parts.lease;
     this.bus = parts.bus;
     this.prefetches = parts.prefetch !== false;
@@ -146,7 +150,7 @@ export class ScrapeCache {
     for (const [key, timer] of this.prefetchTimers) {
       const route = this.routesByName.get(key.slice(0, key.indexOf('\0')));
       if (!route?.prefetch) {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         this.prefetchTimers.delete(key);
       }
     }
@@ -558,7 +562,7 @@ export class ScrapeCache {
   async close(): Promise<void> {
     this.closed = true;
     this.unsubscribe();
-    for (const timer of this.prefetchTimers.values()) clearTimeout(timer);
+    for (const timer of this.prefetchTimers.values()) this.clock.clearTimeout(timer);
     this.prefetchTimers.clear();
     for (const waiters of this.peerFills.values()) for (const w of waiters) w(undefined);
     this.peerFills.clear();
@@ -903,8 +907,8 @@ export class ScrapeCache {
 
   private setPrefetchTimer(target: ScrapeTarget, at: number): void {
     const key = keyOf(target);
-    clearTimeout(this.prefetchTimers.get(key));
-    const timer = setTimeout(
+    this.clock.clearTimeout(this.prefetchTimers.get(key));
+    const timer = this.clock.setTimeout(
       () => {
         this.prefetchTimers.delete(key);
         const route = this.routesByName.get(target.route.name);
@@ -921,7 +925,6 @@ export class ScrapeCache {
       // setTimeout fires at once past 2^31-1 ms; a ttl of weeks refreshes a little early instead.
       Math.min(MAX_TIMER_MS, Math.max(0, at - this.now())),
     );
-    timer.unref();
     this.prefetchTimers.set(key, timer);
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
 import { answerCandidates, planFor, type Plan, type UpstreamProfile, type UpstreamProfiles } from '../cache/upstream-profile.js';
 import type { Route } from '../config/types.js';
@@ -33,6 +34,8 @@ export interface ScrapeListenerDeps {
   selfMetrics?: () => Promise<SelfMetricsText>;
   /** What the upstreams speak; with workers, the primary's (cluster/): every worker plans alike. */
   profiles?: UpstreamProfiles;
+  /** Age and Cache-Status ttl read it, and what the upstream profiles learn (default: the real clock). */
+  clock?: Clock;
 }
 
 export function createScrapeHandler(deps: ScrapeListenerDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
@@ -45,8 +48,8 @@ class ScrapeListener {
   private readonly writer: EntryWriter;
 
   constructor(private readonly deps: ScrapeListenerDeps) {
-    // The time Age, ttl and what the profiles learn read: one place to pass a clock in.
-    const now = Date.now;
+    // The time Age, ttl and what the profiles learn read (the system clock's now is Date.now itself).
+    const now = (deps.clock ?? systemClock).now;
     // In a cluster primary this handler never listens: its plans learn from the primary's fills.
     this.plans = new ScrapePlans(deps.cache, now, deps.profiles);
     this.lookups = new CacheLookup(deps.cache, deps.waiting);
