@@ -11,8 +11,8 @@ import type { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { AnsweredKeys } from './answered-keys.js';
 import { decide, isPrefetched, startupTarget } from './cache-policy.js';
+import { CacheReads } from './cache-reads.js';
 import { CacheTiers } from './cache-tiers.js';
-import type { RouteUsage } from './entry-index.js';
 import { CacheEvents } from './cache-events.js';
 import type { EventBus, Reach } from './event-bus.js';
 import { FailureBook } from './failure-book.js';
@@ -22,33 +22,20 @@ import { Fills } from './fills.js';
 import { canServeOnError, isFresh } from './freshness.js';
 import { Invalidation } from './invalidation.js';
 import { keyOf } from './key.js';
+import { FillFailed, type Lookup } from './lookup.js';
 import type { MemoryStore } from './memory-store.js';
 import { PeerFill } from './peer-fill.js';
 import { Prefetcher } from './prefetcher.js';
 import type { Representation } from './representation.js';
 import { SingleFlight, type FillResult } from './single-flight.js';
 import type { EntrySelection, LevelStatus, Store } from './store.js';
-import type { StoredRecord } from './stored-record.js';
 import type { StoredResponse } from './stored-response.js';
 
 export type { ScrapeTarget } from './filler.js';
 export type { EntryIdentity } from './store.js';
 export type { RouteUsage } from './entry-index.js';
 export type { FillResult } from './single-flight.js';
-
-/** A fill failed and nothing stale may be served; says whether this request only waited for it. */
-export class FillFailed extends Error {
-  constructor(
-    readonly error: ProxyError,
-    readonly collapsed: boolean,
-  ) {
-    super(error.message, { cause: error });
-  }
-}
-
-export type Lookup =
-  | { cache: 'hit' | 'stale' | 'miss' | 'collapsed'; entry: StoredResponse; stored: boolean; fwdStatus?: number | string }
-  | { cache: 'miss' | 'collapsed'; entry: StoredResponse; stored: false; fwdStatus: number };
+export { FillFailed, type Lookup } from './lookup.js';
 
 export interface ScrapeCacheParts {
   memory: MemoryStore;
@@ -68,8 +55,7 @@ export interface ScrapeCacheParts {
   now?: () => number;
 }
 
-export class ScrapeCache {
-  private readonly memory: MemoryStore;
+export class ScrapeCache extends CacheReads {
   private readonly filler: Filler;
   private readonly now: () => number;
   private readonly failures: FailureBook;
@@ -86,6 +72,7 @@ export class ScrapeCache {
   constructor(parts: ScrapeCacheParts) {
     const { memory, filler, second, lease, bus, metrics, log } = parts;
     const now = parts.now ?? Date.now;
+    super(memory);
     const routes = (): ReadonlyMap<string, Route> => this.routesByName;
     const answered = new AnsweredKeys();
     const failures = new FailureBook(now);
@@ -97,7 +84,6 @@ export class ScrapeCache {
     const release = (key: string, token: string) => void peer.release(key, token);
     const invalidation = new Invalidation({ tiers, flights, failures, bus, metrics, now, release, routes, fill: (key, target, previous) => fills.fill(key, target, previous) });
     this.events = new CacheEvents({ tiers, failures, invalidation, peer, prefetcher, routes });
-    this.memory = memory;
     this.filler = filler;
     this.now = now;
     this.failures = failures;
@@ -144,10 +130,7 @@ export class ScrapeCache {
     }
   }
 
-  /**
-   * Fills the memory level from the second level (start-up, SPEC 2.1). Call after setRoutes'
-   * routes are known and before the first answer.
-   */
+  /** Fills memory from the second level (start-up, SPEC 2.1): after setRoutes, before the first answer. */
   load(routes: readonly Route[]): Promise<{ loaded: number; dropped: number }> {
     return this.tiers.load(routes);
   }
@@ -161,6 +144,8 @@ export class ScrapeCache {
     const key = keyOf(target);
     const now = this.now();
     const entry = this.tiers.lookup(key, target.accept, now);
+    // The hot path: a fresh entry needs no look at the back-off.
+    if (entry && isFresh(entry, now)) return this.served(entry, 'hit');
     const failure = entry && this.failures.of(key, entry);
     switch (decide(entry, failure, now)) {
       case 'hit':
@@ -210,20 +195,7 @@ export class ScrapeCache {
     return this.tiers.heldAnswer(target, representations);
   }
 
-  /** The entry held in memory for a target, fresh or not, without touching recency or counting a hit. */
-  peek(target: ScrapeTarget): StoredResponse | undefined {
-    return this.memory.peek(keyOf(target));
-  }
-
-  /** The entry held under a key, without touching recency (a listing's hit counts). */
-  peekKey(key: string): StoredResponse | undefined {
-    return this.memory.peek(key);
-  }
-
-  /**
-   * The stale entry for a target, when stale_if_error allows serving it: for a client whose own
-   * scrape timeout ends before a refresh does (a timeout is an error too).
-   */
+  /** The stale entry, when stale_if_error allows: for a client whose own timeout ends before a refresh does. */
   staleOnError(target: ScrapeTarget): Lookup | undefined {
     const entry = this.memory.peek(keyOf(target));
     if (!entry || !canServeOnError(entry, this.now())) return undefined;
@@ -250,47 +222,9 @@ export class ScrapeCache {
     return this.invalidation.dropRoutes(names);
   }
 
-  /** The entries held for one route and path, any query (through the index, not a walk of every entry). */
-  entriesAt(route: string, path: string): StoredResponse[] {
-    return this.memory.selected({ route, path });
-  }
-
-  /** Every entry in memory, for listings (GET /cache) and hit counts. */
-  entries(): IterableIterator<StoredResponse> {
-    return this.memory.entries();
-  }
-
   /** Removes an entry found unservable (a corrupt gzip body), here and below. */
   discard(entry: StoredResponse): void {
     this.tiers.discard(entry);
-  }
-
-  /** Re-accounts an entry whose size changed (a converted variant was added). */
-  resized(entry: StoredResponse): void {
-    this.memory.resize(entry);
-  }
-
-  /** Entries, bytes and the age of the oldest entry that may still be served, of one route; kept up to date, never a walk. */
-  usage(route: string): RouteUsage {
-    return this.memory.usage(route);
-  }
-
-  /** Entries in key order (route, path, query, representation) after a key: pages of a listing. */
-  inKeyOrder(after?: string): IterableIterator<StoredResponse> {
-    return this.memory.inKeyOrder(after);
-  }
-
-  /** How many entries a selection names in memory, found through the index. */
-  countSelected(selection: EntrySelection): number {
-    return this.memory.countSelected(selection);
-  }
-
-  get count(): number {
-    return this.memory.count;
-  }
-
-  get bytes(): number {
-    return this.memory.bytes;
   }
 
   /** How each level is doing: memory, then the second level (the status page). */
@@ -313,10 +247,7 @@ export class ScrapeCache {
     await this.tiers.close();
   }
 
-  /**
-   * For another process asking this one (a cluster worker asking its primary): its own fresh
-   * entry, or the result of the one fill in flight for the key, or a new fill.
-   */
+  /** For a cluster worker asking its primary: a fresh entry, the one fill in flight, or a new fill. */
   fillFor(target: ScrapeTarget): Promise<FillResult> {
     const key = keyOf(target);
     const now = this.now();
@@ -324,10 +255,5 @@ export class ScrapeCache {
     if (entry && isFresh(entry, now)) return Promise.resolve({ entry, stored: true, via: 'held' });
     const { promise, joined } = this.fills.joinOrFill(key, target, entry);
     return joined ? promise.then((r) => ({ ...r, via: r.via ?? 'joined' })) : promise;
-  }
-
-  /** Takes a record another cache stored, unless this one holds a newer copy. */
-  adopt(record: StoredRecord): StoredResponse | undefined {
-    return this.tiers.adopt(record);
   }
 }
