@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ageSeconds, ttlSeconds } from '../cache/freshness.js';
-import { canonicalQuery, QueryError } from '../cache/key.js';
+import { canonicalQuery, QueryError, scrapeKey } from '../cache/key.js';
 import type { Answer } from '../cache/negotiate.js';
 import { AcceptBudget, acceptsCoding, chooseCoding, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY } from '../cache/representation.js';
 import { renderingKey, type StoredResponse, type Variant } from '../cache/stored-response.js';
@@ -235,7 +235,7 @@ export function createScrapeHandler(deps: ScrapeListenerDeps) {
     // The longest any key of the route may live (its own windows or an override's): a slot is
     // reused no earlier than its entry could be, and no query is parsed on a hit.
     const lifetimeMs = longestLifetimeMs(route);
-    return acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, Date.now());
+    return acceptBudget.admit(scrapeKey(route.name, target.path, target.query), target.representation, lifetimeMs, Date.now());
   }
 
   /**
