@@ -86,7 +86,7 @@ export class RecordingBus implements EventBus {
 export function tiersWith(clock: Clock, options: { second?: Store; bus?: EventBus; shared?: boolean } = {}) {
   const failures = new FailureBook(clock.now);
   const answered = new AnsweredKeys();
-  const memory = new MemoryStore(1 << 20, {}, clock.now);
+  const memory = new MemoryStore(64 << 20, {}, clock.now);
   const tiers = new CacheTiers({ memory, second: options.second, bus: options.bus, shared: options.shared ?? false, failures, answered, log, now: clock.now });
   return { tiers, memory, failures, answered };
 }
