@@ -8,7 +8,7 @@ import { keyOf } from '../src/cache/key.js';
 import { PeerFill } from '../src/cache/peer-fill.js';
 import { Prefetcher } from '../src/cache/prefetcher.js';
 import { SingleFlight } from '../src/cache/single-flight.js';
-import { StoredResponse } from '../src/cache/stored-response.js';
+import type { StoredResponse } from '../src/cache/stored-response.js';
 import type { Route } from '../src/config/types.js';
 import { BytesStore } from './helpers/bytes-store.js';
 import { Clock, nodeRoute, recordFor, T0, targetOf, tiersWith } from './helpers/cache-parts.js';

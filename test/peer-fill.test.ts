@@ -6,7 +6,7 @@ import { keyOf } from '../src/cache/key.js';
 import { PeerFill } from '../src/cache/peer-fill.js';
 import type { Flight } from '../src/cache/single-flight.js';
 import { StoredResponse } from '../src/cache/stored-response.js';
-import { ProxyError } from '../src/errors.js';
+import type { ProxyError } from '../src/errors.js';
 import { BytesStore } from './helpers/bytes-store.js';
 import { Clock, nodeRoute, recordFor, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
 
