@@ -131,3 +131,9 @@ test('a record of another cache is adopted unless a newer copy is held', () => {
   assert.equal(memory.peek(keyOf(target)), adopted);
   assert.equal(tiers.adopt(recordFor(target, T0)), adopted, 'the newer one stays');
 });
+
+test('a second level that is not a store is refused where it plugs in, naming what it lacks', () => {
+  const clock = new Clock();
+  const notAStore = { name: 'half', get: () => undefined, set: () => true, close: () => undefined } as unknown as BytesStore;
+  assert.throws(() => tiersWith(clock, { second: notAStore }), { name: 'TypeError', message: 'second level.delete must be a function' });
+});

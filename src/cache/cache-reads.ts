@@ -6,12 +6,11 @@
 import type { RouteUsage } from './entry-index.js';
 import type { ScrapeTarget } from './filler.js';
 import { keyOf } from './key.js';
-import type { MemoryStore } from './memory-store.js';
-import type { EntrySelection } from './store.js';
+import type { EntrySelection, MemoryLevel } from './store.js';
 import type { StoredResponse } from './stored-response.js';
 
 export class CacheReads {
-  constructor(protected readonly memory: MemoryStore) {}
+  constructor(protected readonly memory: MemoryLevel) {}
 
   /** The entry held in memory for a target, fresh or not, without touching recency or counting a hit. */
   peek(target: ScrapeTarget): StoredResponse | undefined {

@@ -13,13 +13,12 @@ import { canServeWhileSoftRefetching, isDead, isFresh } from './freshness.js';
 import { answeredKeys, type AnsweredKeys } from './answered-keys.js';
 import { keyOf } from './key.js';
 import type { Representation } from './representation.js';
-import type { MemoryStore } from './memory-store.js';
-import { selects, type EntrySelection, type LevelStatus, type Store } from './store.js';
+import { assertStore, selects, type EntrySelection, type LevelStatus, type MemoryLevel, type Store } from './store.js';
 import type { StoredRecord } from './stored-record.js';
 import { StoredResponse } from './stored-response.js';
 
 export interface TierParts {
-  memory: MemoryStore;
+  memory: MemoryLevel;
   second: Store | undefined;
   bus: EventBus | undefined;
   /** Replicas share the second level: the bus tells of a record once it is written there. */
@@ -40,7 +39,7 @@ export interface ReadBelow {
 }
 
 export class CacheTiers {
-  readonly memory: MemoryStore;
+  readonly memory: MemoryLevel;
   readonly second: Store | undefined;
   private readonly bus: EventBus | undefined;
   private readonly shared: boolean;
@@ -58,6 +57,9 @@ export class CacheTiers {
   private closed = false;
 
   constructor(parts: TierParts) {
+    // Where stores plug in (undici's assertCacheStore): a level missing a method fails at start-up, not on the first miss.
+    assertStore(parts.memory, 'memory level');
+    if (parts.second) assertStore(parts.second, 'second level');
     this.memory = parts.memory;
     this.second = parts.second;
     this.bus = parts.bus;

@@ -23,12 +23,11 @@ import { canServeOnError, isFresh } from './freshness.js';
 import { Invalidation } from './invalidation.js';
 import { keyOf } from './key.js';
 import { FillFailed, type Lookup } from './lookup.js';
-import type { MemoryStore } from './memory-store.js';
 import { PeerFill } from './peer-fill.js';
 import { Prefetcher } from './prefetcher.js';
 import type { Representation } from './representation.js';
 import { SingleFlight, type FillResult } from './single-flight.js';
-import type { EntrySelection, LevelStatus, Store } from './store.js';
+import type { EntrySelection, LevelStatus, MemoryLevel, Store } from './store.js';
 import type { StoredResponse } from './stored-response.js';
 
 export type { ScrapeTarget } from './filler.js';
@@ -38,7 +37,7 @@ export type { FillResult } from './single-flight.js';
 export { FillFailed, type Lookup } from './lookup.js';
 
 export interface ScrapeCacheParts {
-  memory: MemoryStore;
+  memory: MemoryLevel;
   filler: Filler;
   /** A level below memory: written on store, read on a miss, cleared on invalidation. */
   second?: Store;
