@@ -234,8 +234,13 @@ export class CacheTiers {
     return second ? [this.memory.status(), second] : [this.memory.status()];
   }
 
-  async close(): Promise<void> {
+  /** From now on nothing is stored or adopted (the cache is closing). */
+  stop(): void {
     this.closed = true;
+  }
+
+  async close(): Promise<void> {
+    this.stop();
     this.memory.close();
     await this.second?.close();
   }

@@ -238,6 +238,7 @@ export class ScrapeCache extends CacheReads {
 
   async close(): Promise<void> {
     this.fills.close();
+    this.tiers.stop();
     this.events.close();
     this.unsubscribe();
     this.prefetcher.close();
