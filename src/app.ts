@@ -16,14 +16,16 @@ import { applyListenOverrides, type ListenOverrides } from './config/listen-over
 import { parseConfig, readConfigText } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
 import { configWarnings } from './config/warnings.js';
+import { INTERNAL_ERROR, ProxyError } from './errors.js';
 import { Metrics } from './metrics.js';
 import { addressText } from './net/host-port.js';
 import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
-import { writeText } from './server/respond.js';
+import { writeError } from './server/respond.js';
 import { warnExposedCredentials } from './server/exposed-credentials.js';
 import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from './server/listener-security.js';
 import { RouteTable } from './server/route-table.js';
-import { createScrapeHandler, type SelfMetricsText } from './server/scrape-listener.js';
+import { createScrapeHandler } from './server/scrape-listener.js';
+import type { SelfMetricsText } from './server/self-metrics.js';
 import type { PassThrough } from './upstream/pass-through.js';
 import type { RedisLevel } from './cache/redis/redis-level.js';
 import { checkUpstreams, type ProbeResult } from './upstream/reachability.js';
@@ -147,15 +149,12 @@ function guard(handler: (req: IncomingMessage, res: ServerResponse) => Promise<v
   return (req: IncomingMessage, res: ServerResponse) => {
     handler(req, res).catch((err: unknown) => {
       log.error({ err, url: req.url }, 'request failed');
-      if (!res.headersSent) {
-        res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
-        res.end('internal error\n');
-      } else {
-        res.destroy();
-      }
+      writeError(res, INTERNAL_ERROR);
     });
   };
 }
+
+const SHUTTING_DOWN = new ProxyError('SHUTTING_DOWN', 'scrapecache is shutting down; the upstream did not answer in time', { headers: { Connection: 'close' } });
 
 /**
  * Clients still waiting when the grace period ends get a 503 before their sockets close, not an
@@ -166,7 +165,7 @@ async function answerWaiting(waiting: Set<ServerResponse>): Promise<void> {
   for (const res of waiting) {
     if (res.headersSent || res.destroyed) continue;
     flushed.push(new Promise((r) => res.once('close', r)));
-    writeText(res, 503, 'scrapecache is shutting down; the upstream did not answer in time', { Connection: 'close' }, res.req.method === 'HEAD');
+    writeError(res, SHUTTING_DOWN, { head: res.req.method === 'HEAD' });
   }
   if (flushed.length > 0) await Promise.race([Promise.all(flushed), new Promise((r) => setTimeout(r, 1000).unref())]);
 }

@@ -8,7 +8,7 @@ import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { ScrapeCache } from '../cache/scrape-cache.js';
 import type { EntrySelection } from '../cache/store.js';
-import { ProxyError } from '../errors.js';
+import { INTERNAL_ERROR, ProxyError } from '../errors.js';
 import { hostHeaderName, isLoopback, isWildcardHost, unbracketHost } from '../net/host-port.js';
 import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
@@ -390,7 +390,7 @@ async function routeAuthorized(ctx: AdminContext, req: IncomingMessage, res: Ser
       allowOnly(method, url, 'POST', 'PUT');
       const error = await deps.reload();
       if (input.fromPage) return backToPage(notes, res, error === undefined, error === undefined ? 'Config reloaded.' : `Reload refused, the running config stays: ${error}`);
-      return error === undefined ? writeText(res, 200, 'config reloaded') : writeText(res, 400, error);
+      return error === undefined ? writeText(res, 200, 'config reloaded') : writeError(res, new ProxyError('BAD_REQUEST', error));
     }
     case '/invalidate':
       allowOnly(method, url, 'POST');
@@ -428,7 +428,7 @@ function answerError(ctx: AdminContext, res: ServerResponse, input: PostInput, e
     writeError(res, refusal);
   } else {
     ctx.deps.log.error({ err }, 'admin call failed');
-    writeText(res, 500, 'internal error');
+    writeError(res, INTERNAL_ERROR);
   }
 }
 
