@@ -16,7 +16,7 @@ test('reads find entries by target, by route and path, and in key order, without
   memory.set(recordFor(a));
   memory.set(recordFor(b));
   assert.equal(reads.peek(a)?.key, cacheKey('node', '/node/metrics', '', 'text;0.0.4'));
-  assert.equal(reads.peek(a)?.hits, 0);
+  assert.equal(reads.hitsOf(reads.peek(a)!), 0);
   assert.equal(reads.entriesAt('node', '/node/metrics').length, 2);
   assert.deepEqual([...reads.inKeyOrder()].map((e) => e.query), ['', 'x=1']);
   assert.equal(reads.countSelected({ route: 'node', query: 'x=1' }), 1);

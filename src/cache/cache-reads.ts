@@ -4,13 +4,21 @@
  * extends it; nothing here writes but resized, which re-accounts an entry's size.
  */
 import type { RouteUsage } from './entry-index.js';
+import { HitCounter } from './hit-counter.js';
 import type { ScrapeTarget } from './filler.js';
 import { keyOf } from './key.js';
 import type { EntrySelection, MemoryLevel } from './store.js';
 import type { StoredResponse } from './stored-response.js';
 
 export class CacheReads {
+  protected readonly hits = new HitCounter();
+
   constructor(protected readonly memory: MemoryLevel) {}
+
+  /** How often this entry was served (hits and stale serves) by this process. */
+  hitsOf(entry: StoredResponse): number {
+    return this.hits.of(entry);
+  }
 
   /** The entry held in memory for a target, fresh or not, without touching recency or counting a hit. */
   peek(target: ScrapeTarget): StoredResponse | undefined {

@@ -160,7 +160,7 @@ export class ScrapeCache extends CacheReads {
   }
 
   private served(entry: StoredResponse, cache: 'hit' | 'stale', fwdStatus?: number | string): Lookup {
-    entry.hits++;
+    this.hits.count(entry);
     return fwdStatus === undefined ? { cache, entry, stored: true } : { cache, entry, stored: true, fwdStatus };
   }
 
@@ -181,7 +181,7 @@ export class ScrapeCache extends CacheReads {
       return this.served(result.entry, 'stale');
     }
     if (result.stored) {
-      if (as === 'hit') result.entry.hits++;
+      if (as === 'hit') this.hits.count(result.entry);
       return { cache: as, entry: result.entry, stored: true };
     }
     const status = result.entry.status;

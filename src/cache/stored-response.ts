@@ -96,7 +96,6 @@ export class StoredResponse implements StoredRecord {
   /** Set by a soft invalidation (SPEC 4 `soft`), here or where the record was read from: see softTimes in freshness.ts. */
   staleFrom: number | undefined;
   softUntil: number | undefined;
-  hits = 0;
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
   private readonly variants: Partial<Record<Coding, Variant>> = {};

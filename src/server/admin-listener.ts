@@ -228,7 +228,7 @@ async function toRows(deps: AdminDeps, entries: readonly StoredResponse[], allHi
       age_seconds: ageSeconds(e, now),
       ttl_seconds: ttlSeconds(e, now),
       fresh: isFresh(e, now),
-      hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
+      hits: hits ? (hits.get(e.key) ?? 0) : deps.cache.hitsOf(e),
       // The ttl this copy was stored with, and the override of the running config that its query matches.
       lifetime_seconds: Math.round((e.staleAt - e.fetchedAt) / 1000),
       override: override < 0 ? null : describeOverride(route!.overrides[override]!),
@@ -261,7 +261,7 @@ async function entryTable(deps: AdminDeps, view: EntryView, page: number): Promi
   const { cache } = deps;
   // Sorting by hits in a cluster needs every worker's counts first; any other view only the page's.
   const allHits = view.sort === 'hits' && deps.cacheHits ? await deps.cacheHits() : undefined;
-  const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => e.hits;
+  const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => cache.hitsOf(e);
   const shown = await viewPage(cache, view, page, STATUS_PAGE_ROWS, hitsOf);
   return { rows: await toRows(deps, shown.entries, allHits), total: cache.count, matched: shown.matched, page: shown.page, pages: shown.pages, pageSize: STATUS_PAGE_ROWS };
 }
