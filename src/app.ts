@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
 import { DiskStore } from './cache/disk-store.js';
 import { JoinedEventBus } from './cache/joined-event-bus.js';
 import { MemoryStore } from './cache/memory-store.js';
@@ -65,6 +66,11 @@ export interface AppOptions {
   /** --web.config.file: TLS, basic auth, headers and rate limit for both listeners (SPEC 3.6). */
   webConfigFile?: string;
   webSecurity?: ListenerSecurityOptions;
+  /**
+   * The time every part reads (freshness, Age, back-off, prefetch, down-since, the status page);
+   * default the real clock. Tests move it forward instead of sleeping.
+   */
+  clock?: Clock;
 }
 
 export interface App {
@@ -201,6 +207,7 @@ interface CacheLevels {
 /** The parts of a running app that start-up, reload and close share. */
 interface Parts extends CacheLevels {
   options: AppOptions;
+  clock: Clock;
   log: Logger;
   metrics: Metrics;
   security: ListenerSecurity | undefined;
@@ -213,18 +220,19 @@ interface Parts extends CacheLevels {
  * The memory level, the second level (disk or Redis, SPEC 2.1 and 2.2) and the bus, joined in a
  * ScrapeCache; a second level's entries are loaded before anything listens.
  */
-async function openCache(config: Config, options: AppOptions, metrics: Metrics, log: Logger): Promise<CacheLevels> {
+async function openCache(config: Config, options: AppOptions, metrics: Metrics, log: Logger, clock: Clock): Promise<CacheLevels> {
   const parts = options.cacheParts ?? {};
+  const now = clock.now;
   // Opened before anything listens: an unwritable directory is a start-up error (SPEC 2.1).
   const disk: Store | undefined =
     config.cache.disk && parts.secondLevel !== false
-      ? new DiskStore({ dir: config.cache.disk.path, maxBytes: config.cache.disk.maxBytes, log, metrics })
+      ? new DiskStore({ dir: config.cache.disk.path, maxBytes: config.cache.disk.maxBytes, log, metrics, now })
       : undefined;
   // node-redis and the Redis level are loaded only with cache.redis (SPEC 2.2). Redis need not
   // be up: the proxy starts without it and shares once it answers.
   const redis =
     config.cache.redis && parts.secondLevel !== false
-      ? await (await import('./cache/redis/redis-level.js')).openRedisLevel(config.cache.redis, metrics, log)
+      ? await (await import('./cache/redis/redis-level.js')).openRedisLevel(config.cache.redis, metrics, log, now)
       : undefined;
   const second = disk ?? redis?.store;
   // A cluster primary tells its workers and the other replicas; what the replicas say reaches its workers too.
@@ -237,16 +245,17 @@ async function openCache(config: Config, options: AppOptions, metrics: Metrics, 
       // (Not Redis: the other replicas still read them there.)
       void disk?.delete(entry.key);
     },
-  });
+  }, now);
   const cache = new ScrapeCache({
     memory,
-    filler: parts.filler ?? new UpstreamFiller(metrics, log),
+    filler: parts.filler ?? new UpstreamFiller(metrics, log, now),
     ...(second ? { second } : {}),
     ...(bus ? { bus } : {}),
     ...(redis ? { lease: redis.lease } : {}),
     prefetch: parts.prefetch !== false,
     metrics,
     log,
+    clock,
   });
   if (second) {
     const started = performance.now();
@@ -360,6 +369,7 @@ function createServers(p: Parts, waiting: Set<ServerResponse>, reload: (source?:
     passThrough: () => state.passThrough,
     metrics,
     log,
+    clock: p.clock,
     waiting,
     // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
     adminAddress: () => (state.adminAddress ? { host: state.config.admin.listen.host, port: state.adminAddress.port } : state.config.admin.listen),
@@ -375,6 +385,7 @@ function createServers(p: Parts, waiting: Set<ServerResponse>, reload: (source?:
     cache,
     metrics,
     log,
+    clock: p.clock,
     configFile: () => p.configFile,
     reloadError: () => state.reloadError,
     ...options.admin,
@@ -450,12 +461,13 @@ export async function startApp(options: AppOptions): Promise<App> {
   // First: a web config error stops the start before anything else is running.
   const security = options.webConfigFile ? await ListenerSecurity.open(options.webConfigFile, log, options.webSecurity) : undefined;
   const config = options.config;
+  const clock = options.clock ?? systemClock;
   let cacheRef: ScrapeCache | undefined;
   const metrics = new Metrics(
     { usage: (route) => cacheRef?.usage(route) ?? { entries: 0, bytes: 0, oldestAgeSeconds: undefined } },
-    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false },
+    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false, now: clock.now },
   );
-  const { cache, redis } = await openCache(config, options, metrics, log);
+  const { cache, redis } = await openCache(config, options, metrics, log, clock);
   cacheRef = cache;
   const state: AppState = {
     config,
@@ -468,7 +480,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     adminAddress: undefined,
   };
   const run = options.listeners ?? { scrape: true, admin: true };
-  const p: Parts = { options, log, metrics, security, configFile: options.configFile ?? config.file, run, state, cache, redis };
+  const p: Parts = { options, clock, log, metrics, security, configFile: options.configFile ?? config.file, run, state, cache, redis };
   await preparePassThrough(p, config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
 

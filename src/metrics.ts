@@ -170,7 +170,8 @@ export class Metrics {
   /** Second-level operations by result: ok, or the error kind (enospc, erofs, corrupt, ...). */
   readonly storeOperations: Counter<'store' | 'operation' | 'result'>;
   /** The last fetch of each route, for the status page. */
-  readonly lastFetch = new LastFetchRecorder();
+  readonly lastFetch: LastFetchRecorder;
+  private readonly now: () => number;
   private readonly byRoute = new Map<string, RouteCounters>();
   private routeNames: string[] = [];
 
@@ -178,7 +179,9 @@ export class Metrics {
    * storeGauges false: a cluster worker, whose cache copy and reload state the primary reports
    * (summing them over processes would count every entry once per worker).
    */
-  constructor(store: StoreView, options: { defaultMetrics?: boolean; storeGauges?: boolean } = {}) {
+  constructor(store: StoreView, options: { defaultMetrics?: boolean; storeGauges?: boolean; now?: () => number } = {}) {
+    this.now = options.now ?? Date.now;
+    this.lastFetch = new LastFetchRecorder(this.now);
     const registers = [this.registry];
     // Once per group: a cluster sums its processes' gauges.
     const groupRegisters = options.storeGauges !== false ? registers : [];
@@ -222,7 +225,7 @@ export class Metrics {
     this.lastFetch.record(route, code, seconds, error);
   }
 
-  reloaded(ok: boolean, now = Date.now()): void {
+  reloaded(ok: boolean, now = this.now()): void {
     this.reloadSuccessful.set(ok ? 1 : 0);
     if (ok) this.reloadTimestamp.set(Math.floor(now / 1000));
   }

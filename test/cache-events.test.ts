@@ -11,17 +11,17 @@ import { SingleFlight } from '../src/cache/single-flight.js';
 import type { StoredResponse } from '../src/cache/stored-response.js';
 import type { Route } from '../src/config/types.js';
 import { BytesStore } from './helpers/bytes-store.js';
-import { Clock, nodeRoute, recordFor, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
+import { ManualClock, nodeRoute, recordFor, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
 
 function setup(route: Route = nodeRoute()) {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const second = new BytesStore(clock.now);
   const { tiers, memory, failures } = tiersWith(clock, { second, shared: true });
   const routes = () => new Map([[route.name, route]]);
   const flights = new SingleFlight();
   const lease = new LocalFillLease(clock.now);
   const peer = new PeerFill({ lease, tiers, failures, now: clock.now });
-  const prefetcher = new Prefetcher(true, { route: (name) => routes().get(name), peek: (key) => memory.peek(key), refresh: () => undefined }, clock.now);
+  const prefetcher = new Prefetcher(true, { route: (name) => routes().get(name), peek: (key) => memory.peek(key), refresh: () => undefined }, clock);
   const invalidation = new Invalidation({ tiers, flights, failures, bus: undefined, metrics: undefined, now: clock.now, release: () => undefined, routes, fill: () => Promise.reject(new Error('no fill')) });
   const events = new CacheEvents({ tiers, failures, invalidation, peer, prefetcher, routes });
   return { clock, second, tiers, memory, failures, lease, peer, prefetcher, events, route };

@@ -4,10 +4,10 @@ import { test } from 'node:test';
 import { CacheReads } from '../src/cache/cache-reads.js';
 import { cacheKey } from '../src/cache/key.js';
 import { MemoryStore } from '../src/cache/memory-store.js';
-import { Clock, nodeRoute, recordFor, targetOf } from './helpers/cache-parts.js';
+import { ManualClock, nodeRoute, recordFor, targetOf } from './helpers/cache-parts.js';
 
 test('reads find entries by target, by route and path, and in key order, without counting hits', () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const memory = new MemoryStore(1 << 20, {}, clock.now);
   const reads = new CacheReads(memory);
   const route = nodeRoute();

@@ -5,7 +5,7 @@ import { keyOf } from '../src/cache/key.js';
 import { StoredResponse } from '../src/cache/stored-response.js';
 import type { StoredRecord } from '../src/cache/stored-record.js';
 import { BytesStore } from './helpers/bytes-store.js';
-import { Clock, nodeRoute, recordFor, RecordingBus, routesOf, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
+import { ManualClock, nodeRoute, recordFor, RecordingBus, routesOf, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
 
 const route = nodeRoute();
 
@@ -21,7 +21,7 @@ class ListedStore extends BytesStore {
 const target = targetOf(route);
 
 test('a stored fill is held in memory, written below and told on the bus', async () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const second = new BytesStore(clock.now);
   const bus = new RecordingBus();
   const { tiers, memory, failures } = tiersWith(clock, { second, bus });
@@ -35,7 +35,7 @@ test('a stored fill is held in memory, written below and told on the bus', async
 });
 
 test('an older fill never replaces a newer entry', () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const { tiers, memory } = tiersWith(clock);
   const newer = StoredResponse.fromRecord(recordFor(target, T0 + 10));
   tiers.store(newer);
@@ -44,7 +44,7 @@ test('an older fill never replaces a newer entry', () => {
 });
 
 test('under a shared lease, a fill whose lease was taken from it keeps nothing and tells nobody', async () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const bus = new RecordingBus();
   const { tiers, memory } = tiersWith(clock, { second: new BytesStore(clock.now), bus, shared: true });
   const entry = StoredResponse.fromRecord(recordFor(target));
@@ -55,7 +55,7 @@ test('under a shared lease, a fill whose lease was taken from it keeps nothing a
 });
 
 test('a miss reads the second level, but never a record of a route that fetches differently now', async () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const second = new BytesStore(clock.now);
   const { tiers, memory } = tiersWith(clock, { second });
   await second.set({ ...recordFor(target), fingerprint: 'another upstream' });
@@ -67,7 +67,7 @@ test('a miss reads the second level, but never a record of a route that fetches 
 });
 
 test('a refresh does not take the copy it refreshes back from below', async () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const second = new BytesStore(clock.now);
   const { tiers } = tiersWith(clock, { second });
   await second.set(recordFor(target));
@@ -76,7 +76,7 @@ test('a refresh does not take the copy it refreshes back from below', async () =
 });
 
 test('a read from below that an invalidation overtook takes nothing into memory', async () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   let answer!: (record: StoredRecord | undefined) => void;
   const second = new BytesStore(clock.now);
   second.get = () => new Promise((resolve) => (answer = resolve));
@@ -89,7 +89,7 @@ test('a read from below that an invalidation overtook takes nothing into memory'
 });
 
 test('while a selection is being cleared below, nothing it names is read back', async () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const second = new BytesStore(clock.now);
   const { tiers } = tiersWith(clock, { second });
   await second.set(recordFor(target));
@@ -99,7 +99,7 @@ test('while a selection is being cleared below, nothing it names is read back', 
 });
 
 test('warm load takes the records of routes that still fetch the same way and deletes the others below', async () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const second = new ListedStore(clock.now);
   const gone = routesOf('  - name: gone\n    path: /g\n    upstream: http://127.0.0.1:9/g\n')[0]!;
   await second.set(recordFor(target));
@@ -112,7 +112,7 @@ test('warm load takes the records of routes that still fetch the same way and de
 });
 
 test('a miss finds a fresh entry stored under what the upstream answered a key like it with', () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const { tiers, answered } = tiersWith(clock);
   const text = StoredResponse.fromRecord(recordFor(targetOf(route, 'text;0.0.4')));
   tiers.store(text);
@@ -125,7 +125,7 @@ test('a miss finds a fresh entry stored under what the upstream answered a key l
 });
 
 test('a record of another cache is adopted unless a newer copy is held', () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const { tiers, memory } = tiersWith(clock);
   const adopted = tiers.adopt(recordFor(target, T0 + 5));
   assert.equal(memory.peek(keyOf(target)), adopted);
@@ -133,7 +133,7 @@ test('a record of another cache is adopted unless a newer copy is held', () => {
 });
 
 test('a second level that is not a store is refused where it plugs in, naming what it lacks', () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const notAStore = { name: 'half', get: () => undefined, set: () => true, close: () => undefined } as unknown as BytesStore;
   assert.throws(() => tiersWith(clock, { second: notAStore }), { name: 'TypeError', message: 'second level.delete must be a function' });
 });

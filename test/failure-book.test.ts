@@ -2,12 +2,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FailureBook } from '../src/cache/failure-book.js';
-import { Clock, T0 } from './helpers/cache-parts.js';
+import { ManualClock, T0 } from './helpers/cache-parts.js';
 
 const entry = { fetchedAt: T0, staleAt: T0 + 60_000 };
 
 test('the back-off doubles with each failure of the same entry, from one second', () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const book = new FailureBook(clock.now);
   assert.equal(book.failed('k', entry, 502).retryAt, T0 + 1000);
   assert.equal(book.failed('k', entry, 502).retryAt, T0 + 2000);
@@ -31,7 +31,7 @@ test('a failure belongs to the entry it refreshed: a newer entry starts clean', 
 });
 
 test("a peer's failure holds here with the peer's retry time, for the copy held here", () => {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const book = new FailureBook(clock.now);
   book.learn('k', T0 + 5000, 504, T0);
   assert.equal(book.of('k', entry)?.retryAt, T0 + 5000);

@@ -8,19 +8,19 @@ import { Prefetcher } from '../src/cache/prefetcher.js';
 import { SingleFlight } from '../src/cache/single-flight.js';
 import { StoredResponse } from '../src/cache/stored-response.js';
 import { ProxyError } from '../src/errors.js';
-import { Clock, log, nodeRoute, recordFor, RecordingBus, ScriptedFiller, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
+import { ManualClock, log, nodeRoute, recordFor, RecordingBus, ScriptedFiller, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
 
 const route = nodeRoute();
 const target = targetOf(route);
 const key = keyOf(target);
 
 function setup() {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const bus = new RecordingBus();
   const { tiers, memory, failures, answered } = tiersWith(clock, { bus });
   const flights = new SingleFlight();
   const peer = new PeerFill({ lease: undefined, tiers, failures, now: clock.now });
-  const prefetcher = new Prefetcher(false, { route: () => undefined, peek: () => undefined, refresh: () => undefined }, clock.now);
+  const prefetcher = new Prefetcher(false, { route: () => undefined, peek: () => undefined, refresh: () => undefined }, clock);
   const filler = new ScriptedFiller(clock);
   const fills = new Fills({ flights, peer, tiers, failures, prefetcher, answered, filler, bus, log });
   return { clock, bus, tiers, memory, failures, answered, flights, filler, fills };

@@ -9,10 +9,10 @@ import { SingleFlight, type FillResult } from '../src/cache/single-flight.js';
 import { StoredResponse } from '../src/cache/stored-response.js';
 import type { Route } from '../src/config/types.js';
 import { BytesStore } from './helpers/bytes-store.js';
-import { Clock, nodeRoute, recordFor, RecordingBus, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
+import { ManualClock, nodeRoute, recordFor, RecordingBus, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
 
 function setup(route: Route = nodeRoute()) {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const second = new BytesStore(clock.now);
   const bus = new RecordingBus();
   const { tiers, memory, failures } = tiersWith(clock, { second, bus });

@@ -8,7 +8,7 @@ import type { Flight } from '../src/cache/single-flight.js';
 import { StoredResponse } from '../src/cache/stored-response.js';
 import type { ProxyError } from '../src/errors.js';
 import { BytesStore } from './helpers/bytes-store.js';
-import { Clock, nodeRoute, recordFor, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
+import { ManualClock, nodeRoute, recordFor, T0, targetOf, tiersWith } from './helpers/cache-parts.js';
 
 const route = nodeRoute();
 const target = targetOf(route);
@@ -17,7 +17,7 @@ const flight = (): Flight => ({ target, superseded: false });
 const tick = () => new Promise((r) => setImmediate(r));
 
 function setup(withLease = true) {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const second = new BytesStore(clock.now);
   const parts = tiersWith(clock, { second, shared: true });
   const lease = new LocalFillLease(clock.now);

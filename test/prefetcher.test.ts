@@ -6,10 +6,10 @@ import { keyOf } from '../src/cache/key.js';
 import { Prefetcher } from '../src/cache/prefetcher.js';
 import type { Route } from '../src/config/types.js';
 import { StoredResponse } from '../src/cache/stored-response.js';
-import { Clock, nodeRoute, recordFor, T0, targetOf } from './helpers/cache-parts.js';
+import { ManualClock, nodeRoute, recordFor, T0, targetOf } from './helpers/cache-parts.js';
 
 function setup(route: Route, enabled = true) {
-  const clock = new Clock();
+  const clock = new ManualClock();
   const routes = new Map([[route.name, route]]);
   const held = new Map<string, StoredResponse>();
   const refreshed: Array<{ target: ScrapeTarget; held: StoredResponse | undefined }> = [];
@@ -24,7 +24,7 @@ function setup(route: Route, enabled = true) {
         fired();
       },
     },
-    clock.now,
+    clock,
   );
   const nextRefresh = () => new Promise<void>((resolve) => (fired = resolve));
   return { clock, routes, held, refreshed, prefetcher, nextRefresh };

@@ -135,6 +135,7 @@ export class DiskStore implements Store {
     this.metrics?.storeUp.set({ store: 'disk' }, 1);
     this.since = this.now();
     // The lock's mtime says the holder is alive; another process started on this directory warns.
+    // File times are the operating system's: the heartbeat and its check read real time, not the clock.
     this.timers.push(setInterval(() => void lutimes(lock, new Date(), new Date()).catch(() => undefined), HEARTBEAT_MS).unref());
     this.timers.push(setInterval(() => this.sweep(), 30_000).unref());
   }

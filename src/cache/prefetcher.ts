@@ -3,6 +3,7 @@
  * so that a scrape never finds it expired, and after a failed fetch tries again in the background,
  * backing off, so that scrapes need not. What a refresh does is the host's (the coordinator's).
  */
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Route } from '../config/types.js';
 import { startupTarget } from './cache-policy.js';
 import type { ScrapeTarget } from './filler.js';
@@ -24,7 +25,7 @@ export interface PrefetchHost {
 }
 
 export class Prefetcher {
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, ClockTimer>();
   /** Consecutive failed prefetches per key, for the back-off while no entry exists yet. */
   private readonly failures = new Map<string, number>();
   private closed = false;
@@ -33,7 +34,7 @@ export class Prefetcher {
   constructor(
     readonly enabled: boolean,
     private readonly host: PrefetchHost,
-    private readonly now: () => number,
+    private readonly clock: Clock,
   ) {}
 
   has(key: string): boolean {
@@ -52,30 +53,28 @@ export class Prefetcher {
     if (!this.enabled || this.closed) return;
     const count = (this.failures.get(key) ?? 0) + 1;
     this.failures.set(key, count);
-    this.setTimer(target, this.now() + retryBackoffMs(count, windowsFor(target.route, target.query).ttlMs));
+    this.setTimer(target, this.clock.now() + retryBackoffMs(count, windowsFor(target.route, target.query).ttlMs));
   }
 
   /** Stops the timers of keys whose route is gone or prefetches no more (a reload). */
   retain(): void {
     for (const [key, timer] of this.timers) {
       if (this.host.route(routeOfKey(key))?.prefetch) continue;
-      clearTimeout(timer);
+      this.clock.clearTimeout(timer);
       this.timers.delete(key);
     }
   }
 
   close(): void {
     this.closed = true;
-    for (const timer of this.timers.values()) clearTimeout(timer);
+    for (const timer of this.timers.values()) this.clock.clearTimeout(timer);
     this.timers.clear();
   }
 
   private setTimer(target: ScrapeTarget, at: number): void {
     const key = keyOf(target);
-    clearTimeout(this.timers.get(key));
-    const timer = setTimeout(() => this.fire(target, key), Math.min(MAX_TIMER_MS, Math.max(0, at - this.now())));
-    timer.unref();
-    this.timers.set(key, timer);
+    this.clock.clearTimeout(this.timers.get(key));
+    this.timers.set(key, this.clock.setTimeout(() => this.fire(target, key), Math.min(MAX_TIMER_MS, Math.max(0, at - this.clock.now()))));
   }
 
   private fire(target: ScrapeTarget, key: string): void {

@@ -6,6 +6,7 @@
  * (invalidation.ts). It knows nothing of processes, files or networks (issue 9, issue 18).
  */
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { Route } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -51,7 +52,8 @@ export interface ScrapeCacheParts {
   prefetch?: boolean;
   metrics?: Metrics;
   log: Logger;
-  now?: () => number;
+  /** Time for freshness and back-off, and the prefetch timers (default: the real clock). */
+  clock?: Clock;
 }
 
 export class ScrapeCache extends CacheReads {
@@ -70,7 +72,8 @@ export class ScrapeCache extends CacheReads {
 
   constructor(parts: ScrapeCacheParts) {
     const { memory, filler, second, lease, bus, metrics, log } = parts;
-    const now = parts.now ?? Date.now;
+    const clock = parts.clock ?? systemClock;
+    const now = clock.now;
     super(memory);
     const routes = (): ReadonlyMap<string, Route> => this.routesByName;
     const answered = new AnsweredKeys();
@@ -78,7 +81,7 @@ export class ScrapeCache extends CacheReads {
     const flights = this.flights;
     const tiers = new CacheTiers({ memory, second, bus, shared: lease !== undefined, failures, answered, log, now });
     const peer = new PeerFill({ lease, tiers, failures, now });
-    const prefetcher = new Prefetcher(parts.prefetch !== false, { route: (name) => routes().get(name), peek: (key) => memory.peek(key), refresh: (target, held) => fills.background(target, held) }, now);
+    const prefetcher = new Prefetcher(parts.prefetch !== false, { route: (name) => routes().get(name), peek: (key) => memory.peek(key), refresh: (target, held) => fills.background(target, held) }, clock);
     const fills = new Fills({ flights, peer, tiers, failures, prefetcher, answered, filler, bus, log });
     const release = (key: string, token: string) => void peer.release(key, token);
     const invalidation = new Invalidation({ tiers, flights, failures, bus, metrics, now, release, routes, fill: (key, target, previous) => fills.fill(key, target, previous) });

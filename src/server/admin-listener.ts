@@ -3,6 +3,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { Reach } from '../cache/event-bus.js';
 import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
@@ -55,6 +56,8 @@ export interface AdminDeps {
   /** The config file and the error of the last reload, while it failed (for the status page). */
   configFile?: () => string;
   reloadError?: () => string | undefined;
+  /** Ages and ttls of GET /cache and the status page, and its notes' lifetime (default: the real clock). */
+  clock?: Clock;
 }
 
 function digest(text: string): Buffer {
@@ -209,7 +212,7 @@ interface AdminContext {
 
 /** Entries as GET /cache lists them; hits summed over the workers where there are any. */
 async function toRows(deps: AdminDeps, entries: readonly StoredResponse[], allHits?: Map<string, number>): Promise<EntryRow[]> {
-  const now = Date.now();
+  const now = (deps.clock ?? systemClock).now();
   const hits = allHits ?? (deps.cacheHits && entries.length > 0 ? await deps.cacheHits(entries.map((e) => e.key)) : undefined);
   const routes = deps.table().byName;
   return entries.map((e) => {
@@ -283,6 +286,7 @@ function statusSourceFor(deps: AdminDeps, notes: ResultNotes): StatusSource {
       return last && `The last invalidation (${new Date(last.at).toISOString()}) reached ${last.reached === 'unconfirmed' ? 'this replica, and the others unconfirmed' : 'this replica only'}: ${last.reason}.`;
     },
     levels: () => cache.levels(),
+    now: (deps.clock ?? systemClock).now,
     notes,
   };
 }
@@ -433,7 +437,7 @@ function answerError(ctx: AdminContext, res: ServerResponse, input: PostInput, e
 }
 
 export function createAdminHandler(deps: AdminDeps) {
-  const notes = new ResultNotes();
+  const notes = new ResultNotes((deps.clock ?? systemClock).now);
   const ctx: AdminContext = { deps, notes, status: statusSourceFor(deps, notes) };
   return async function handleAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let input = NO_INPUT;

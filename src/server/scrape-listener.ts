@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
 import { answerCandidates, planFor, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
 import type { Route } from '../config/types.js';
@@ -31,6 +32,8 @@ export interface ScrapeListenerDeps {
   adminAddress?: () => AdminWhere | undefined;
   /** The proxy's own metrics (the whole group's, with workers) for `GET /metrics`; without, that path is 404. */
   selfMetrics?: () => Promise<SelfMetricsText>;
+  /** Age and Cache-Status ttl read it, and what the upstream profiles learn (default: the real clock). */
+  clock?: Clock;
 }
 
 export function createScrapeHandler(deps: ScrapeListenerDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
@@ -43,8 +46,8 @@ class ScrapeListener {
   private readonly writer: EntryWriter;
 
   constructor(private readonly deps: ScrapeListenerDeps) {
-    // The time Age, ttl and what the profiles learn read: one place to pass a clock in.
-    const now = Date.now;
+    // The time Age, ttl and what the profiles learn read (the system clock's now is Date.now itself).
+    const now = (deps.clock ?? systemClock).now;
     this.plans = new ScrapePlans(deps.cache, now);
     this.lookups = new CacheLookup(deps.cache, deps.waiting);
     this.writer = new EntryWriter(deps.cache, deps.metrics, deps.log, now);

@@ -3,6 +3,7 @@
  * a clock the test moves, a filler that answers as the test says and counts its fetches, and
  * the parts wired as the coordinator wires them.
  */
+import type { Clock, ClockTimer } from '../../src/clock.js';
 import { AnsweredKeys } from '../../src/cache/answered-keys.js';
 import { CacheTiers } from '../../src/cache/cache-tiers.js';
 import type { EventBus } from '../../src/cache/event-bus.js';
@@ -28,9 +29,15 @@ export function routesOf(yaml: string): Route[] {
 export const nodeRoute = (extra = ''): Route =>
   routesOf(`  - name: node\n    path: /node/metrics\n    upstream: http://127.0.0.1:9/metrics\n    ttl: 1m\n${extra}`)[0]!;
 
-export class Clock {
+/**
+ * A clock that stands still until the test moves it. Its timers are node's own, so that a test
+ * can drive them with node:test's mock timers.
+ */
+export class ManualClock implements Clock {
   at = T0;
   readonly now = (): number => this.at;
+  readonly setTimeout = (fn: () => void, ms: number): ClockTimer => setTimeout(fn, ms).unref() as ClockTimer;
+  readonly clearTimeout = (timer: ClockTimer | undefined): void => clearTimeout(timer as NodeJS.Timeout | undefined);
   advance(ms: number): void {
     this.at += ms;
   }
@@ -60,7 +67,7 @@ export class ScriptedFiller implements Filler {
   readonly fetched: ScrapeTarget[] = [];
   answer: (target: ScrapeTarget) => Promise<FillOutcome>;
 
-  constructor(clock: Clock) {
+  constructor(clock: ManualClock) {
     this.answer = async (target) => ({ record: recordFor(target, clock.at), storable: true, fetchedMs: 1 });
   }
 
@@ -83,7 +90,7 @@ export class RecordingBus implements EventBus {
   close(): void {}
 }
 
-export function tiersWith(clock: Clock, options: { second?: Store; bus?: EventBus; shared?: boolean } = {}) {
+export function tiersWith(clock: ManualClock, options: { second?: Store; bus?: EventBus; shared?: boolean } = {}) {
   const failures = new FailureBook(clock.now);
   const answered = new AnsweredKeys();
   const memory = new MemoryStore(64 << 20, {}, clock.now);

@@ -34,7 +34,7 @@ export class RedisConnection {
   private readonly listeners = new Set<StateListener>();
   private lastReason = 'not connected yet';
   /** Since when Redis has been up, or down (the status page). */
-  private stateSince = Date.now();
+  private stateSince: number;
   /** The last failure and when, kept after Redis comes back. */
   private lastFailure: { message: string; at: number } | undefined;
 
@@ -46,7 +46,9 @@ export class RedisConnection {
     private readonly log: Logger,
     /** Bulk strings as Buffers (bodies are bytes), and node-redis's TimeoutError class. */
     private readonly client: { typeMapping: TypeMapping; TimeoutError: new () => Error },
+    private readonly now: () => number = Date.now,
   ) {
+    this.stateSince = now();
     for (const [client, role] of [
       [commands, 'commands'],
       [subscriber, 'pubsub'],
@@ -138,10 +140,10 @@ export class RedisConnection {
   markDown(reason: string): void {
     this.lastReason = reason;
     if (this.closed) return;
-    this.lastFailure = { message: reason, at: Date.now() };
+    this.lastFailure = { message: reason, at: this.now() };
     if (this.isUp) {
       this.isUp = false;
-      this.stateSince = Date.now();
+      this.stateSince = this.now();
       this.metrics?.storeUp.labels('redis').set(0);
       this.logDown();
       for (const l of this.listeners) l(false);
@@ -176,7 +178,7 @@ export class RedisConnection {
       await this.raw(this.commands, ['SET', `${this.prefix}probe`, '1', 'PX', '10000']);
       if (this.closed) return;
       this.isUp = true;
-      this.stateSince = Date.now();
+      this.stateSince = this.now();
       this.metrics?.storeUp.labels('redis').set(1);
       this.log.info({ store: 'redis', url: this.settings.url }, 'redis available: replicas share one cache');
       for (const l of this.listeners) l(true);
@@ -210,7 +212,7 @@ class CallTimeout extends Error {}
  * Creates the clients (node-redis, loaded here and only here) and starts connecting. Both retry
  * by themselves with a capped back-off; commands are never queued while disconnected.
  */
-export async function connectRedis(settings: RedisSettings, metrics: Metrics | undefined, log: Logger): Promise<RedisConnection> {
+export async function connectRedis(settings: RedisSettings, metrics: Metrics | undefined, log: Logger, now: () => number = Date.now): Promise<RedisConnection> {
   const { createClient, RESP_TYPES, TimeoutError } = await import('@redis/client');
   const tls = settings.tls;
   const socket = {
@@ -235,10 +237,15 @@ export async function connectRedis(settings: RedisSettings, metrics: Metrics | u
   };
   const commands = createClient(options) as unknown as Client;
   const subscriber = createClient(options) as unknown as Client;
-  const connection = new RedisConnection(commands, subscriber, settings, metrics, log, {
-    typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
-    TimeoutError,
-  });
+  const connection = new RedisConnection(
+    commands,
+    subscriber,
+    settings,
+    metrics,
+    log,
+    { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer }, TimeoutError },
+    now,
+  );
   await connection.start();
   return connection;
 }
