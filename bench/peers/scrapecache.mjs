@@ -70,7 +70,7 @@ export function renderProxyConfig({ port, adminPort, routes, workers, maxBytes =
  * primary's "scrapecache listening" line, printed once every worker is up, can be waited for: the
  * scrape port answers as soon as the first worker listens.
  */
-export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, workers, cpus, cpuProfDir, maxBytes, diskPath, redisUrl, webConfig, headers = {}, name = redisUrl ? 'scrapecache+redis' : 'scrapecache' }) {
+export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, workers, cpus, cpuProfDir, maxBytes, diskPath, redisUrl, webConfig, headers = {}, extraNodeArgs = [], env, name = redisUrl ? 'scrapecache+redis' : 'scrapecache' }) {
   const found = scrapecacheAvailable();
   if (!found) return null;
   const dir = join(tmpDir, label);
@@ -81,13 +81,14 @@ export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, 
   await writeFile(configFile, renderProxyConfig({ port, adminPort, routes, workers, maxBytes, diskPath, redisUrl, logLevel: clustered ? 'info' : 'warn' }));
   // The node flags the scrapecache command, `npm start` and the image use (test/node-flags.test.ts).
   const nodeArgs = ['--max-semi-space-size=4', ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [])];
+  // `extraNodeArgs`, `env`: bench-only additions (the scale section's loop probe), left out of `command`.
   // `webConfig`: the text of a --web.config.file (its relative paths are read from `dir`).
   const webArgs = [];
   if (webConfig !== undefined) {
     await writeFile(join(dir, 'web.yml'), webConfig);
     webArgs.push('--web.config.file', join(dir, 'web.yml'));
   }
-  const handle = startChild(label, process.execPath, [...nodeArgs, found.cli, '--config.file', configFile, ...webArgs], { cpus, cwd: dir });
+  const handle = startChild(label, process.execPath, [...nodeArgs, ...extraNodeArgs, found.cli, '--config.file', configFile, ...webArgs], { cpus, cwd: dir, env });
   const scheme = webConfig?.includes('tls_server_config') ? 'https' : 'http';
   const baseUrl = `${scheme}://127.0.0.1:${port}`;
   const adminUrl = `${scheme}://127.0.0.1:${adminPort}`;
