@@ -83,7 +83,7 @@ async function hitLoad(ctx, proxy, path, keys, seconds) {
   if (code !== 0 || !line) throw new Error(`wrk failed (exit ${code})\n${tail(handle)}`);
   const r = JSON.parse(line.slice('BENCH_JSON '.length));
   const errors = r.connect_errors + r.read_errors + r.write_errors + r.status_errors + r.timeouts;
-  return { rps: r.requests / (r.duration_us / 1e6), p99: r.p99_us / 1000, errors, cpuPer10k: (cpu / r.requests) * 10_000, loopMaxMs: loop.maxMs };
+  return { rps: r.requests / (r.duration_us / 1e6), p99: r.p99_us / 1000, errors, cpuPer10k: (cpu / r.requests) * 10_000, loopMaxMs: loop.maxMs, gcMaxMs: loop.gc.maxMs, majorGcs: loop.gc.major };
 }
 
 /** Fetches the status page back to back until `stop()`; its sizes and times. */
@@ -201,10 +201,22 @@ async function hitsWithAndWithoutTab(ctx, proxy, path, keys, browser) {
     refreshes += (tab.asked.get('/') ?? 0) - pagesAtOpen;
     for (const [p, n] of tab.asked) asked.set(p, (asked.get(p) ?? 0) + n);
   }
-  const mid = (rows, f) => median(rows.map(f));
+  const summary = (rows) => {
+    const mid = (f) => median(rows.map(f));
+    return {
+      p99: mid((r) => r.p99),
+      p99s: rows.map((r) => r.p99),
+      loopMaxMs: mid((r) => r.loopMaxMs),
+      gcMaxMs: Math.max(...rows.map((r) => r.gcMaxMs)),
+      majorGcs: rows.reduce((n, r) => n + r.majorGcs, 0),
+      rps: mid((r) => r.rps),
+      cpuPer10k: mid((r) => r.cpuPer10k),
+      errors: rows.reduce((n, r) => n + r.errors, 0),
+    };
+  };
   return {
-    alone: { p99: mid(alone, (r) => r.p99), loopMaxMs: mid(alone, (r) => r.loopMaxMs), rps: mid(alone, (r) => r.rps), cpuPer10k: mid(alone, (r) => r.cpuPer10k), errors: alone.reduce((n, r) => n + r.errors, 0) },
-    withTab: { p99: mid(withTab, (r) => r.p99), loopMaxMs: mid(withTab, (r) => r.loopMaxMs), rps: mid(withTab, (r) => r.rps), cpuPer10k: mid(withTab, (r) => r.cpuPer10k), errors: withTab.reduce((n, r) => n + r.errors, 0) },
+    alone: summary(alone),
+    withTab: summary(withTab),
     rounds: ctx.plan.scaleTabRounds,
     refreshes,
     asked: Object.fromEntries(asked),
@@ -301,7 +313,7 @@ async function runSize(ctx, keys, browser) {
   console.log(`  ${String(keys).padStart(6)} keys: fill ${row.fillSec.toFixed(1)} s, rss ${mib(row.rss)} MiB (idle ${mib(row.idleRss)}, cache bytes ${mib(row.cacheBytes ?? 0)}), hit p99 ${row.hits.p99.toFixed(1)} ms (${row.hitsWithPage.p99.toFixed(1)} ms with the page, ${row.page.fetches} pages of ${Math.round(row.page.bytes / 1024)} KiB, ${Math.round(row.page.medianMs)} ms), ` +
     `cpu/10k ${row.hits.cpuPer10k.toFixed(2)} s, /cache ${Math.round(row.cacheMs)} ms ${Math.round(row.cachePageBytes / 1024)} KiB, /metrics ${row.metrics.medianMs.toFixed(1)} ms ${row.metrics.cpuMs.toFixed(2)} ms CPU, invalidate one ${row.invalidateOneMs.toFixed(1)} ms ${row.invalidateOneCpuMs.toFixed(2)} ms CPU, ` +
     `first screen ${row.firstScreen.cpuMs.toFixed(2)} ms CPU ${row.firstScreen.medianMs.toFixed(1)} ms, loop max ${row.firstScreen.loopMaxMs.toFixed(1)} ms; refresh ${row.refreshCost.cpuMs.toFixed(2)} ms CPU, ` +
-    `${t ? `hit p99 ${t.alone.p99.toFixed(1)} ms without / ${t.withTab.p99.toFixed(1)} ms with a browser tab (loop max ${t.alone.loopMaxMs.toFixed(1)} / ${t.withTab.loopMaxMs.toFixed(1)} ms, ${t.refreshes} refreshes, tab asked ${JSON.stringify(t.asked)}, opening it ${t.openCpuMs.toFixed(1)} ms CPU), ` : ''}restart ${Math.round(row.restartMs)} ms (${row.restartStatus}), invalidate route ${Math.round(row.invalidateRouteMs)} ms ${row.invalidateRouteAnswer}`);
+    `${t ? `hit p99 ${t.alone.p99.toFixed(1)} ms without / ${t.withTab.p99.toFixed(1)} ms with a browser tab (rounds ${t.alone.p99s.map((v) => v.toFixed(1))} / ${t.withTab.p99s.map((v) => v.toFixed(1))}; loop max ${t.alone.loopMaxMs.toFixed(1)} / ${t.withTab.loopMaxMs.toFixed(1)} ms, GC max ${t.alone.gcMaxMs.toFixed(1)} (${t.alone.majorGcs} full) / ${t.withTab.gcMaxMs.toFixed(1)} (${t.withTab.majorGcs} full) ms, ${t.refreshes} refreshes, tab asked ${JSON.stringify(t.asked)}, opening it ${t.openCpuMs.toFixed(1)} ms CPU), ` : ''}restart ${Math.round(row.restartMs)} ms (${row.restartStatus}), invalidate route ${Math.round(row.invalidateRouteMs)} ms ${row.invalidateRouteAnswer}`);
   return row;
 }
 
@@ -330,7 +342,7 @@ export function scaleSection(scale) {
   const ms = (n) => (n >= 100 ? `${Math.round(n)}` : n >= 10 ? n.toFixed(1) : n.toFixed(2));
   const x = (a, b) => (a !== undefined && b ? `×${(a / b).toFixed(2)}` : '–');
   const out = ['## Scale (issue 21)', '',
-    `\`node bench/run.mjs ${scale.command}\`. One route with \`query_keys: [target]\`, identity bodies of ${scale.bodyBytes} B, the disk level on; a fresh proxy per size, loaded with a bench-only probe (\`--import bench/lib/loop-probe.mjs\`: the event loop's longest stall, CPU time). ` +
+    `\`node bench/run.mjs ${scale.command}\`. One route with \`query_keys: [target]\`, identity bodies of ${scale.bodyBytes} B, the disk level on; a fresh proxy per size, loaded with a bench-only probe (\`--import bench/lib/loop-probe.mjs\`: the event loop's longest stall, CPU time, garbage-collection pauses). ` +
     `Hits: wrk, ${LOAD_CONNECTIONS} connections, spread over every key; "with page": the same while the admin status page is fetched back to back (50 ms apart). ` +
     (scale.browser
       ? `"Tab": ${scale.rounds} rounds taken in turn of ${scale.tabSec} s of hits without, then with, a headless Chromium tab showing the status page (it refreshes itself every ${REFRESH_SEC} s); medians over the rounds. Chromium runs at ${scale.browser}. `
@@ -344,12 +356,13 @@ export function scaleSection(scale) {
     out.push(`| ${r.keys} | ${r.fillSec.toFixed(1)} s | ${mib(r.rss)} (${mib(r.idleRss)}; ${r.cacheBytes ? mib(r.cacheBytes) : '?'}; ${ratio}) | ${r.hits.cpuPer10k.toFixed(2)} | ${ms(r.hits.p99)} | ${ms(r.hitsWithPage.p99)} (${Math.round(r.page.bytes / 1024)} KiB, ${ms(r.page.medianMs)}) | ${ms(r.cacheMs)} (${Math.round(r.cachePageBytes / 1024)} KiB) | ${ms(r.restartMs)} | ${ms(r.invalidateRouteMs)} |`);
   }
   out.push('', 'The issue\'s "Done when": hit p99 with a browser tab against without (goal: at most ×2), and what the status page, `/metrics` and one-key invalidation cost the proxy (goal: at most ×3 from the smallest size to the largest).', '',
-    '| keys | hit p99 without tab | with tab | ratio | loop stall without / with tab | tab refreshes; requests the tab made | first screen: CPU, time, loop stall, size | refresh: CPU | opening the tab (page + assets): CPU | /metrics: CPU, time | invalidate one key: CPU, time |',
+    '| keys | hit p99 without tab (each round) | with tab (each round) | ratio of the medians | loop stall without / with tab; longest GC pause (full GCs) without / with | tab refreshes; requests the tab made | first screen: CPU, time, loop stall, size | refresh: CPU | opening the tab (page + assets): CPU | /metrics: CPU, time | invalidate one key: CPU, time |',
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of scale.rows) {
     const t = r.tab;
     const asked = t ? Object.entries(t.asked).map(([p, n]) => `${p} ×${n}`).join(', ') : '';
-    out.push(`| ${r.keys} | ${t ? ms(t.alone.p99) : '–'} | ${t ? ms(t.withTab.p99) : '–'} | ${t ? x(t.withTab.p99, t.alone.p99) : '–'} | ${t ? `${ms(t.alone.loopMaxMs)} / ${ms(t.withTab.loopMaxMs)}` : '–'} | ${t ? `${t.refreshes}; ${asked}` : '–'} | ${ms(r.firstScreen.cpuMs)}, ${ms(r.firstScreen.medianMs)}, ${ms(r.firstScreen.loopMaxMs)}, ${Math.round(r.firstScreen.bytes / 1024)} KiB | ${ms(r.refreshCost.cpuMs)} | ${t ? ms(t.openCpuMs) : '–'} | ${ms(r.metrics.cpuMs)}, ${ms(r.metrics.medianMs)} | ${ms(r.invalidateOneCpuMs)}, ${ms(r.invalidateOneMs)} |`);
+    const each = (s) => s.p99s.map(ms).join(', ');
+    out.push(`| ${r.keys} | ${t ? `${ms(t.alone.p99)} (${each(t.alone)})` : '–'} | ${t ? `${ms(t.withTab.p99)} (${each(t.withTab)})` : '–'} | ${t ? x(t.withTab.p99, t.alone.p99) : '–'} | ${t ? `${ms(t.alone.loopMaxMs)} / ${ms(t.withTab.loopMaxMs)}; ${ms(t.alone.gcMaxMs)} (${t.alone.majorGcs}) / ${ms(t.withTab.gcMaxMs)} (${t.withTab.majorGcs})` : '–'} | ${t ? `${t.refreshes}; ${asked}` : '–'} | ${ms(r.firstScreen.cpuMs)}, ${ms(r.firstScreen.medianMs)}, ${ms(r.firstScreen.loopMaxMs)}, ${Math.round(r.firstScreen.bytes / 1024)} KiB | ${ms(r.refreshCost.cpuMs)} | ${t ? ms(t.openCpuMs) : '–'} | ${ms(r.metrics.cpuMs)}, ${ms(r.metrics.medianMs)} | ${ms(r.invalidateOneCpuMs)}, ${ms(r.invalidateOneMs)} |`);
   }
   if (scale.rows.length > 1) {
     const [a, b] = [scale.rows[0], scale.rows.at(-1)];
