@@ -182,6 +182,10 @@ async function openTab(browser, adminUrl) {
  * tab asked for while it was open, and what opening it cost the proxy.
  */
 async function hitsWithAndWithoutTab(ctx, proxy, path, keys, browser) {
+  // What the idle proxy uses per ms (the probe's own timer, housekeeping): left out of opening the tab.
+  await proxy.probe.read();
+  await sleep(500);
+  const idleUsPerMs = (await proxy.probe.read()).cpuUs / 500;
   const alone = [];
   const withTab = [];
   const asked = new Map();
@@ -190,8 +194,10 @@ async function hitsWithAndWithoutTab(ctx, proxy, path, keys, browser) {
   for (let round = 0; round < ctx.plan.scaleTabRounds; round++) {
     alone.push(await hitLoad(ctx, proxy, path, keys, ctx.plan.scaleTabSec));
     await proxy.probe.read();
+    const opening = performance.now();
     const tab = await openTab(browser, proxy.adminUrl);
-    openCpuMs ??= (await proxy.probe.read()).cpuUs / 1000;
+    const opened = await proxy.probe.read();
+    openCpuMs ??= Math.max(0, opened.cpuUs - idleUsPerMs * (performance.now() - opening)) / 1000;
     const pagesAtOpen = tab.asked.get('/') ?? 0;
     try {
       withTab.push(await hitLoad(ctx, proxy, path, keys, ctx.plan.scaleTabSec));

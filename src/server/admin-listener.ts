@@ -375,7 +375,7 @@ async function routeOpen(ctx: AdminContext, req: IncomingMessage, res: ServerRes
   }
   if (isPageAsset(url.pathname)) {
     allowOnly(method, url, 'GET', 'HEAD');
-    servePageAsset(res, url.pathname, method === 'HEAD');
+    servePageAsset(req, res, url.pathname, method === 'HEAD');
     return true;
   }
   if (url.pathname === '/') {
