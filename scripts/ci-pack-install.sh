@@ -21,7 +21,7 @@ echo "packed $tarball"
 
 echo "-- the tarball's files"
 files=$(tar -tzf "$work/$tarball")
-unexpected=$(grep -Ev '^package/(package\.json|README\.md|dist/src/.+\.js|dist/src/build-info\.json)$' <<<"$files" || true)
+unexpected=$(grep -Ev '^package/(package\.json|README\.md|LICENSE|dist/src/.+\.js|dist/src/build-info\.json)$' <<<"$files" || true)
 misplaced=$(grep -E '^package/dist/src/demo/|json-schema\.js$|\.map$|\.ts$|/test/' <<<"$files" || true)
 if [ -n "$unexpected$misplaced" ]; then
   echo "files the command does not need:" >&2
@@ -30,7 +30,7 @@ if [ -n "$unexpected$misplaced" ]; then
 fi
 grep -qx 'package/dist/src/cli.js' <<<"$files"
 grep -qx 'package/dist/src/build-info.json' <<<"$files"
-echo "$(wc -l <<<"$files") files: package.json, README.md, dist/src/**/*.js, dist/src/build-info.json"
+echo "$(wc -l <<<"$files") files: package.json, README.md, LICENSE, dist/src/**/*.js, dist/src/build-info.json"
 
 echo "-- npm install -g into $work/prefix"
 npm install -g --prefix "$work/prefix" --no-audit --no-fund "$work/$tarball"
