@@ -36,7 +36,19 @@ const { values } = parseArgs({
   },
 });
 
-const tls = values['tls-cert'] ? { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) } : undefined;
+// The TLS settings scrapecache gets from a tls_server_config with only cert_file and key_file
+// (src/config/web-config.ts, src/server/listener-security.ts): TLS 1.2 to 1.3, the server's cipher
+// order, ALPN http/1.1; Node's default ciphers, curves and session tickets on both.
+const tls = values['tls-cert']
+  ? {
+    cert: readFileSync(values['tls-cert']),
+    key: readFileSync(values['tls-key']),
+    minVersion: 'TLSv1.2',
+    maxVersion: 'TLSv1.3',
+    honorCipherOrder: true,
+    ALPNProtocols: ['http/1.1'],
+  }
+  : undefined;
 const digest = (text) => createHash('sha256').update(text).digest();
 const wanted = values['basic-auth'] ? digest(`Basic ${Buffer.from(values['basic-auth']).toString('base64')}`) : undefined;
 

@@ -23,6 +23,7 @@ import { runKeySweep, runBigEntries, runRestart } from './sections/memory.mjs';
 import { runRedisSection } from './sections/redis.mjs';
 import { runSecurity } from './sections/security.mjs';
 import { runScale } from './sections/scale.mjs';
+import { runMemoryScale } from './sections/memory-scale.mjs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -54,6 +55,13 @@ function makePlan(options) {
     // Hits without, then with, a browser tab on the status page: rounds taken in turn, seconds each (two refreshes of the tab).
     scaleTabRounds: options.quick ? 1 : 3,
     scaleTabSec: options.quick ? 6 : 11,
+    memoryScale: {
+      counts: [1000, 10_000, 50_000, 100_000].filter((n) => n <= options.maxKeys),
+      small: `b${2 * KiB}i`,
+      large: { count: 1000, fixture: `b${100 * KiB}i` },
+      redisCounts: [10_000, 50_000].filter((n) => n <= options.maxKeys),
+      workerCounts: [Math.min(10_000, options.maxKeys)],
+    },
   };
 }
 
@@ -66,6 +74,7 @@ function fixtureProfiles(plan, sections) {
   if (sections.includes('concurrency') || sections.includes('redis')) names.add(plan.concurrencyProfile.fixture);
   if (sections.includes('memory')) names.add(plan.keyFixture).add(plan.bigEntries.fixture);
   if (sections.includes('scale')) names.add(plan.scaleFixture);
+  if (sections.includes('memory-scale')) names.add(plan.memoryScale.small).add(plan.memoryScale.large.fixture);
   return [...names].map((name) => {
     const [, bytes, identity] = /^b(\d+)(i?)$/.exec(name);
     return { name, bytes: Number(bytes), identityOnly: identity === 'i' };
@@ -153,7 +162,7 @@ async function main() {
     run.passes = [];
     for (const [i, count] of options.workerCounts.entries()) {
       const pass = passOptions(options, count);
-      const sections = i === 0 ? options.sections.filter((s) => s !== 'memory' && s !== 'scale') : options.sections.filter((s) => s === 'compare');
+      const sections = i === 0 ? options.sections.filter((s) => s !== 'memory' && s !== 'scale' && s !== 'memory-scale') : options.sections.filter((s) => s === 'compare');
       if (sections.length === 0) continue;
       const passCtx = { ...ctx, options: pass, cpuProfDir: i === 0 ? ctx.cpuProfDir : undefined };
       const result = { workers: count, options: pass, main: i === 0 };
@@ -239,6 +248,14 @@ async function main() {
       } else {
         console.log(`scale: ${plan.scaleKeys.join(', ')} keys behind one route`);
         run.scale = await runScale({ ...ctx, options: passOptions(options, 1) }).catch((error) => ctx.skip(`scale: ${error.message.split('\n')[0]}`) ?? null);
+      }
+    }
+    if (options.sections.includes('memory-scale')) {
+      if (!options.peers.includes('scrapecache') || !scrapecacheAvailable()) {
+        ctx.skip('memory-scale: needs the scrapecache peer and a build');
+      } else {
+        console.log(`memory-scale: ${plan.memoryScale.counts.join(', ')} entries of 2 KiB, ${plan.memoryScale.large.count} of 100 KiB, Redis at ${plan.memoryScale.redisCounts.join(', ') || 'none'}`);
+        run.memoryScale = await runMemoryScale({ ...ctx, options: passOptions(options, 1) }).catch((error) => ctx.skip(`memory-scale: ${error.message.split('\n')[0]}`) ?? null);
       }
     }
     run.versions = { ...run.versions, ...peerVersions(options) };

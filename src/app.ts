@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
 import { DiskStore } from './cache/disk-store.js';
 import { JoinedEventBus } from './cache/joined-event-bus.js';
 import { MemoryStore } from './cache/memory-store.js';
@@ -16,14 +17,16 @@ import { applyListenOverrides, type ListenOverrides } from './config/listen-over
 import { parseConfig, readConfigText } from './config/load.js';
 import type { Config, ListenAddress, Route } from './config/types.js';
 import { configWarnings } from './config/warnings.js';
+import { INTERNAL_ERROR, ProxyError } from './errors.js';
 import { Metrics } from './metrics.js';
 import { addressText } from './net/host-port.js';
 import { createAdminHandler, type AdminDeps } from './server/admin-listener.js';
-import { writeText } from './server/respond.js';
+import { writeError } from './server/respond.js';
 import { warnExposedCredentials } from './server/exposed-credentials.js';
 import { isHealthCheck, ListenerSecurity, type ListenerSecurityOptions } from './server/listener-security.js';
 import { RouteTable } from './server/route-table.js';
-import { createScrapeHandler, type SelfMetricsText } from './server/scrape-listener.js';
+import { createScrapeHandler } from './server/scrape-listener.js';
+import type { SelfMetricsText } from './server/self-metrics.js';
 import type { PassThrough } from './upstream/pass-through.js';
 import type { RedisLevel } from './cache/redis/redis-level.js';
 import { checkUpstreams, type ProbeResult } from './upstream/reachability.js';
@@ -63,6 +66,11 @@ export interface AppOptions {
   /** --web.config.file: TLS, basic auth, headers and rate limit for both listeners (SPEC 3.6). */
   webConfigFile?: string;
   webSecurity?: ListenerSecurityOptions;
+  /**
+   * The time every part reads (freshness, Age, back-off, prefetch, down-since, the status page);
+   * default the real clock. Tests move it forward instead of sleeping.
+   */
+  clock?: Clock;
 }
 
 export interface App {
@@ -147,15 +155,12 @@ function guard(handler: (req: IncomingMessage, res: ServerResponse) => Promise<v
   return (req: IncomingMessage, res: ServerResponse) => {
     handler(req, res).catch((err: unknown) => {
       log.error({ err, url: req.url }, 'request failed');
-      if (!res.headersSent) {
-        res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
-        res.end('internal error\n');
-      } else {
-        res.destroy();
-      }
+      writeError(res, INTERNAL_ERROR);
     });
   };
 }
+
+const SHUTTING_DOWN = new ProxyError('SHUTTING_DOWN', 'scrapecache is shutting down; the upstream did not answer in time', { headers: { Connection: 'close' } });
 
 /**
  * Clients still waiting when the grace period ends get a 503 before their sockets close, not an
@@ -166,7 +171,7 @@ async function answerWaiting(waiting: Set<ServerResponse>): Promise<void> {
   for (const res of waiting) {
     if (res.headersSent || res.destroyed) continue;
     flushed.push(new Promise((r) => res.once('close', r)));
-    writeText(res, 503, 'scrapecache is shutting down; the upstream did not answer in time', { Connection: 'close' }, res.req.method === 'HEAD');
+    writeError(res, SHUTTING_DOWN, { head: res.req.method === 'HEAD' });
   }
   if (flushed.length > 0) await Promise.race([Promise.all(flushed), new Promise((r) => setTimeout(r, 1000).unref())]);
 }
@@ -202,6 +207,7 @@ interface CacheLevels {
 /** The parts of a running app that start-up, reload and close share. */
 interface Parts extends CacheLevels {
   options: AppOptions;
+  clock: Clock;
   log: Logger;
   metrics: Metrics;
   security: ListenerSecurity | undefined;
@@ -214,18 +220,19 @@ interface Parts extends CacheLevels {
  * The memory level, the second level (disk or Redis, SPEC 2.1 and 2.2) and the bus, joined in a
  * ScrapeCache; a second level's entries are loaded before anything listens.
  */
-async function openCache(config: Config, options: AppOptions, metrics: Metrics, log: Logger): Promise<CacheLevels> {
+async function openCache(config: Config, options: AppOptions, metrics: Metrics, log: Logger, clock: Clock): Promise<CacheLevels> {
   const parts = options.cacheParts ?? {};
+  const now = clock.now;
   // Opened before anything listens: an unwritable directory is a start-up error (SPEC 2.1).
   const disk: Store | undefined =
     config.cache.disk && parts.secondLevel !== false
-      ? new DiskStore({ dir: config.cache.disk.path, maxBytes: config.cache.disk.maxBytes, log, metrics })
+      ? new DiskStore({ dir: config.cache.disk.path, maxBytes: config.cache.disk.maxBytes, log, metrics, now })
       : undefined;
   // node-redis and the Redis level are loaded only with cache.redis (SPEC 2.2). Redis need not
   // be up: the proxy starts without it and shares once it answers.
   const redis =
     config.cache.redis && parts.secondLevel !== false
-      ? await (await import('./cache/redis/redis-level.js')).openRedisLevel(config.cache.redis, metrics, log)
+      ? await (await import('./cache/redis/redis-level.js')).openRedisLevel(config.cache.redis, metrics, log, now)
       : undefined;
   const second = disk ?? redis?.store;
   // A cluster primary tells its workers and the other replicas; what the replicas say reaches its workers too.
@@ -238,16 +245,17 @@ async function openCache(config: Config, options: AppOptions, metrics: Metrics, 
       // (Not Redis: the other replicas still read them there.)
       void disk?.delete(entry.key);
     },
-  });
+  }, now);
   const cache = new ScrapeCache({
     memory,
-    filler: parts.filler ?? new UpstreamFiller(metrics, log),
+    filler: parts.filler ?? new UpstreamFiller(metrics, log, now),
     ...(second ? { second } : {}),
     ...(bus ? { bus } : {}),
     ...(redis ? { lease: redis.lease } : {}),
     prefetch: parts.prefetch !== false,
     metrics,
     log,
+    clock,
   });
   if (second) {
     const started = performance.now();
@@ -361,6 +369,7 @@ function createServers(p: Parts, waiting: Set<ServerResponse>, reload: (source?:
     passThrough: () => state.passThrough,
     metrics,
     log,
+    clock: p.clock,
     waiting,
     // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
     adminAddress: () => (state.adminAddress ? { host: state.config.admin.listen.host, port: state.adminAddress.port } : state.config.admin.listen),
@@ -376,6 +385,7 @@ function createServers(p: Parts, waiting: Set<ServerResponse>, reload: (source?:
     cache,
     metrics,
     log,
+    clock: p.clock,
     configFile: () => p.configFile,
     reloadError: () => state.reloadError,
     ...options.admin,
@@ -451,12 +461,13 @@ export async function startApp(options: AppOptions): Promise<App> {
   // First: a web config error stops the start before anything else is running.
   const security = options.webConfigFile ? await ListenerSecurity.open(options.webConfigFile, log, options.webSecurity) : undefined;
   const config = options.config;
+  const clock = options.clock ?? systemClock;
   let cacheRef: ScrapeCache | undefined;
   const metrics = new Metrics(
     { usage: (route) => cacheRef?.usage(route) ?? { entries: 0, bytes: 0, oldestAgeSeconds: undefined } },
-    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false },
+    { defaultMetrics: options.defaultMetrics !== false, storeGauges: options.listeners?.admin !== false, now: clock.now },
   );
-  const { cache, redis } = await openCache(config, options, metrics, log);
+  const { cache, redis } = await openCache(config, options, metrics, log, clock);
   cacheRef = cache;
   const state: AppState = {
     config,
@@ -469,7 +480,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     adminAddress: undefined,
   };
   const run = options.listeners ?? { scrape: true, admin: true };
-  const p: Parts = { options, log, metrics, security, configFile: options.configFile ?? config.file, run, state, cache, redis };
+  const p: Parts = { options, clock, log, metrics, security, configFile: options.configFile ?? config.file, run, state, cache, redis };
   await preparePassThrough(p, config.routes);
   metrics.setRoutes(config.routes.map((r) => r.name));
 

@@ -41,10 +41,9 @@ function die(message: string): never {
   process.exit(1);
 }
 
-async function main(argv: string[]): Promise<void> {
-  let values;
+function parseFlags(argv: string[]) {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       args: argv,
       options: {
         'config.file': { type: 'string' },
@@ -59,43 +58,37 @@ async function main(argv: string[]): Promise<void> {
       },
       strict: true,
       allowPositionals: false,
-    }));
+    }).values;
   } catch (err) {
     die(`${(err as Error).message} (see --help)`);
   }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
-  if (values.version) {
-    const build = buildInfo();
-    process.stdout.write(`scrapecache ${build.version} (revision ${build.revision}, node ${build.nodejsVersion})\n`);
-    return;
-  }
-  const file = values['config.file'] ?? values.config ?? 'proxy.yaml';
-  const levelFlag = values['log.level'];
-  if (levelFlag !== undefined && !LEVELS.includes(levelFlag)) die(`--log.level must be one of ${LEVELS.join(', ')}`);
+}
 
+type Flags = ReturnType<typeof parseFlags>;
+
+/** --web.listen-address and --web.admin-listen-address, checked. */
+function listenOverridesOf(flags: Flags): ListenOverrides {
   const overrides: ListenOverrides = {};
   for (const [flag, key] of [['web.listen-address', 'listen'], ['web.admin-listen-address', 'adminListen']] as const) {
-    const text = values[flag];
+    const text = flags[flag];
     if (text === undefined) continue;
     const address = parseListenAddress(text);
     if (!address) die(`--${flag}: invalid address "${text}" (expected host:port, e.g. 0.0.0.0:9180, :9180 or [::1]:9180)`);
     overrides[key] = address;
   }
+  return overrides;
+}
 
-  const webFile = values['web.config.file'];
-  let config;
-  let source;
-  let web;
+/** The config (from the file, or from the primary in a worker) and the web config; every problem printed, then exit 1. */
+async function loadConfigs(file: string, webFile: string | undefined, overrides: ListenOverrides, checkOnly: boolean) {
   try {
-    source = isWorker ? await configFromPrimary() : readConfigText(file);
-    config = applyListenOverrides(parseConfig(source, file), overrides);
-    if (webFile !== undefined) web = loadWebConfig(webFile);
+    const source = isWorker ? await configFromPrimary() : readConfigText(file);
+    const config = applyListenOverrides(parseConfig(source, file), overrides);
+    const web = webFile !== undefined ? loadWebConfig(webFile) : undefined;
+    return { source, config, web };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    if (values['check-config']) {
+    if (checkOnly) {
       process.stderr.write(`${err.message}\n${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} found\n`);
       process.exit(1);
     }
@@ -103,64 +96,92 @@ async function main(argv: string[]): Promise<void> {
     for (const p of err.problems.slice(0, -1)) process.stderr.write(`scrapecache: invalid config: ${formatProblem(p)}\n`);
     die(`invalid config: ${formatProblem(err.problems.at(-1)!)}`);
   }
-  if (values['check-config']) {
+}
+
+async function main(argv: string[]): Promise<void> {
+  const flags = parseFlags(argv);
+  if (flags.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (flags.version) {
+    const build = buildInfo();
+    process.stdout.write(`scrapecache ${build.version} (revision ${build.revision}, node ${build.nodejsVersion})\n`);
+    return;
+  }
+  const file = flags['config.file'] ?? flags.config ?? 'proxy.yaml';
+  const levelFlag = flags['log.level'];
+  if (levelFlag !== undefined && !LEVELS.includes(levelFlag)) die(`--log.level must be one of ${LEVELS.join(', ')}`);
+  const overrides = listenOverridesOf(flags);
+  const webFile = flags['web.config.file'];
+  const { config, source, web } = await loadConfigs(file, webFile, overrides, flags['check-config'] === true);
+  if (flags['check-config']) {
     for (const warning of configWarnings(config, web)) process.stderr.write(`scrapecache: warning: ${warning}\n`);
     process.stdout.write(`${file}: OK (${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`);
     if (webFile !== undefined) process.stdout.write(`${webFile}: OK\n`);
     return;
   }
-
   const log = createLogger((levelFlag ?? config.log.level) as LogLevel);
-  const options: RunOptions = { config, source, file, log, logLevelOverride: levelFlag !== undefined, listenOverrides: overrides, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) };
-  // Handlers first, then listen: a signal during start-up must not take the default action
-  // (SIGHUP would kill the process, SIGTERM exit without draining). It waits for start-up.
+  const webOption = webFile !== undefined ? { webConfigFile: webFile } : {};
+  const options: RunOptions = { config, source, file, log, logLevelOverride: levelFlag !== undefined, listenOverrides: overrides, ...webOption };
+  await runWithSignals(log, () => {
+    if (config.workers === 1) return startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride, listenOverrides: overrides, ...webOption });
+    return isWorker ? runWorker(options) : runPrimary(options);
+  });
+}
+
+/**
+ * Handlers first, then listen: a signal during start-up must not take the default action
+ * (SIGHUP would kill the process, SIGTERM exit without draining). It waits for start-up.
+ */
+async function runWithSignals(log: RunOptions['log'], start: () => Promise<Running>): Promise<void> {
   let running: Running | undefined;
   let stopSignal: string | undefined;
   let reloadPending = false;
-  const stop = (signal: string) => {
-    if (stopSignal !== undefined) return;
-    stopSignal = signal;
-    if (running) shutDown(running, signal);
-  };
-  const shutDown = (r: Running, signal: string) => {
-    log.info({ signal }, 'shutting down');
-    r.close().then(
-      () => {
-        log.info('stopped');
-        log.flush?.();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
   const onTerm = () => stop('SIGTERM');
   const onInt = () => stop('SIGINT');
   const onHup = () => {
     if (running) void running.reload();
     else reloadPending = true;
   };
+  function stop(signal: string): void {
+    if (stopSignal !== undefined) return;
+    stopSignal = signal;
+    if (running) shutDown(running, signal, log);
+  }
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
   process.on('SIGHUP', onHup);
   try {
-    if (config.workers === 1) running = await startApp({ config, log, configFile: file, logLevelOverride: options.logLevelOverride, listenOverrides: overrides, ...(webFile !== undefined ? { webConfigFile: webFile } : {}) });
-    else running = isWorker ? await runWorker(options) : await runPrimary(options);
+    running = await start();
   } catch (err) {
     die((err as Error).message);
   }
   if (isWorker) {
-    // From here its primary decides when it stops (src/cluster.ts); a SIGTERM during start-up still counts.
+    // From here its primary decides when it stops (src/cluster/worker.ts); a SIGTERM during start-up still counts.
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
     process.off('SIGHUP', onHup);
-    if (stopSignal === 'SIGTERM') shutDown(running, stopSignal);
+    if (stopSignal === 'SIGTERM') shutDown(running, stopSignal, log);
     return;
   }
-  if (stopSignal !== undefined) shutDown(running, stopSignal);
+  if (stopSignal !== undefined) shutDown(running, stopSignal, log);
   else if (reloadPending) void running.reload();
+}
+
+function shutDown(running: Running, signal: string, log: RunOptions['log']): void {
+  log.info({ signal }, 'shutting down');
+  running.close().then(
+    () => {
+      log.info('stopped');
+      log.flush?.();
+      process.exit(0);
+    },
+    (err: unknown) => {
+      log.error({ err }, 'shutdown failed');
+      process.exit(1);
+    },
+  );
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => die((err as Error).stack ?? String(err)));

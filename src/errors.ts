@@ -3,82 +3,67 @@
  * status it becomes, and a one-line message that names the route and the cause.
  */
 
-export type ProxyErrorCode =
-  | 'UPSTREAM_UNREACHABLE'
-  | 'UPSTREAM_RESET'
-  | 'UPSTREAM_TIMEOUT'
-  | 'UPSTREAM_BODY_TOO_LARGE'
-  | 'UPSTREAM_BAD_RESPONSE'
-  | 'UPSTREAM_TLS'
-  | 'SCRAPE_DEADLINE'
-  | 'NOT_ACCEPTABLE'
-  | 'SHUTTING_DOWN'
-  // A request the proxy refuses (the admin listener's so far).
-  | 'BAD_REQUEST'
-  | 'FORBIDDEN'
-  | 'NOT_FOUND'
-  | 'METHOD_NOT_ALLOWED'
-  | 'REQUEST_TOO_LARGE';
+/** What each code becomes: the HTTP status, and the kind that names it in metric labels (SPEC 5). */
+const CODES = {
+  UPSTREAM_UNREACHABLE: { status: 502, kind: 'unreachable' },
+  UPSTREAM_RESET: { status: 502, kind: 'reset' },
+  UPSTREAM_TIMEOUT: { status: 504, kind: 'timeout' },
+  UPSTREAM_BODY_TOO_LARGE: { status: 502, kind: 'too_large' },
+  UPSTREAM_BAD_RESPONSE: { status: 502, kind: 'bad_response' },
+  UPSTREAM_TLS: { status: 502, kind: 'tls' },
+  SCRAPE_DEADLINE: { status: 504, kind: 'deadline' },
+  // The Cache-Status detail of the proxy's own 406 as the README documents it.
+  NOT_ACCEPTABLE: { status: 406, kind: 'not_acceptable', detail: 'not-acceptable' },
+  SHUTTING_DOWN: { status: 503, kind: 'shutting_down' },
+  SELF_METRICS_UNAVAILABLE: { status: 503, kind: 'self_metrics_unavailable' },
+  WEB_CONFIG_INVALID: { status: 500, kind: 'web_config_invalid' },
+  INTERNAL: { status: 500, kind: 'internal' },
+  // A request the proxy refuses: the client's doing, answered as it is.
+  BAD_REQUEST: { status: 400, kind: 'bad_request', refusal: true },
+  UNAUTHORIZED: { status: 401, kind: 'unauthorized', refusal: true },
+  FORBIDDEN: { status: 403, kind: 'forbidden', refusal: true },
+  NOT_FOUND: { status: 404, kind: 'not_found', refusal: true },
+  METHOD_NOT_ALLOWED: { status: 405, kind: 'method_not_allowed', refusal: true },
+  REQUEST_TOO_LARGE: { status: 413, kind: 'request_too_large', refusal: true },
+  RATE_LIMITED: { status: 429, kind: 'rate_limited', refusal: true },
+  HEADERS_TOO_LARGE: { status: 431, kind: 'headers_too_large', refusal: true },
+} as const satisfies Record<string, { status: number; kind: string; detail?: string; refusal?: true }>;
 
-const STATUS: Record<ProxyErrorCode, number> = {
-  UPSTREAM_UNREACHABLE: 502,
-  UPSTREAM_RESET: 502,
-  UPSTREAM_TIMEOUT: 504,
-  UPSTREAM_BODY_TOO_LARGE: 502,
-  UPSTREAM_BAD_RESPONSE: 502,
-  UPSTREAM_TLS: 502,
-  SCRAPE_DEADLINE: 504,
-  NOT_ACCEPTABLE: 406,
-  SHUTTING_DOWN: 503,
-  BAD_REQUEST: 400,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  METHOD_NOT_ALLOWED: 405,
-  REQUEST_TOO_LARGE: 413,
-};
+export type ProxyErrorCode = keyof typeof CODES;
 
-/** Error kinds as metric label values (SPEC 5: code = HTTP status or error kind). */
-const KIND: Record<ProxyErrorCode, string> = {
-  UPSTREAM_UNREACHABLE: 'unreachable',
-  UPSTREAM_RESET: 'reset',
-  UPSTREAM_TIMEOUT: 'timeout',
-  UPSTREAM_BODY_TOO_LARGE: 'too_large',
-  UPSTREAM_BAD_RESPONSE: 'bad_response',
-  UPSTREAM_TLS: 'tls',
-  SCRAPE_DEADLINE: 'deadline',
-  NOT_ACCEPTABLE: 'not_acceptable',
-  SHUTTING_DOWN: 'shutting_down',
-  BAD_REQUEST: 'bad_request',
-  FORBIDDEN: 'forbidden',
-  NOT_FOUND: 'not_found',
-  METHOD_NOT_ALLOWED: 'method_not_allowed',
-  REQUEST_TOO_LARGE: 'request_too_large',
-};
-
-/** The codes of a request the proxy refuses: the client's doing, answered as they are. */
-const REFUSALS: ReadonlySet<ProxyErrorCode> = new Set(['BAD_REQUEST', 'FORBIDDEN', 'NOT_FOUND', 'METHOD_NOT_ALLOWED', 'REQUEST_TOO_LARGE']);
+/** Every code, for checking one that crossed a process boundary (the cluster's `failed` message). */
+export const PROXY_ERROR_CODES = Object.keys(CODES) as [ProxyErrorCode, ...ProxyErrorCode[]];
 
 export class ProxyError extends Error {
   readonly code: ProxyErrorCode;
   readonly status: number;
   readonly kind: string;
-  /** Headers the answer carries besides the body's (Allow with a 405). */
+  /** Headers the answer carries besides the body's (Allow with a 405, WWW-Authenticate with a 401). */
   readonly headers: Readonly<Record<string, string>>;
 
   constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown; headers?: Record<string, string> }) {
     super(message, options);
     this.name = 'ProxyError';
     this.code = code;
-    this.status = STATUS[code];
-    this.kind = KIND[code];
+    this.status = CODES[code].status;
+    this.kind = CODES[code].kind;
     this.headers = options?.headers ?? {};
   }
 
   /** A refused request (4xx of the client's making), as opposed to a failure of the proxy or its upstream. */
   get isRefusal(): boolean {
-    return REFUSALS.has(this.code);
+    return 'refusal' in CODES[this.code];
+  }
+
+  /** The `detail` of a Cache-Status that names this failure (RFC 9211 section 2.8). */
+  get detail(): string {
+    const entry: { kind: string; detail?: string } = CODES[this.code];
+    return entry.detail ?? entry.kind;
   }
 }
+
+/** A bug of ours, logged where it is caught: the client learns no more than this. */
+export const INTERNAL_ERROR = new ProxyError('INTERNAL', 'internal error');
 
 /** `host:port` of an upstream URL, the port written out even where it is the scheme's default. */
 export function upstreamAddress(url: URL): string {

@@ -9,6 +9,7 @@ import { cacheKey } from '../src/cache/key.js';
 import { decodeRecord } from '../src/cache/stored-record.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, SCRAPE_HEADERS, sleep, startProxy } from './helpers/proxy.js';
+import { TestClock } from './helpers/test-clock.js';
 
 let exporter: FakeExporter;
 before(async () => {
@@ -27,7 +28,7 @@ function decodeRecordOr(file: string): number | undefined {
 const newDir = () => join(mkdtempSync(join(tmpdir(), 'scrapecache-level-')), 'cache');
 const files = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.rec'));
 
-/** Waits (bounded) until the directory holds n entry files: writes end after the answer. */
+/** Waits (bounded) until the directory holds n entry files: writes end after the answer (polls real file writes, not the clock). */
 async function untilFiles(dir: string, n: number): Promise<void> {
   for (let i = 0; i < 100 && files(dir).length !== n; i++) await sleep(20);
   assert.equal(files(dir).length, n);
@@ -107,6 +108,7 @@ describe('the disk level in the proxy', () => {
       const nodeFile = join(dir, fileOf(cacheKey('node', '/node/metrics', '', 'openmetrics;1.0.0')));
       const old = decodeRecord(readFileSync(nodeFile)).fetchedAt;
       await post(`${p.adminUrl}/invalidate`, { route: 'node', refresh: true });
+      // Polls the refetch's file write (real I/O), not the clock.
       for (let i = 0; i < 100 && !((decodeRecordOr(nodeFile) ?? 0) > old); i++) await sleep(20);
       assert.ok(decodeRecordOr(nodeFile)! > old, 'the refreshed entry replaced the old file');
       await post(`${p.adminUrl}/invalidate`, {});
@@ -154,7 +156,8 @@ describe('the disk level in the proxy', () => {
     );
     try {
       for (const n of [1, 2, 3, 4, 5]) await get(`${p.url}/pages/metrics${n}`, SCRAPE_HEADERS);
-      await sleep(100);
+      // The writes and the eviction's deletes end after the answers (real I/O, not the clock).
+      for (let i = 0; i < 100 && files(dir).length !== p.app.cache.count; i++) await sleep(20);
       assert.equal(files(dir).length, p.app.cache.count, 'the directory holds what memory holds');
       assert.ok(p.app.cache.count < 5, 'some entries were evicted');
     } finally {
@@ -169,13 +172,15 @@ describe('the disk level in the proxy', () => {
     await get(`${a.url}/node/metrics`, SCRAPE_HEADERS);
     await untilFiles(dir, 1);
     await a.close();
-    await sleep(1100);
-    const b = await startProxy(config(dir, route));
+    // The second process starts past the ttl: its clock is 1.1 s ahead.
+    const later = new TestClock();
+    later.advance(1100);
+    const b = await startProxy(config(dir, route), { clock: later });
     try {
       const before = exporter.count;
       const res = await get(`${b.url}/node/metrics`, SCRAPE_HEADERS);
       assert.match(String(res.headers['cache-status']), /^scrapecache; hit; fwd=stale/);
-      for (let i = 0; i < 100 && exporter.count === before; i++) await sleep(20);
+      await b.app.cache.drain();
       assert.equal(exporter.count, before + 1, 'one background refresh');
     } finally {
       await b.close();
@@ -186,13 +191,12 @@ describe('the disk level in the proxy', () => {
     const dir = newDir();
     const route = nodeRoute('    prefetch: true\n');
     const a = await startProxy(config(dir, route));
-    for (let i = 0; i < 100 && files(dir).length === 0; i++) await sleep(20);
     await untilFiles(dir, 1);
     await a.close();
     const before = exporter.count;
     const b = await startProxy(config(dir, route));
     try {
-      await sleep(200);
+      await b.app.cache.drain(); // a fetch at start-up would be in flight by now
       assert.equal(exporter.count, before);
       const res = await get(`${b.url}/node/metrics`, SCRAPE_HEADERS);
       assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);

@@ -16,7 +16,8 @@ import {
 } from '../src/cache/freshness.js';
 import { recordTimes } from '../src/cache/stored-record.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
-import { get, SCRAPE_HEADERS, sleep, startProxy, type TestProxy } from './helpers/proxy.js';
+import { get, SCRAPE_HEADERS, startProxy, type TestProxy } from './helpers/proxy.js';
+import { TestClock } from './helpers/test-clock.js';
 
 describe('freshness arithmetic', () => {
   const policy = { ttlMs: 10_000, staleWhileRevalidateMs: 5_000, staleIfErrorMs: 60_000 };
@@ -109,6 +110,8 @@ describe('freshness arithmetic', () => {
 describe('serving stale', () => {
   let exporter: FakeExporter;
   let proxy: TestProxy;
+  // Time moves by the test's hand: the ttl, the stale windows and the back-off pass without sleeping.
+  const clock = new TestClock();
 
   before(async () => {
     exporter = await startFakeExporter();
@@ -129,7 +132,7 @@ routes:
     path: /plain
     upstream: ${exporter.url}/metrics
     ttl: 300ms
-`);
+`, { clock });
   });
   after(async () => {
     await proxy.close();
@@ -146,7 +149,7 @@ routes:
 
   test('stale-while-revalidate answers at once from the stale entry while one background fetch refreshes it', async () => {
     const first = await get(`${proxy.url}/swr`, { accept: 'text/plain' });
-    await sleep(350);
+    clock.advance(350);
     exporter.delayMs = 500;
     const started = Date.now();
     const stale = await Promise.all(Array.from({ length: 5 }, () => get(`${proxy.url}/swr`, { accept: 'text/plain' })));
@@ -155,7 +158,7 @@ routes:
       assert.deepEqual(res.body, first.body);
       assert.match(String(res.headers['cache-status']), /^scrapecache; hit; fwd=stale; ttl=-\d+$/);
     }
-    await sleep(600);
+    await proxy.app.cache.drain(); // the refresh, 500 ms of the upstream's
     assert.equal(exporter.count, 2, 'one background refresh for five stale scrapes');
     const fresh = await get(`${proxy.url}/swr`, { accept: 'text/plain' });
     assert.match(String(fresh.headers['cache-status']), /^scrapecache; hit; ttl=/);
@@ -164,7 +167,7 @@ routes:
 
   test('stale-if-error serves the stored body while the upstream is down, marked fwd=stale with the error status', async () => {
     const good = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
-    await sleep(350);
+    clock.advance(350);
     exporter.fault = 'reset';
     const res = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
     assert.equal(res.status, 200);
@@ -174,12 +177,12 @@ routes:
 
   test('stale-if-error covers timeouts and upstream 5xx answers too', async () => {
     const good = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
-    await sleep(350);
+    clock.advance(350);
     exporter.fault = 'hang';
     const timedOut = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
     assert.deepEqual(timedOut.body, good.body);
     assert.match(String(timedOut.headers['cache-status']), /fwd-status=504/);
-    await sleep(1100); // past the first back-off
+    clock.advance(1100); // past the first back-off
     exporter.fault = 'status-500';
     const failed = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
     assert.equal(failed.status, 200);
@@ -189,27 +192,27 @@ routes:
 
   test('after a failed refresh, scrapes in the back-off get the stale entry without going upstream', async () => {
     await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
-    await sleep(350);
+    clock.advance(350);
     exporter.fault = 'reset';
     for (let i = 0; i < 20; i++) {
       const res = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
       assert.equal(res.status, 200);
     }
     assert.equal(exporter.count, 2, 'one fill, one failed refresh, then the back-off holds (nginx trac #1000)');
-    await sleep(1050);
+    clock.advance(1050);
     await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
     assert.equal(exporter.count, 3, 'the next request after the back-off retries');
   });
 
   test('a failed refresh never damages the good entry, and the upstream coming back refreshes it', async () => {
     const good = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
-    await sleep(350);
+    clock.advance(350);
     exporter.fault = 'reset-mid-body';
     await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
     const listed = JSON.parse((await get(`${proxy.url.replace(/:\d+$/, `:${proxy.app.adminAddress.port}`)}/cache`)).body.toString());
     assert.equal(listed.length, 1);
     exporter.fault = 'none';
-    await sleep(1050);
+    clock.advance(1050);
     const refreshed = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
     assert.equal(refreshed.status, 200);
     assert.notDeepEqual(refreshed.body, good.body);
@@ -218,18 +221,18 @@ routes:
 
   test('stale-if-error answers a client whose scrape timeout ends before the refresh does with the stale entry, not 504', async () => {
     const good = await get(`${proxy.url}/sie`, SCRAPE_HEADERS);
-    await sleep(350);
+    clock.advance(350);
     exporter.delayMs = 450; // inside the route's 500ms timeout, past the client's deadline
     const res = await get(`${proxy.url}/sie`, { ...SCRAPE_HEADERS, 'x-prometheus-scrape-timeout-seconds': '0.2' });
     assert.equal(res.status, 200);
     assert.deepEqual(res.body, good.body);
     assert.match(String(res.headers['cache-status']), /^scrapecache; hit; fwd=stale; fwd-status=504; ttl=-\d+$/);
-    await sleep(400);
+    await proxy.app.cache.drain(); // the refresh the client did not wait for
   });
 
   test('without stale-if-error an expired entry is not served when the upstream fails', async () => {
     await get(`${proxy.url}/plain`, SCRAPE_HEADERS);
-    await sleep(350);
+    clock.advance(350);
     exporter.fault = 'reset';
     const res = await get(`${proxy.url}/plain`, SCRAPE_HEADERS);
     assert.equal(res.status, 502);
@@ -239,14 +242,16 @@ routes:
 /** A proxy with one prefetch route `/hw` (extra route settings as YAML flow pairs) in front of a fake exporter. */
 async function withPrefetchRoute(
   settings: string,
-  run: (exporter: FakeExporter, proxy: TestProxy) => Promise<void>,
+  run: (exporter: FakeExporter, proxy: TestProxy, clock: TestClock, settle: () => Promise<void>) => Promise<void>,
   before?: (exporter: FakeExporter) => void,
 ): Promise<void> {
   const exporter = await startFakeExporter();
   before?.(exporter);
-  const proxy = await startProxy(`routes:\n  - {name: hw, path: /hw, upstream: "${exporter.url}/metrics", prefetch: true, ${settings}}\n`);
+  const clock = new TestClock();
+  const proxy = await startProxy(`routes:\n  - {name: hw, path: /hw, upstream: "${exporter.url}/metrics", prefetch: true, ${settings}}\n`, { clock });
   try {
-    await run(exporter, proxy);
+    // The prefetches a timer starts run to their end (real fetches) before time moves on.
+    await run(exporter, proxy, clock, () => proxy.app.cache.drain());
   } finally {
     await proxy.close();
     await exporter.close();
@@ -257,15 +262,16 @@ describe('prefetch', () => {
   test('a prefetch route is fetched at start-up and refreshed before expiry, so no scrape waits', () =>
     withPrefetchRoute(
       'ttl: 1500ms, timeout: 2s',
-      async (exporter, proxy) => {
-        await sleep(450);
+      async (exporter, proxy, clock, settle) => {
+        await settle();
         assert.equal(exporter.count, 1, 'fetched at start-up');
+        const first = clock.now();
         for (let i = 0; i < 8; i++) {
           const started = Date.now();
           const res = await get(`${proxy.url}/hw`, SCRAPE_HEADERS);
           assert.match(String(res.headers['cache-status']), /^scrapecache; hit; ttl=/, `scrape ${i} was a hit`);
           assert.ok(Date.now() - started < 250, 'a prefetched scrape never waits for the 300 ms upstream');
-          await sleep(250);
+          await clock.runUntil(first + 250 * (i + 1), settle); // one scrape every 250 ms
         }
         assert.ok(exporter.count >= 2 && exporter.count <= 3, `refreshed in the background (${exporter.count} fetches)`);
       },
@@ -275,11 +281,11 @@ describe('prefetch', () => {
     ));
 
   test('clients sending arbitrary Accept headers cannot start background refresh loops', () =>
-    withPrefetchRoute('ttl: 1s', async (exporter, proxy) => {
-      await sleep(200);
+    withPrefetchRoute('ttl: 1s', async (exporter, proxy, clock, settle) => {
+      await settle();
       for (let i = 0; i < 20; i++) await get(`${proxy.url}/hw`, { accept: `x/y${i}` });
       const afterScrapes = exporter.count;
-      await sleep(2500);
+      await clock.run(2500, settle);
       // The 20 Accept headers all get text, as the exporter answers them: only the entries of
       // the two answers this exporter gives (OpenMetrics, prefetched, and text) are kept fresh,
       // a refresh each every half second at this ttl, where 20 refreshed keys would make about 100.
@@ -287,19 +293,19 @@ describe('prefetch', () => {
     }));
 
   test('a ttl longer than a timer can wait does not turn prefetch into a tight loop', () =>
-    withPrefetchRoute('ttl: 30d', async (exporter) => {
-      await sleep(600);
+    withPrefetchRoute('ttl: 30d', async (exporter, _proxy, clock, settle) => {
+      await clock.run(600, settle);
       assert.equal(exporter.count, 1);
     }));
 
   test('a failing prefetch keeps retrying in the background with a back-off', () =>
     withPrefetchRoute(
       'ttl: 10s',
-      async (exporter, proxy) => {
-        await sleep(200);
+      async (exporter, proxy, clock, settle) => {
+        await settle();
         assert.equal(exporter.count, 1);
         exporter.fault = 'none';
-        await sleep(1100);
+        await clock.run(1100, settle);
         assert.equal(exporter.count, 2, 'retried after a second');
         const res = await get(`${proxy.url}/hw`, SCRAPE_HEADERS);
         assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);

@@ -27,6 +27,7 @@ import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js
 import { get, post, PROMETHEUS_ACCEPT, SCRAPE_HEADERS, startProxy } from './helpers/proxy.js';
 import { startRedis, type TestRedis } from './helpers/redis-server.js';
 import { startReplicas, until, type Replica, type ReplicaSet } from './helpers/replicas.js';
+import { clockWith } from './helpers/test-clock.js';
 
 let exporter: FakeExporter;
 before(async () => {
@@ -135,7 +136,7 @@ async function replicaOn(redisUrl: string, routesYaml: string, now: () => number
     lease: level.lease,
     bus: level.bus,
     log,
-    now,
+    clock: clockWith(now),
   });
   cache.setRoutes(config.routes);
   return {

@@ -14,6 +14,7 @@ import { Metrics } from '../src/metrics.js';
 import { createLogger } from '../src/log.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, SCRAPE_HEADERS, startProxy, type RawResponse, type TestProxy } from './helpers/proxy.js';
+import { TestClock } from './helpers/test-clock.js';
 
 const PROMTOOL = '/usr/bin/promtool';
 
@@ -28,8 +29,8 @@ async function exporter(): Promise<FakeExporter> {
   return e;
 }
 
-async function proxyFor(yaml: string): Promise<TestProxy> {
-  const proxy = await startProxy(yaml);
+async function proxyFor(yaml: string, clock?: TestClock): Promise<TestProxy> {
+  const proxy = await startProxy(yaml, clock ? { clock } : {});
   closers.push(() => proxy.close());
   return proxy;
 }
@@ -51,11 +52,11 @@ routes:
 `;
 }
 
-async function setup(): Promise<{ proxy: TestProxy; a: FakeExporter; b: FakeExporter; pages: FakeExporter }> {
+async function setup(clock?: TestClock): Promise<{ proxy: TestProxy; a: FakeExporter; b: FakeExporter; pages: FakeExporter }> {
   const a = await exporter();
   const b = await exporter();
   const pages = await exporter();
-  const proxy = await proxyFor(routesYaml(a, b, pages));
+  const proxy = await proxyFor(routesYaml(a, b, pages), clock);
   return { proxy, a, b, pages };
 }
 
@@ -394,14 +395,15 @@ test('scrapecache_cache_evictions_total rises when cache.max_bytes cannot hold e
 
 test('scrapecache_config_last_reload_successful is 1 at start, 0 after a failed reload, 1 after a good one; the timestamp is recent', async () => {
   const startedAt = Math.floor(Date.now() / 1000);
-  const { proxy, a, b, pages } = await setup();
+  const clock = new TestClock();
+  const { proxy, a, b, pages } = await setup(clock);
   const reload = () => post(`${proxy.adminUrl}/-/reload`);
   let m = await scrapeMetrics(proxy);
   assert.equal(m.must('scrapecache_config_last_reload_successful'), 1);
   const ts0 = m.must('scrapecache_config_last_reload_success_timestamp_seconds');
   assert.ok(ts0 >= startedAt - 1 && ts0 <= Date.now() / 1000 + 1, `timestamp ${ts0} is not recent (started ${startedAt})`);
 
-  await new Promise((r) => setTimeout(r, 1100)); // the timestamp has whole-second resolution
+  clock.advance(1100); // the timestamp has whole-second resolution
   writeFileSync(proxy.file, 'listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nroutes: [\n');
   assert.equal((await reload()).status, 400);
   m = await scrapeMetrics(proxy);

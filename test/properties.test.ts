@@ -11,7 +11,7 @@ import { acceptedCodings, acceptsCoding, admits, chooseCoding } from '../src/cac
 import { formatDuration, parseDuration, parseSize } from '../src/config/units.js';
 import type { Route } from '../src/config/types.js';
 import { RouteTable } from '../src/server/route-table.js';
-import { hasDotSegment } from '../src/server/scrape-listener.js';
+import { hasDotSegment } from '../src/server/scrape-request.js';
 
 const RUNS = { numRuns: 500 };
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { startFakeExporter } from './helpers/fake-exporter.js';
-import { get, post, SCRAPE_HEADERS, sleep, startProxy } from './helpers/proxy.js';
+import { get, post, SCRAPE_HEADERS, startProxy } from './helpers/proxy.js';
 
 const HEAD = 'listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n';
 
@@ -130,7 +130,7 @@ test('shutdown lets a fill in flight finish and answer before the listeners clos
   const proxy = await startProxy(`routes:\n  - {name: a, path: /a, upstream: "${a.url}/metrics"}\n`);
   try {
     const pending = get(`${proxy.url}/a`, SCRAPE_HEADERS);
-    await sleep(50);
+    await a.arrived(1);
     const closing = proxy.app.close(3000);
     const res = await pending;
     assert.equal(res.status, 200);
@@ -148,7 +148,7 @@ test('a fetch from the old upstream that finishes after a reload is not stored',
   const proxy = await startProxy(`routes:\n  - {name: r, path: /r, upstream: "${a.url}/metrics"}\n`);
   try {
     const old = get(`${proxy.url}/r`, SCRAPE_HEADERS);
-    await sleep(50);
+    await a.arrived(1);
     writeFileSync(proxy.file, `${HEAD}routes:\n  - {name: r, path: /r, upstream: "${b.url}/metrics"}\n`);
     assert.equal(await proxy.app.reload(), undefined);
     assert.equal((await old).status, 200, 'the request in flight still gets its answer');
@@ -168,7 +168,7 @@ test('invalidating one route does not keep a fill of another route from being st
   const proxy = await startProxy(`routes:\n  - {name: slow, path: /slow, upstream: "${a.url}/metrics"}\n  - {name: other, path: /other, upstream: "${a.url}/metrics"}\n`);
   try {
     const pending = get(`${proxy.url}/slow`, SCRAPE_HEADERS);
-    await sleep(50);
+    await a.arrived(1);
     assert.equal((await post(`${proxy.adminUrl}/invalidate`, { route: 'other' })).status, 200);
     assert.equal((await pending).headers['cache-status'], 'scrapecache; fwd=miss; stored');
     const next = await get(`${proxy.url}/slow`, SCRAPE_HEADERS);

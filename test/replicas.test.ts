@@ -171,6 +171,7 @@ routes:
     assert.equal(fetchesOf('/flaky', since), 1);
     exporter.fault = 'status-500';
     try {
+      // The replicas are child processes on the system clock: their ttl passes in real time.
       await sleep(ttlMs);
       // Scrapes on every replica for a few seconds: each one gets the stale copy.
       const failingSince = exporter.count;
@@ -202,6 +203,7 @@ routes:
     const since = exporter.count;
     for (const r of replicas) assert.equal((await get(`${r.scrape}/swr`, SCRAPE_HEADERS)).status, 200);
     assert.equal(fetchesOf('/swr', since), 1);
+    // The replicas are child processes on the system clock: their ttl passes in real time.
     await sleep(ttlMs + 100);
     exporter.delayMs = 300;
     try {

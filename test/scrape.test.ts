@@ -3,10 +3,13 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { OPENMETRICS_TYPE, startFakeExporter, TEXT_TYPE, type FakeExporter } from './helpers/fake-exporter.js';
-import { get, PROMETHEUS_ACCEPT, SCRAPE_HEADERS, sleep, startProxy, type TestProxy } from './helpers/proxy.js';
+import { get, PROMETHEUS_ACCEPT, SCRAPE_HEADERS, startProxy, type TestProxy } from './helpers/proxy.js';
+import { TestClock } from './helpers/test-clock.js';
 
 let exporter: FakeExporter;
 let proxy: TestProxy;
+/** Ttls and Age pass by the test's hand. */
+const clock = new TestClock();
 
 before(async () => {
   exporter = await startFakeExporter();
@@ -27,7 +30,7 @@ routes:
   - name: any-query
     path: /any
     upstream: ${exporter.url}/any
-`);
+`, { clock });
 });
 
 after(async () => {
@@ -56,7 +59,7 @@ describe('caching', () => {
 
   test('an expired entry is fetched again', async () => {
     await get(`${proxy.url}/short/metrics`, SCRAPE_HEADERS);
-    await sleep(350);
+    clock.advance(350);
     const again = await get(`${proxy.url}/short/metrics`, SCRAPE_HEADERS);
     assert.equal(exporter.count, 2);
     assert.equal(again.headers['cache-status'], 'scrapecache; fwd=miss; stored');
@@ -66,7 +69,7 @@ describe('caching', () => {
     await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
     const early = await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
     assert.equal(early.headers['age'], '0');
-    await sleep(1100);
+    clock.advance(1100);
     const hit = await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
     assert.equal(hit.headers['age'], '1');
     assert.match(String(hit.headers['cache-status']), /ttl=58$/);

@@ -68,8 +68,9 @@ function answersWhileHeld(res: Promise<RawResponse>): Promise<RawResponse> {
   return Promise.race([res, bound]).finally(() => clearTimeout(timer));
 }
 
-/** Polls until check passes, bounded; returns the last value. */
+/** Waits for the fills in flight, then polls until check passes, bounded; returns the last value. */
 async function until<T>(what: string, probe: () => Promise<T>, check: (value: T) => boolean): Promise<T> {
+  await proxy.app.cache.drain();
   for (let i = 0; i < 200; i++) {
     const value = await probe();
     if (check(value)) return value;
@@ -95,7 +96,7 @@ describe('POST /invalidate with soft', () => {
     const res = await invalidate({ route: 'slow', soft: true });
     assert.equal(res.status, 200, 'the call does not wait for the refetch');
     assert.deepEqual(json(res), { invalidated: 1, refetching: 1 });
-    await until('the refetch to reach the exporter', async () => requestsFor('/slow'), (n) => n === 2);
+    await exporter.arrived(2); // the refetch reached the exporter
 
     const during = await Promise.all(Array.from({ length: 10 }, () => answersWhileHeld(scrape('/slow/metrics'))));
     for (const r of during) {
@@ -132,7 +133,7 @@ describe('POST /invalidate with soft', () => {
     const first = await answersWhileHeld(scrape('/probe?target=a'));
     assert.equal(versionOf(first), versionOf(old));
     assert.match(cacheStatus(first), /fwd=stale/);
-    await until('the refetch to reach the exporter', async () => requestsFor('/probe'), (n) => n === 3);
+    await exporter.arrived(3); // the refetch reached the exporter
     const second = await answersWhileHeld(scrape('/probe?target=a'));
     assert.equal(versionOf(second), versionOf(old));
     assert.match(cacheStatus(await scrape('/probe?target=b')), /^scrapecache; hit; ttl=/, 'the other key stays fresh');

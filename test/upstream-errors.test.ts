@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
-import { get, SCRAPE_HEADERS, sleep, startProxy, type TestProxy } from './helpers/proxy.js';
+import { get, SCRAPE_HEADERS, startProxy, type TestProxy } from './helpers/proxy.js';
 
 let exporter: FakeExporter;
 let healthy: FakeExporter;
@@ -158,7 +158,7 @@ describe('the scrape-timeout header', () => {
     assert.equal(res.status, 504);
     assert.match(res.body.toString(), /within the scrape timeout \(1s\); the fetch goes on/);
     assert.ok(waited < 1000, `answered after ${waited}ms, past the client's 1s deadline`);
-    await sleep(1700 - waited);
+    await proxy.app.cache.drain(); // the fetch the client gave up on, 1.5 s of the upstream's
     const next = await get(`${proxy.url}/slow`, { ...SCRAPE_HEADERS, 'x-prometheus-scrape-timeout-seconds': '1' });
     assert.equal(next.status, 200);
     assert.match(String(next.headers['cache-status']), /^scrapecache; hit/);
@@ -178,7 +178,7 @@ describe('clients that misbehave', () => {
         }, 50);
       });
     });
-    await sleep(300);
+    await proxy.app.cache.drain(); // the fill the client hung up on
     const res = await get(`${proxy.url}/slow`, { 'accept-encoding': 'gzip' });
     assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);
     assert.equal(exporter.count, 1);

@@ -115,6 +115,7 @@ test('after SIGTERM and a start, the first scrapes are hits from disk with Age f
   const first = await start(file);
   const filled = await fill(first.scrapeUrl);
   const fetches = exporter.count;
+  // The CLI is a child process on the system clock: a real second passes, so Age is at least 1.
   await sleep(1100);
   first.child.kill('SIGTERM');
   assert.equal(await first.exited, 0);
@@ -137,6 +138,7 @@ test('after kill -9 of a cluster, every entry on disk before the kill is a hit a
   const fetches = exporter.count;
   // Stored on disk means renamed into place; the answer goes out before the write ends.
   for (let i = 0; i < 100 && readdirSync(dir).filter((n) => n.endsWith('.rec')).length < PATHS.length; i++) await sleep(50);
+  // The CLI is a child process on the system clock: a real second passes, so Age is at least 1.
   await sleep(1100);
   first.child.kill('SIGKILL');
   await first.exited;

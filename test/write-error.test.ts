@@ -51,3 +51,30 @@ test('refusals are the client-side codes only; upstream failures and 406 are not
   for (const code of ['BAD_REQUEST', 'FORBIDDEN', 'NOT_FOUND', 'METHOD_NOT_ALLOWED', 'REQUEST_TOO_LARGE'] as const) assert.equal(new ProxyError(code, 'x').isRefusal, true, code);
   for (const code of ['UPSTREAM_TIMEOUT', 'UPSTREAM_UNREACHABLE', 'NOT_ACCEPTABLE', 'SHUTTING_DOWN'] as const) assert.equal(new ProxyError(code, 'x').isRefusal, false, code);
 });
+
+test("the proxy's own 406 says in Cache-Status that nothing was forwarded, with the detail the README documents", async () => {
+  next = (res) => writeError(res, new ProxyError('NOT_ACCEPTABLE', 'route pinned serves OpenMetrics only', { headers: { Vary: 'Accept' } }), { fwd: 'none' });
+  const res = await get();
+  assert.equal(res.status, 406);
+  assert.equal(res.headers['vary'], 'Accept');
+  assert.equal(res.headers['cache-status'], 'scrapecache; detail=not-acceptable');
+  assert.equal(res.body, 'route pinned serves OpenMetrics only\n');
+});
+
+test("the listeners' refusals carry their statuses and headers: 401 asks for Basic, 429 says when to retry, 431, 500", async () => {
+  const cases = [
+    [new ProxyError('UNAUTHORIZED', 'Unauthorized', { headers: { 'WWW-Authenticate': 'Basic' } }), 401, 'www-authenticate', 'Basic'],
+    [new ProxyError('RATE_LIMITED', 'Too Many Requests', { headers: { 'Retry-After': '1' } }), 429, 'retry-after', '1'],
+    [new ProxyError('HEADERS_TOO_LARGE', 'Request Header Fields Too Large: Authorization'), 431, 'cache-status', undefined],
+    [new ProxyError('WEB_CONFIG_INVALID', 'Internal Server Error: the web config is invalid (see the log)'), 500, 'cache-status', undefined],
+  ] as const;
+  for (const [err, status, header, value] of cases) {
+    next = (res) => writeError(res, err);
+    const res = await get();
+    assert.equal(res.status, status, err.code);
+    assert.equal(res.headers[header], value, err.code);
+    assert.equal(res.body, `${err.message}\n`);
+  }
+  for (const code of ['UNAUTHORIZED', 'RATE_LIMITED', 'HEADERS_TOO_LARGE'] as const) assert.equal(new ProxyError(code, 'x').isRefusal, true, code);
+  assert.equal(new ProxyError('WEB_CONFIG_INVALID', 'x').isRefusal, false);
+});

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
 import { findBinary } from './binaries.mjs';
 
-export const ALL_SECTIONS = ['compare', 'size', 'concurrency', 'memory', 'security', 'redis', 'scale'];
+export const ALL_SECTIONS = ['compare', 'size', 'concurrency', 'memory', 'security', 'redis', 'scale', 'memory-scale'];
 export const ALL_PEERS = ['reference', 'scrapecache', 'nginx', 'varnish'];
 
 export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run.mjs [flags] after npm run build)
@@ -13,7 +13,8 @@ export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run
                         concurrency sweeps use half of it          [BENCH_DURATION, default 2]
   --rounds N            rounds per point, peers taken in turn; each metric is the median
                                                                    [BENCH_ROUNDS, default 5; quick 1]
-  --sections LIST       compare,size,concurrency,memory,security,redis,scale [BENCH_SECTIONS, default all]
+  --sections LIST       compare,size,concurrency,memory,security,redis,scale,memory-scale
+                                                                   [BENCH_SECTIONS, default all]
   --peers LIST          reference,scrapecache,nginx,varnish        [BENCH_PEERS, default all found]
   --connections N       connections for the comparison and size sweep [BENCH_CONNECTIONS, default 50]
   --workers LIST        worker counts, one pass per count [BENCH_WORKERS, default 1,2]. The first
@@ -29,7 +30,8 @@ export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run
   --no-pin              do not pin servers to CPU 1 and the load generator to CPU 0 (a pass
                         with more than one worker is never pinned)
   --cpu-prof            run scrapecache under --cpu-prof; writes bench/out/profiles/ and adds the
-                        top self-time functions to the results
+                        top self-time functions to the results; the security section profiles
+                        both TLS servers (bench/out/profiles/<setting>-<server>/)
   --out FILE            results file [BENCH_OUT, default bench/RESULTS.md; quick: bench/out/RESULTS-quick.md]
   --help`;
 

@@ -1,4 +1,5 @@
 import { scaleSection } from '../sections/scale.mjs';
+import { memoryScaleSection } from '../sections/memory-scale.mjs';
 // bench/RESULTS.md: machine, versions, the goals with PASS/MISS, then one table per section.
 
 const MiB = 2 ** 20;
@@ -65,7 +66,8 @@ export function evaluateGoals({ passes, big }) {
       goals.push({ ok: have ? value >= 0.9 : null, line: `${pass.redis.profile.label}, cache.redis configured: hit req/s ${have ? `${value.toFixed(2)}x` : 'not measured'} reference (goal >= 0.9x)` });
     }
   }
-  // Issue 11: over TLS, and over TLS with basic auth, against the reference doing the same.
+  // Issue 11: over TLS, and over TLS with basic auth, against the reference doing the same;
+  // issue 21: CPU per hit within 1.05x of that reference.
   for (const pass of passes ?? []) {
     for (const { profile, points } of pass.security ?? []) {
       const sc = pointOf(points, 'scrapecache');
@@ -73,6 +75,8 @@ export function evaluateGoals({ passes, big }) {
       const have = measured(sc) && measured(ref);
       const ratio = have ? sc.rps / ref.rps : NaN;
       goals.push({ ok: have ? ratio >= 0.8 : null, line: `${profile.label}: hit req/s ${have ? `${ratio.toFixed(2)}x` : 'not measured'} reference (goal >= 0.8x)` });
+      const cpuRatio = have ? sc.cpuPer10k / ref.cpuPer10k : NaN;
+      goals.push({ ok: have ? cpuRatio <= 1.05 : null, line: `${profile.label}: CPU per hit ${have ? `${cpuRatio.toFixed(2)}x` : 'not measured'} reference (goal <= 1.05x, issue 21)` });
     }
   }
   if (big !== undefined) {
@@ -100,6 +104,34 @@ function peerTables(compare) {
         ? [p.peer, 'error', '', '', '', '', '', '', '', p.error]
         : [p.peer, int(p.rps), p.rounds > 1 ? `${int(p.rpsMin)}–${int(p.rpsMax)}` : '', ms(p.p50), ms(p.p99), ms(p.p999), cpu(p.cpuPer10k), p.memory ? `${mib(p.memory.rss)} (${p.memory.processes})` : 'n/a', `${int(p.wireBytes)} (${p.encoding})`, [p.cacheStatus, p.problem && `**${p.problem}**`].filter(Boolean).join('; ')]))));
     out.push('');
+  }
+  return out;
+}
+
+/**
+ * scrapecache / reference over TLS next to the same ratio without TLS when the run measured it
+ * (the compare section's first profile, the same bytes): what TLS itself adds to the gap, if
+ * anything. And what each server negotiated.
+ */
+function securityRatios(pass) {
+  const rows = [];
+  const plain = pass.compare?.[0];
+  const row = (label, points) => {
+    const sc = pointOf(points, 'scrapecache');
+    const ref = pointOf(points, 'reference');
+    rows.push(measured(sc) && measured(ref)
+      ? [label, ratio(sc.rps, ref.rps), ratio(sc.p99, ref.p99), ratio(sc.cpuPer10k, ref.cpuPer10k)]
+      : [label, 'n/a', 'n/a', 'n/a']);
+  };
+  if (plain) row(`${plain.profile.label}, plain HTTP (compare section, same run)`, plain.points);
+  for (const { profile, points } of pass.security) row(profile.label, points);
+  const out = ['#### scrapecache / reference', '', table(['setting', 'req/s', 'p99', 'CPU per hit'], rows), ''];
+  const tlsRows = [];
+  for (const { profile, points } of pass.security) for (const p of points) if (p.tls) tlsRows.push([profile.label, p.peer, p.tls]);
+  if (tlsRows.length) {
+    out.push('#### What each server negotiated', '',
+      'With an OpenSSL client as wrk is (no ALPN offered), checked before the load: protocol, cipher suite, key exchange group, and whether a second connection resumes the first one\'s session. Both use the same certificate (a P-256 key made for the run). wrk keeps its connections open, so the handshake (one per connection) does not weigh in the CPU per hit.', '',
+      table(['setting', 'peer', 'negotiated'], tlsRows), '');
   }
   return out;
 }
@@ -379,8 +411,9 @@ export function renderReport(run) {
   }
   if (main?.security?.length) {
     out.push('## Listener security (issue 11)', '',
-      'scrapecache with `--web.config.file` (TLS; TLS and `basic_auth_users` with a cost-10 bcrypt hash) against the reference over https (and checking the same Authorization header in constant time), same bytes, keep-alive connections as Prometheus keeps them.', '');
+      'scrapecache with `--web.config.file` (TLS; TLS and `basic_auth_users` with a cost-10 bcrypt hash) against the reference over https with the same certificate and TLS settings (and checking the same Authorization header: a SHA-256 compared in constant time per request), same bytes, keep-alive connections as Prometheus keeps them. Goals: hits/s >= 0.8x the reference (issue 11), CPU per hit <= 1.05x (issue 21).', '');
     out.push(...peerTables(main.security));
+    out.push(...securityRatios(main));
   }
   if (size?.length) out.push(...sizeSection(size));
   if (concurrency?.length) out.push(...concurrencySection(concurrency, plan.concurrencyProfile.label));
@@ -395,6 +428,7 @@ export function renderReport(run) {
       `${r.hits} of ${r.count} keys were hits after the restart.`, '');
   }
   if (run.scale) out.push(...scaleSection(run.scale));
+  if (run.memoryScale) out.push(...memoryScaleSection(run.memoryScale));
   if (cpuProfile?.top?.length) out.push(...profileSection(cpuProfile));
 
   out.push('## How this was measured', '',

@@ -4,8 +4,9 @@ import { startChild, stopChild, waitForLine } from '../lib/children.mjs';
 const SCRIPT = new URL('../reference-server.mjs', import.meta.url).pathname;
 
 /** `routes`: [{ path, upstream }] — the reference fetches each upstream once at start. */
-export async function startReference({ routes, workers = 1, cpus, tls, basicAuth, name = 'reference' }) {
-  const args = [SCRIPT, '--port', '0', '--workers', String(workers)];
+export async function startReference({ routes, workers = 1, cpus, tls, basicAuth, cpuProfDir, name = 'reference' }) {
+  // `cpuProfDir`: run under node --cpu-prof (written there when it exits on SIGTERM).
+  const args = [...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : []), SCRIPT, '--port', '0', '--workers', String(workers)];
   for (const route of routes) args.push('--route', `${route.path}=${route.upstream}`);
   // `tls`: { cert, key } file paths; `basicAuth`: [user, password].
   if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key);

@@ -28,6 +28,17 @@ function intern(text: string): string {
 }
 const gzipAsync = promisify(gzip);
 
+const wires = new Map<string, WireAnswer | undefined>();
+
+/** parseWireContentType, one (frozen) answer per Content-Type value shared by every entry with it; bounded like intern. */
+function wireOf(contentType: string): WireAnswer | undefined {
+  if (wires.has(contentType)) return wires.get(contentType);
+  const parsed = parseWireContentType(contentType);
+  if (wires.size >= INTERN_MAX) wires.clear();
+  wires.set(contentType, parsed && Object.freeze(parsed));
+  return parsed;
+}
+
 /** The bytes and header list to write for one coding. */
 export interface Variant {
   body: Buffer;
@@ -98,7 +109,6 @@ export class StoredResponse implements StoredRecord {
   /** Set by a soft invalidation (SPEC 4 `soft`), here or where the record was read from: see softTimes in freshness.ts. */
   staleFrom: number | undefined;
   softUntil: number | undefined;
-  hits = 0;
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
   private readonly variants: Partial<Record<Coding, Variant>> = {};
@@ -136,7 +146,7 @@ export class StoredResponse implements StoredRecord {
       if (record.headers[i]!.toLowerCase() === 'content-type') contentType = record.headers[i + 1]!;
     }
     this.contentType = contentType;
-    this.wire = record.status === 200 ? parseWireContentType(contentType) : undefined;
+    this.wire = record.status === 200 ? wireOf(contentType) : undefined;
     this.headerBytes = record.headers.reduce((n, s) => n + s.length, 0);
     this.variants[record.coding] = this.makeVariant(record.coding, body);
   }
@@ -165,9 +175,12 @@ export class StoredResponse implements StoredRecord {
 
   private makeVariant(coding: Coding, body: Buffer): Variant {
     // RFC 9110 8.6: no Content-Length on a 204; on a 304 it would describe the 200 this one replaces.
-    const head = this.status === 204 || this.status === 304 ? [...this.headers] : [...this.headers, 'Content-Length', String(body.length)];
-    head.push('Vary', 'Accept, Accept-Encoding');
-    if (coding === 'gzip') head.push('Content-Encoding', 'gzip');
+    const withLength = this.status !== 204 && this.status !== 304;
+    const tail = withLength ? ['Content-Length', String(body.length), 'Vary', 'Accept, Accept-Encoding'] : ['Vary', 'Accept, Accept-Encoding'];
+    if (coding === 'gzip') tail.push('Content-Encoding', 'gzip');
+    // concat makes the list at its final length (and packed): one grown by push keeps its spare
+    // slots for as long as the entry lives (about 150 bytes an entry, issue 21).
+    const head = this.headers.concat(tail);
     return { body, head };
   }
 

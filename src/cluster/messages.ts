@@ -8,28 +8,12 @@ import { z } from 'zod';
 import type { CacheEvent } from '../cache/event-bus.js';
 import type { Representation } from '../cache/representation.js';
 import { decodeRecord, encodeRecord, type StoredRecord } from '../cache/stored-record.js';
-import type { ProxyErrorCode } from '../errors.js';
+import { PROXY_ERROR_CODES } from '../errors.js';
 
 const id = z.number().int().nonnegative();
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 const selection = z.strictObject({ route: z.string().optional(), path: z.string().optional(), query: z.string().optional() });
 const representation = z.string().regex(/^(text|openmetrics|protobuf|(text|openmetrics);[0-9.]+(;[a-z0-9-]+)?|accept:.*)$/s) as unknown as z.ZodType<Representation>;
-const ERROR_CODES = [
-  'UPSTREAM_UNREACHABLE',
-  'UPSTREAM_RESET',
-  'UPSTREAM_TIMEOUT',
-  'UPSTREAM_BODY_TOO_LARGE',
-  'UPSTREAM_BAD_RESPONSE',
-  'UPSTREAM_TLS',
-  'SCRAPE_DEADLINE',
-  'NOT_ACCEPTABLE',
-  'SHUTTING_DOWN',
-  'BAD_REQUEST',
-  'FORBIDDEN',
-  'NOT_FOUND',
-  'METHOD_NOT_ALLOWED',
-  'REQUEST_TOO_LARGE',
-] as const satisfies readonly ProxyErrorCode[];
 
 /** A fill's target as it crosses: the route by name, the primary looks up its own. */
 export const wireTarget = z.strictObject({
@@ -67,7 +51,7 @@ const toWorker = z.discriminatedUnion('t', [
    * copy the primary held, or an answer not stored) comes here.
    */
   z.strictObject({ t: z.literal('filled'), id, stored: z.boolean(), via: z.enum(['joined', 'held']).optional(), record: bytes.optional() }),
-  z.strictObject({ t: z.literal('failed'), id, code: z.enum(ERROR_CODES), message: z.string() }),
+  z.strictObject({ t: z.literal('failed'), id, code: z.enum(PROXY_ERROR_CODES), message: z.string() }),
   /** The config text the primary applied: workers never read proxy.yaml themselves. */
   z.strictObject({ t: z.literal('config'), source: z.string() }),
   z.strictObject({ t: z.literal('reload'), id, source: z.string() }),

@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { expandEnv, type Expansion } from './env.js';
 import { buildRedisSettings } from './redis-settings.js';
 import { configSchema, type RawConfig, type RawRoute } from './schema.js';
-import type { Config, Route, UpstreamTls } from './types.js';
+import type { Config, Format, Route, UpstreamTls } from './types.js';
 
 export interface ConfigProblem {
   file: string;
@@ -273,8 +273,11 @@ function normalize(raw: RawConfig, file: string, baseDir: string, report: Report
   };
 }
 
-function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report): Route {
-  const readFile = (key: PathKey[], path: string): Buffer | undefined => {
+type ReadFile = (key: PathKey[], path: string) => Buffer | undefined;
+
+/** Reads a file the config names (relative to the config's directory); a failure is a problem at that key. */
+function fileReader(baseDir: string, report: Report): ReadFile {
+  return (key, path) => {
     try {
       return readFileSync(resolve(baseDir, path));
     } catch (err) {
@@ -282,6 +285,10 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
       return undefined;
     }
   };
+}
+
+/** The headers an upstream gets: the route's own, and Authorization from basic_auth or bearer_token_file. */
+function upstreamHeaders(r: RawRoute, readFile: ReadFile): Record<string, string> {
   const headers: Record<string, string> = { ...r.headers };
   if (r.basic_auth) {
     const password =
@@ -291,16 +298,24 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
     const token = readFile(['bearer_token_file'], r.bearer_token_file)?.toString('utf8').trim() ?? '';
     headers['authorization'] = `Bearer ${token}`;
   }
-  let tls: UpstreamTls | undefined;
-  if (r.tls) {
-    tls = { insecureSkipVerify: r.tls.insecure_skip_verify ?? false };
-    if (r.tls.ca_file) tls.ca = readFile(['tls', 'ca_file'], r.tls.ca_file);
-    if (r.tls.cert_file) tls.cert = readFile(['tls', 'cert_file'], r.tls.cert_file);
-    if (r.tls.key_file) tls.key = readFile(['tls', 'key_file'], r.tls.key_file);
-    if (r.tls.server_name) tls.serverName = r.tls.server_name;
-  }
-  // A pass-through route streams what the upstream sends: a format from defaults does not apply.
-  const format = (r.cache ?? true) ? (r.format ?? raw.defaults.format) : undefined;
+  return headers;
+}
+
+function upstreamTls(r: RawRoute, readFile: ReadFile): UpstreamTls | undefined {
+  if (!r.tls) return undefined;
+  const tls: UpstreamTls = { insecureSkipVerify: r.tls.insecure_skip_verify ?? false };
+  if (r.tls.ca_file) tls.ca = readFile(['tls', 'ca_file'], r.tls.ca_file);
+  if (r.tls.cert_file) tls.cert = readFile(['tls', 'cert_file'], r.tls.cert_file);
+  if (r.tls.key_file) tls.key = readFile(['tls', 'key_file'], r.tls.key_file);
+  if (r.tls.server_name) tls.serverName = r.tls.server_name;
+  return tls;
+}
+
+/**
+ * `fingerprint`: everything about how a route fetches (a reload that changes it starts the route
+ * afresh). `recordFingerprint`: what makes a stored answer this route's, secrets only by name.
+ */
+function routeFingerprints(r: RawRoute, headers: Record<string, string>, tls: UpstreamTls | undefined, format: Format | undefined, baseDir: string) {
   const fingerprint = createHash('sha256')
     .update(
       JSON.stringify([
@@ -314,7 +329,6 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
       ]),
     )
     .digest('base64url');
-
   const recordFingerprint = createHash('sha256')
     .update(
       JSON.stringify([
@@ -326,7 +340,16 @@ function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report
       ]),
     )
     .digest('base64url');
+  return { fingerprint, recordFingerprint };
+}
 
+function buildRoute(r: RawRoute, raw: RawConfig, baseDir: string, report: Report): Route {
+  const readFile = fileReader(baseDir, report);
+  const headers = upstreamHeaders(r, readFile);
+  const tls = upstreamTls(r, readFile);
+  // A pass-through route streams what the upstream sends: a format from defaults does not apply.
+  const format = (r.cache ?? true) ? (r.format ?? raw.defaults.format) : undefined;
+  const { fingerprint, recordFingerprint } = routeFingerprints(r, headers, tls, format, baseDir);
   const route: Route = {
     name: r.name,
     upstream: r.upstream,

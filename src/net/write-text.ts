@@ -30,11 +30,20 @@ export function writeText(
 }
 
 /**
+ * How the answer to a failed request says what the cache did (RFC 9211): `miss` or `bypass`
+ * when it asked the upstream, `none` when it answered by itself (a 406). Without, no
+ * Cache-Status: a refused request never reached the cache.
+ */
+export type ErrorForward = 'miss' | 'bypass' | 'none';
+
+const CACHE_STATUS_PREFIX = { miss: 'scrapecache; fwd=miss; detail=', bypass: 'scrapecache; fwd=bypass; detail=', none: 'scrapecache; detail=' };
+
+/**
  * The one writer of a ProxyError's answer: its status, its message as the body, its headers,
  * and on the scrape path a Cache-Status that says how the request went (`fwd`) and why it
- * failed (`detail`, the error's kind; RFC 9211).
+ * failed (`detail`, the error's kind).
  */
-export function writeError(res: ServerResponse, err: ProxyError, options: { fwd?: 'miss' | 'bypass'; head?: boolean } = {}): void {
-  const cacheStatus: Record<string, string> = options.fwd ? { 'Cache-Status': `scrapecache; fwd=${options.fwd}; detail=${err.kind}` } : {};
-  writeText(res, err.status, err.message, { ...err.headers, ...cacheStatus }, options.head ?? false);
+export function writeError(res: ServerResponse, err: ProxyError, options: { fwd?: ErrorForward; head?: boolean } = {}): void {
+  const headers = options.fwd === undefined ? err.headers : { ...err.headers, 'Cache-Status': CACHE_STATUS_PREFIX[options.fwd] + err.detail };
+  writeText(res, err.status, err.message, headers, options.head ?? false);
 }

@@ -31,6 +31,8 @@ export interface StatusSource {
   unreachedInvalidation?(): string | undefined;
   /** The cache levels: memory, and disk or Redis where configured. */
   levels?(): Promise<LevelStatus[]>;
+  /** The app's clock: ages on the page are counted from it. */
+  now(): number;
   notes: ResultNotes;
 }
 
@@ -108,7 +110,7 @@ export async function serveStatusPage(req: IncomingMessage, res: ServerResponse,
     const model = buildStatusModel({
       version: buildInfo().version,
       configFile: source.configFile(),
-      now: Date.now(),
+      now: source.now(),
       routes: source.routes(),
       samples,
       entries,

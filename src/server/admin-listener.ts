@@ -3,12 +3,13 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { Reach } from '../cache/event-bus.js';
 import { ageSeconds, isFresh, ttlSeconds } from '../cache/freshness.js';
 import { canonicalQuery, QueryError } from '../cache/key.js';
 import type { ScrapeCache } from '../cache/scrape-cache.js';
 import type { EntrySelection } from '../cache/store.js';
-import { ProxyError } from '../errors.js';
+import { INTERNAL_ERROR, ProxyError } from '../errors.js';
 import { hostHeaderName, isLoopback, isWildcardHost, unbracketHost } from '../net/host-port.js';
 import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
@@ -55,6 +56,8 @@ export interface AdminDeps {
   /** The config file and the error of the last reload, while it failed (for the status page). */
   configFile?: () => string;
   reloadError?: () => string | undefined;
+  /** Ages and ttls of GET /cache and the status page, and its notes' lifetime (default: the real clock). */
+  clock?: Clock;
 }
 
 function digest(text: string): Buffer {
@@ -209,7 +212,7 @@ interface AdminContext {
 
 /** Entries as GET /cache lists them; hits summed over the workers where there are any. */
 async function toRows(deps: AdminDeps, entries: readonly StoredResponse[], allHits?: Map<string, number>): Promise<EntryRow[]> {
-  const now = Date.now();
+  const now = (deps.clock ?? systemClock).now();
   const hits = allHits ?? (deps.cacheHits && entries.length > 0 ? await deps.cacheHits(entries.map((e) => e.key)) : undefined);
   const routes = deps.table().byName;
   return entries.map((e) => {
@@ -228,7 +231,7 @@ async function toRows(deps: AdminDeps, entries: readonly StoredResponse[], allHi
       age_seconds: ageSeconds(e, now),
       ttl_seconds: ttlSeconds(e, now),
       fresh: isFresh(e, now),
-      hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
+      hits: hits ? (hits.get(e.key) ?? 0) : deps.cache.hitsOf(e),
       // The ttl this copy was stored with, and the override of the running config that its query matches.
       lifetime_seconds: Math.round((e.staleAt - e.fetchedAt) / 1000),
       override: override < 0 ? null : describeOverride(route!.overrides[override]!),
@@ -261,7 +264,7 @@ async function entryTable(deps: AdminDeps, view: EntryView, page: number): Promi
   const { cache } = deps;
   // Sorting by hits in a cluster needs every worker's counts first; any other view only the page's.
   const allHits = view.sort === 'hits' && deps.cacheHits ? await deps.cacheHits() : undefined;
-  const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => e.hits;
+  const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => cache.hitsOf(e);
   const shown = await viewPage(cache, view, page, STATUS_PAGE_ROWS, hitsOf);
   return { rows: await toRows(deps, shown.entries, allHits), total: cache.count, matched: shown.matched, page: shown.page, pages: shown.pages, pageSize: STATUS_PAGE_ROWS };
 }
@@ -289,6 +292,7 @@ function statusSourceFor(deps: AdminDeps, notes: ResultNotes): StatusSource {
       return last && `The last invalidation (${new Date(last.at).toISOString()}) reached ${last.reached === 'unconfirmed' ? 'this replica, and the others unconfirmed' : 'this replica only'}: ${last.reason}.`;
     },
     levels: () => cache.levels(),
+    now: (deps.clock ?? systemClock).now,
     notes,
   };
 }
@@ -396,7 +400,7 @@ async function routeAuthorized(ctx: AdminContext, req: IncomingMessage, res: Ser
       allowOnly(method, url, 'POST', 'PUT');
       const error = await deps.reload();
       if (input.fromPage) return backToPage(notes, res, error === undefined, error === undefined ? 'Config reloaded.' : `Reload refused, the running config stays: ${error}`);
-      return error === undefined ? writeText(res, 200, 'config reloaded') : writeText(res, 400, error);
+      return error === undefined ? writeText(res, 200, 'config reloaded') : writeError(res, new ProxyError('BAD_REQUEST', error));
     }
     case '/invalidate':
       allowOnly(method, url, 'POST');
@@ -434,12 +438,12 @@ function answerError(ctx: AdminContext, res: ServerResponse, input: PostInput, e
     writeError(res, refusal);
   } else {
     ctx.deps.log.error({ err }, 'admin call failed');
-    writeText(res, 500, 'internal error');
+    writeError(res, INTERNAL_ERROR);
   }
 }
 
 export function createAdminHandler(deps: AdminDeps) {
-  const notes = new ResultNotes();
+  const notes = new ResultNotes((deps.clock ?? systemClock).now);
   const ctx: AdminContext = { deps, notes, status: statusSourceFor(deps, notes) };
   return async function handleAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let input = NO_INPUT;

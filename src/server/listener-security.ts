@@ -16,11 +16,19 @@ import { ConfigError } from '../config/load.js';
 import { loadWebConfig, normalizeSan, type WebConfig, type WebTls } from '../config/web-config.js';
 import { BasicAuth, loadBcrypt, type AuthResult, type BasicAuthOptions } from './basic-auth.js';
 import { RateLimiter } from './rate-limit.js';
-import { writeText } from './respond.js';
+import { ProxyError } from '../errors.js';
+import { writeError } from './respond.js';
 
 const PLAIN_HTTP_REFUSAL = 'HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+// Made once: a flood of refused requests costs no error object (and no stack trace) each.
+const WEB_CONFIG_INVALID = new ProxyError('WEB_CONFIG_INVALID', 'Internal Server Error: the web config is invalid (see the log)');
+const RATE_LIMITED = new ProxyError('RATE_LIMITED', 'Too Many Requests', { headers: { 'Retry-After': '1' } });
+const PASSWORD_CHECKS_BUSY = new ProxyError('RATE_LIMITED', 'Too Many Requests: too many password checks in progress', { headers: { 'Retry-After': '1' } });
+const AUTHORIZATION_TOO_LARGE = new ProxyError('HEADERS_TOO_LARGE', 'Request Header Fields Too Large: Authorization');
+const UNAUTHORIZED = new ProxyError('UNAUTHORIZED', 'Unauthorized', { headers: { 'WWW-Authenticate': 'Basic' } });
 
 interface Valid {
   kind: 'valid';
@@ -190,7 +198,7 @@ export class ListenerSecurity {
     let authFor: Valid | undefined;
     return (req, res) => {
       const s = this.state;
-      if (s.kind === 'invalid') return writeText(res, 500, 'Internal Server Error: the web config is invalid (see the log)');
+      if (s.kind === 'invalid') return writeError(res, WEB_CONFIG_INVALID);
       const free = exempt?.(req);
       const rate = s.config.rateLimit;
       if (rate !== undefined && !free) {
@@ -199,7 +207,7 @@ export class ListenerSecurity {
           limiterFor = rate;
           if (!same || !limiter) limiter = new RateLimiter(rate.intervalMs, rate.burst);
         }
-        if (!limiter!.allow()) return writeText(res, 429, 'Too Many Requests', { 'Retry-After': '1' });
+        if (!limiter!.allow()) return writeError(res, RATE_LIMITED);
       }
       const headers = s.config.headers;
       for (let i = 0; i < headers.length; i++) res.setHeader(headers[i]![0], headers[i]![1]);
@@ -253,11 +261,11 @@ export class ListenerSecurity {
 function refuse(res: ServerResponse, result: Exclude<AuthResult, 'ok'>): void {
   switch (result) {
     case 'too_large':
-      return writeText(res, 431, 'Request Header Fields Too Large: Authorization');
+      return writeError(res, AUTHORIZATION_TOO_LARGE);
     case 'busy':
-      return writeText(res, 429, 'Too Many Requests: too many password checks in progress', { 'Retry-After': '1' });
+      return writeError(res, PASSWORD_CHECKS_BUSY);
     default:
-      return writeText(res, 401, 'Unauthorized', { 'WWW-Authenticate': 'Basic' });
+      return writeError(res, UNAUTHORIZED);
   }
 }
 

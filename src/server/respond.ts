@@ -28,10 +28,11 @@ export function writeVariant(
  * header building on the hot path).
  *
  * The list is kept on the variant only for a key hit twice within the same second of Age (a hot
- * key: it then serves every hit until Age moves on). A key hit less often (thousands of targets behind one route, each scraped every few seconds) builds
- * it per hit and lets it go: kept until that key's next hit, it outlived the young generation
- * and was promoted, garbage the size of a header block per hit (2.5 MB/s at 50 000 keys), which
- * brought a full collection with 80-100 ms steps every 15-20 s (issue 21).
+ * key: it then serves every hit until Age moves on). A key hit less often (thousands of targets
+ * behind one route, each scraped every few seconds) builds it per hit and lets it go: kept until
+ * that key's next hit, it outlived the young generation and was promoted, garbage the size of a
+ * header block per hit (2.5 MB/s at 50 000 keys), which brought a full collection with 80-100 ms
+ * steps every 15-20 s (issue 21).
  */
 export function writeHit(res: ServerResponse, status: number, variant: Variant, age: number, ttl: number, head: boolean): void {
   if (res.destroyed) return;

@@ -30,10 +30,6 @@ export interface UpstreamResponse {
   durationMs: number;
 }
 
-/** Prometheus 2.x's scrape Accept header: what prefetch and refresh ask for when no client did. */
-export const PROMETHEUS_ACCEPT =
-  'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
-
 const USER_AGENT = 'scrapecache';
 
 /** The request target upstream: the route's own path (and for prefix routes the rest of the path) and merged query. */
@@ -119,8 +115,12 @@ export async function fetchUpstream(
 ): Promise<UpstreamResponse> {
   const started = performance.now();
   const controller = new AbortController();
-  const timeout = new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`);
-  const timer = setTimeout(() => controller.abort(timeout), route.timeoutMs);
+  // Made when it fires, not per fetch: an Error captures a stack, garbage on every fill otherwise.
+  let timeout: ProxyError | undefined;
+  const timer = setTimeout(() => {
+    timeout = new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`);
+    controller.abort(timeout);
+  }, route.timeoutMs);
   try {
     const headers: Record<string, string> = {
       'user-agent': USER_AGENT,
@@ -174,7 +174,7 @@ export async function fetchUpstream(
       durationMs: performance.now() - started,
     };
   } catch (err) {
-    if (controller.signal.aborted) throw timeout;
+    if (timeout !== undefined) throw timeout;
     throw classifyUpstreamError(route.name, err, route.timeoutMs, route.upstream);
   } finally {
     clearTimeout(timer);

@@ -68,6 +68,153 @@ type PassThroughRequest = IncomingMessage & {
   onProxyRes?: (upstream: IncomingMessage) => void;
 };
 
+/** The upstream's response headers as the client gets them: hop-by-hop ones dropped, Cache-Status added. */
+function responseHeaders(upstream: IncomingMessage): string[] {
+  const headers: string[] = [];
+  const dropped = hopByHop(upstream.headers['connection']);
+  // RFC 9110 8.6: a 204 has no Content-Length.
+  if (upstream.statusCode === 204) dropped.add('content-length');
+  for (let i = 0; i < upstream.rawHeaders.length; i += 2) {
+    const name = upstream.rawHeaders[i]!;
+    if (!dropped.has(name.toLowerCase())) headers.push(name, upstream.rawHeaders[i + 1]!);
+  }
+  headers.push('Cache-Status', 'scrapecache; fwd=bypass');
+  return headers;
+}
+
+/**
+ * One request on its way through: the route's timeout, the body limit, one retry on a reused
+ * socket the upstream had closed, and one ending (metrics and log) however it ends.
+ */
+class Forwarding {
+  private readonly started = performance.now();
+  /** Scheme, host and port come from the config alone (SPEC 2); the request supplies only the path. */
+  private readonly targetPath: string;
+  private readonly timer: NodeJS.Timeout;
+  private done = false;
+  private timedOut = false;
+  private upstreamRequest: ClientRequest | undefined;
+
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly route: Route,
+    private readonly path: string,
+    rawQuery: string,
+  ) {
+    // Passed on as a string and never parsed as a URL, where `/\\host` would name a host.
+    this.targetPath = upstreamTarget(route, path, rawQuery);
+    const hooks = req as PassThroughRequest;
+    hooks.onProxyReq = (proxyReq) => this.prepare(proxyReq);
+    // http-proxy emits proxyRes on the proxy server; install() hands it to the request's own handler.
+    hooks.onProxyRes = (upstream) => this.respond(upstream);
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      this.upstreamRequest?.destroy();
+      this.fail(new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`));
+    }, route.timeoutMs);
+    res.once('close', () => clearTimeout(this.timer));
+  }
+
+  send(proxy: httpProxy, agent: HttpAgent, retried: boolean): void {
+    const { route, req, res } = this;
+    const upstream = route.upstream;
+    const target = {
+      protocol: upstream.protocol,
+      host: unbracketHost(upstream.hostname),
+      port: upstream.port || (upstream.protocol === 'https:' ? 443 : 80),
+      path: this.targetPath,
+    };
+    const options = { target: target as never, ignorePath: true, agent, headers: route.headers, proxyTimeout: route.timeoutMs, selfHandleResponse: true };
+    proxy.web(req, res, options, (err: unknown) => {
+      if (this.mayRetry(err, retried)) {
+        const fresh = newAgent(route, false);
+        res.once('close', () => fresh.destroy());
+        this.send(proxy, fresh, true);
+        return;
+      }
+      this.fail(err);
+    });
+  }
+
+  /**
+   * RFC 9112 9.3.1: a reused keep-alive socket the upstream closed (FIN: node's "socket hang
+   * up") as this GET arrived; nothing was received, so it goes once more, on a connection of its
+   * own. A reset (read ECONNRESET) is the upstream's answer.
+   */
+  private mayRetry(err: unknown, retried: boolean): boolean {
+    const e = err as { code?: string; message?: string };
+    const reused = this.upstreamRequest?.reusedSocket === true;
+    return !retried && reused && !this.timedOut && !this.res.headersSent && e.code === 'ECONNRESET' && e.message === 'socket hang up';
+  }
+
+  private prepare(proxyReq: ClientRequest): void {
+    this.upstreamRequest = proxyReq;
+    // http-proxy joins the target path with url.resolve rules and collapses `//`, also in the
+    // query (`?x=http://a//b`); the request line goes out byte for byte instead.
+    proxyReq.path = this.targetPath;
+    // RFC 9110 7.6.1: the client's hop-by-hop headers end here (http-proxy copies them all).
+    for (const name of hopByHop(this.req.headers['connection'])) proxyReq.removeHeader(name);
+    const configured = new Set(Object.keys(this.route.headers).map((h) => h.toLowerCase()));
+    for (const name of CLIENT_CREDENTIALS) if (!configured.has(name)) proxyReq.removeHeader(name);
+  }
+
+  private respond(upstream: IncomingMessage): void {
+    const { route, res } = this;
+    const declared = Number(upstream.headers['content-length']);
+    if (declared > route.maxBodyBytes) {
+      upstream.destroy();
+      clearTimeout(this.timer);
+      this.fail(new ProxyError('UPSTREAM_BODY_TOO_LARGE', `route ${route.name}: upstream body declares ${declared} bytes, over max_body_bytes (${route.maxBodyBytes})`));
+      return;
+    }
+    const headers = responseHeaders(upstream);
+    if (res.destroyed || res.headersSent) {
+      upstream.destroy();
+      return;
+    }
+    res.writeHead(upstream.statusCode ?? 502, headers);
+    let length = 0;
+    upstream.on('data', (chunk: Buffer) => {
+      length += chunk.length;
+      if (length > route.maxBodyBytes) {
+        // The status is already sent: cutting the stream is the only honest signal left.
+        this.log.warn({ route: route.name, path: this.path }, 'pass-through body over max_body_bytes, connection cut');
+        this.finish('too_large');
+        upstream.destroy();
+        res.destroy();
+      }
+    });
+    upstream.on('end', () => {
+      clearTimeout(this.timer);
+      this.finish(String(upstream.statusCode));
+    });
+    upstream.on('error', () => res.destroy());
+    upstream.pipe(res);
+  }
+
+  private finish(code: string, error?: string): void {
+    if (this.done) return;
+    this.done = true;
+    this.metrics.upstream(this.route.name, code, (performance.now() - this.started) / 1000, error);
+  }
+
+  private fail(err: unknown): void {
+    const route = this.route;
+    const e =
+      err instanceof ProxyError
+        ? err
+        : (err as { code?: string }).code === 'ECONNRESET' && this.timedOut
+          ? new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`)
+          : classifyUpstreamError(route.name, err, route.timeoutMs, route.upstream);
+    this.finish(e.kind, e.message);
+    this.log.warn({ route: route.name, path: this.path, upstream: upstreamAddress(route.upstream), code: e.code, error: e.message }, 'pass-through failed');
+    writeError(this.res, e, { fwd: 'bypass', head: this.req.method === 'HEAD' });
+  }
+}
+
 export class PassThrough {
   private readonly proxy = httpProxy.createProxyServer({ selfHandleResponse: true, xfwd: false, changeOrigin: true });
   private readonly agents = new Map<string, HttpAgent>();
@@ -87,119 +234,7 @@ export class PassThrough {
   }
 
   forward(req: IncomingMessage, res: ServerResponse, route: Route, path: string, rawQuery: string): void {
-    const started = performance.now();
-    // Scheme, host and port come from the config alone (SPEC 2); the request supplies only the
-    // path, passed on as a string and never parsed as a URL, where `/\\host` would name a host.
-    const upstream = route.upstream;
-    const targetPath = upstreamTarget(route, path, rawQuery);
-    let done = false;
-    const finish = (code: string, error?: string) => {
-      if (done) return;
-      done = true;
-      this.metrics.upstream(route.name, code, (performance.now() - started) / 1000, error);
-    };
-    const onError = (err: unknown) => {
-      const e =
-        err instanceof ProxyError
-          ? err
-          : (err as { code?: string }).code === 'ECONNRESET' && timedOut
-            ? new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`)
-            : classifyUpstreamError(route.name, err, route.timeoutMs, route.upstream);
-      finish(e.kind, e.message);
-      this.log.warn({ route: route.name, path, upstream: upstreamAddress(route.upstream), code: e.code, error: e.message }, 'pass-through failed');
-      writeError(res, e, { fwd: 'bypass', head: req.method === 'HEAD' });
-    };
-    let timedOut = false;
-    let upstreamRequest: { destroy(): void } | undefined;
-    const hooks = req as PassThroughRequest;
-    const configured = new Set(Object.keys(route.headers).map((h) => h.toLowerCase()));
-    hooks.onProxyReq = (proxyReq) => {
-      upstreamRequest = proxyReq;
-      // http-proxy joins the target path with url.resolve rules and collapses `//`, also in the
-      // query (`?x=http://a//b`); the request line goes out byte for byte instead.
-      proxyReq.path = targetPath;
-      // RFC 9110 7.6.1: the client's hop-by-hop headers end here (http-proxy copies them all).
-      for (const name of hopByHop(req.headers['connection'])) proxyReq.removeHeader(name);
-      for (const name of CLIENT_CREDENTIALS) if (!configured.has(name)) proxyReq.removeHeader(name);
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      upstreamRequest?.destroy();
-      onError(new ProxyError('UPSTREAM_TIMEOUT', `route ${route.name}: upstream timed out after ${route.timeoutMs}ms`));
-    }, route.timeoutMs);
-    res.once('close', () => clearTimeout(timer));
-
-    // http-proxy emits proxyRes on the proxy server; install() hands it to the request's own handler.
-    hooks.onProxyRes = (upstream) => {
-      const declared = Number(upstream.headers['content-length']);
-      if (declared > route.maxBodyBytes) {
-        upstream.destroy();
-        clearTimeout(timer);
-        onError(new ProxyError('UPSTREAM_BODY_TOO_LARGE', `route ${route.name}: upstream body declares ${declared} bytes, over max_body_bytes (${route.maxBodyBytes})`));
-        return;
-      }
-      const headers: string[] = [];
-      const dropped = hopByHop(upstream.headers['connection']);
-      // RFC 9110 8.6: a 204 has no Content-Length.
-      if (upstream.statusCode === 204) dropped.add('content-length');
-      for (let i = 0; i < upstream.rawHeaders.length; i += 2) {
-        const name = upstream.rawHeaders[i]!;
-        if (!dropped.has(name.toLowerCase())) headers.push(name, upstream.rawHeaders[i + 1]!);
-      }
-      headers.push('Cache-Status', 'scrapecache; fwd=bypass');
-      if (res.destroyed || res.headersSent) return upstream.destroy();
-      res.writeHead(upstream.statusCode ?? 502, headers);
-      let length = 0;
-      upstream.on('data', (chunk: Buffer) => {
-        length += chunk.length;
-        if (length > route.maxBodyBytes) {
-          // The status is already sent: cutting the stream is the only honest signal left.
-          this.log.warn({ route: route.name, path }, 'pass-through body over max_body_bytes, connection cut');
-          finish('too_large');
-          upstream.destroy();
-          res.destroy();
-        }
-      });
-      upstream.on('end', () => {
-        clearTimeout(timer);
-        finish(String(upstream.statusCode));
-      });
-      upstream.on('error', () => res.destroy());
-      upstream.pipe(res);
-    };
-    const send = (agent: HttpAgent, retried: boolean) =>
-      this.proxy.web(
-        req,
-        res,
-        {
-          target: {
-            protocol: upstream.protocol,
-            host: unbracketHost(upstream.hostname),
-            port: upstream.port || (upstream.protocol === 'https:' ? 443 : 80),
-            path: targetPath,
-          } as never,
-          ignorePath: true,
-          agent,
-          headers: route.headers,
-          proxyTimeout: route.timeoutMs,
-          selfHandleResponse: true,
-        },
-        (err: unknown) => {
-          // RFC 9112 9.3.1: a reused keep-alive socket the upstream closed (FIN: node's "socket
-          // hang up") as this GET arrived; nothing was received, so it goes once more, on a
-          // connection of its own. A reset (read ECONNRESET) is the upstream's answer.
-          const reused = (upstreamRequest as ClientRequest | undefined)?.reusedSocket === true;
-          const e = err as { code?: string; message?: string };
-          if (!retried && reused && !timedOut && !res.headersSent && e.code === 'ECONNRESET' && e.message === 'socket hang up') {
-            const fresh = newAgent(route, false);
-            res.once('close', () => fresh.destroy());
-            send(fresh, true);
-            return;
-          }
-          onError(err);
-        },
-      );
-    send(this.agentFor(route), false);
+    new Forwarding(this.metrics, this.log, req, res, route, path, rawQuery).send(this.proxy, this.agentFor(route), false);
   }
 
   /** Called once per process: routes proxyRes to the request it belongs to. */

@@ -150,6 +150,7 @@ scrape_configs:
     const fetchesBefore = exporter.count;
     const scrapesBefore = await proxyScrapes();
     const startedAt = Date.now();
+    // Real scrapers (Prometheus, vmagent) scrape on their own schedule: this waits for them, on real time.
     await sleep(OBSERVED_SECONDS * 1000);
     const fetches = exporter.count - fetchesBefore;
     const scrapes = (await proxyScrapes()) - scrapesBefore;

@@ -178,6 +178,7 @@ scrape_configs:
     const before = front.count();
     const plainBefore = noProtobuf.count;
     const startedAt = Date.now();
+    // Real scrapers (Prometheus, vmagent) scrape on their own schedule: this waits for them, on real time.
     await sleep(OBSERVED_SECONDS * 1000);
     const seconds = (Date.now() - startedAt) / 1000;
     const fetches = front.count() - before;

@@ -45,6 +45,8 @@ export interface FakeExporter {
    * takes minutes would: tests then see what happens while the upstream is blocked.
    */
   hold(): () => void;
+  /** Resolves once `n` requests in all have arrived (count): a test knows a fetch is in flight without sleeping. */
+  arrived(n: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -107,9 +109,14 @@ export async function startFakeExporter(): Promise<FakeExporter> {
     openmetrics: true,
     held: undefined as Promise<void> | undefined,
   };
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     state.requests.push(req);
+    for (const w of waiters.filter((w) => state.requests.length >= w.n)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
     const fault = state.fault;
     if (fault === 'hang') return;
     if (fault === 'reset') {
@@ -216,6 +223,7 @@ export async function startFakeExporter(): Promise<FakeExporter> {
         release();
       };
     },
+    arrived: (n) => (state.requests.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve }))),
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

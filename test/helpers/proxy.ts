@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { startApp, type App, type ClientLimits } from '../../src/app.js';
+import type { Clock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import type { ListenerSecurityOptions } from '../../src/server/listener-security.js';
@@ -22,7 +23,7 @@ export interface TestProxy {
 /** Writes the YAML (listeners on port 0 unless it says otherwise) and starts the app in this process. */
 export async function startProxy(
   yaml: string,
-  options: { listen?: boolean; limits?: ClientLimits; webConfigFile?: string; webSecurity?: ListenerSecurityOptions } = {},
+  options: { listen?: boolean; limits?: ClientLimits; webConfigFile?: string; webSecurity?: ListenerSecurityOptions; clock?: Clock } = {},
 ): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'scrapecache-test-'));
   const file = join(dir, 'proxy.yaml');
@@ -43,6 +44,7 @@ export async function startProxy(
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.webConfigFile ? { webConfigFile: options.webConfigFile } : {}),
     ...(options.webSecurity ? { webSecurity: options.webSecurity } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
   });
   return {
     app,

@@ -4,6 +4,7 @@ import { MemoryStore } from '../../src/cache/memory-store.js';
 import { ScrapeCache } from '../../src/cache/scrape-cache.js';
 import type { Metrics } from '../../src/metrics.js';
 import { UpstreamFiller } from '../../src/upstream/upstream-filler.js';
+import { clockWith } from './test-clock.js';
 
 export function newScrapeCache(maxBytes: number, metrics: Metrics | undefined, log: Logger, now: () => number = Date.now): ScrapeCache {
   return new ScrapeCache({
@@ -11,6 +12,6 @@ export function newScrapeCache(maxBytes: number, metrics: Metrics | undefined, l
     filler: new UpstreamFiller(metrics, log, now),
     ...(metrics ? { metrics } : {}),
     log,
-    now,
+    clock: clockWith(now),
   });
 }

@@ -18,6 +18,7 @@ import { tlsClientOptions } from '../../net/tls-client-options.js';
 export const UNAVAILABLE: unique symbol = Symbol('redis unavailable');
 export type Maybe<T> = T | typeof UNAVAILABLE;
 
+type CallResult = 'ok' | 'skipped' | 'timeout' | 'error';
 type Reply = Buffer | string | number | null | Reply[];
 type Client = RedisClientType;
 
@@ -34,7 +35,7 @@ export class RedisConnection {
   private readonly listeners = new Set<StateListener>();
   private lastReason = 'not connected yet';
   /** Since when Redis has been up, or down (the status page). */
-  private stateSince = Date.now();
+  private stateSince: number;
   /** The last failure and when, kept after Redis comes back. */
   private lastFailure: { message: string; at: number } | undefined;
 
@@ -46,7 +47,9 @@ export class RedisConnection {
     private readonly log: Logger,
     /** Bulk strings as Buffers (bodies are bytes), and node-redis's TimeoutError class. */
     private readonly client: { typeMapping: TypeMapping; TimeoutError: new () => Error },
+    private readonly now: () => number = Date.now,
   ) {
+    this.stateSince = now();
     for (const [client, role] of [
       [commands, 'commands'],
       [subscriber, 'pubsub'],
@@ -105,29 +108,46 @@ export class RedisConnection {
    */
   async call(op: string, args: readonly (string | Buffer)[]): Promise<Maybe<Reply>> {
     if (!this.isUp) {
-      this.metrics?.storeOperations.labels('redis', op, 'skipped').inc();
+      this.count(op, 'skipped');
       return UNAVAILABLE;
     }
     try {
       const reply = await this.raw(this.commands, args);
-      this.metrics?.storeOperations.labels('redis', op, 'ok').inc();
+      this.count(op, 'ok');
       return reply;
     } catch (err) {
       const timedOut = err instanceof this.client.TimeoutError || err instanceof CallTimeout;
-      this.metrics?.storeOperations.labels('redis', op, timedOut ? 'timeout' : 'error').inc();
+      this.count(op, timedOut ? 'timeout' : 'error');
       this.markDown(timedOut ? `${op} took longer than ${this.settings.timeoutMs}ms` : `${op}: ${(err as Error).message}`);
       return UNAVAILABLE;
     }
   }
 
+  /** Counter children by operation and result, looked up once each (labels() hashes its arguments on every call). */
+  private readonly counters = new Map<string, Partial<Record<CallResult, { inc(): void }>>>();
+
+  private count(op: string, result: CallResult): void {
+    if (!this.metrics) return;
+    let byResult = this.counters.get(op);
+    if (!byResult) this.counters.set(op, (byResult = {}));
+    (byResult[result] ??= this.metrics.storeOperations.labels('redis', op, result)).inc();
+  }
+
   /** Sends a command; the reply's bulk strings as Buffers. Rejects after the timeout. */
   private raw(client: Client, args: readonly (string | Buffer)[]): Promise<Reply> {
     const { timeoutMs } = this.settings;
-    // node-redis applies the timeout to the command in its queue; the race bounds the rest
-    // (a socket being set up, a client being closed) to the same time.
+    // One timer bounds the whole call (the queue, a socket being set up, the reply). Not
+    // node-redis's per-command timeout (`timeout: 0` turns off its default of 5 s too): that is
+    // an AbortSignal.timeout per command whose timer outlives the reply and makes a TimeoutError
+    // with its stack when it fires, and an abort signal per call costs about as much; kilobytes
+    // of garbage per call that a replica filling through Redis held by the hundred megabytes
+    // (issue 21). What that timeout did besides, take a command still queued (never written)
+    // out of the queue, matters only for a socket that no longer drains: the call has answered
+    // UNAVAILABLE and marked Redis down by then, so no later call is sent, and the few queued
+    // ones are reads, expiring writes and conditional scripts that are harmless if sent late.
     let timer: NodeJS.Timeout | undefined;
     return Promise.race([
-      client.sendCommand<Reply>(args as (string | Buffer)[], { timeout: timeoutMs, typeMapping: this.client.typeMapping }),
+      client.sendCommand<Reply>(args as (string | Buffer)[], { timeout: 0, typeMapping: this.client.typeMapping }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new CallTimeout()), timeoutMs);
       }),
@@ -138,10 +158,10 @@ export class RedisConnection {
   markDown(reason: string): void {
     this.lastReason = reason;
     if (this.closed) return;
-    this.lastFailure = { message: reason, at: Date.now() };
+    this.lastFailure = { message: reason, at: this.now() };
     if (this.isUp) {
       this.isUp = false;
-      this.stateSince = Date.now();
+      this.stateSince = this.now();
       this.metrics?.storeUp.labels('redis').set(0);
       this.logDown();
       for (const l of this.listeners) l(false);
@@ -176,7 +196,7 @@ export class RedisConnection {
       await this.raw(this.commands, ['SET', `${this.prefix}probe`, '1', 'PX', '10000']);
       if (this.closed) return;
       this.isUp = true;
-      this.stateSince = Date.now();
+      this.stateSince = this.now();
       this.metrics?.storeUp.labels('redis').set(1);
       this.log.info({ store: 'redis', url: this.settings.url }, 'redis available: replicas share one cache');
       for (const l of this.listeners) l(true);
@@ -210,7 +230,7 @@ class CallTimeout extends Error {}
  * Creates the clients (node-redis, loaded here and only here) and starts connecting. Both retry
  * by themselves with a capped back-off; commands are never queued while disconnected.
  */
-export async function connectRedis(settings: RedisSettings, metrics: Metrics | undefined, log: Logger): Promise<RedisConnection> {
+export async function connectRedis(settings: RedisSettings, metrics: Metrics | undefined, log: Logger, now: () => number = Date.now): Promise<RedisConnection> {
   const { createClient, RESP_TYPES, TimeoutError } = await import('@redis/client');
   const tls = settings.tls;
   const socket = {
@@ -235,10 +255,15 @@ export async function connectRedis(settings: RedisSettings, metrics: Metrics | u
   };
   const commands = createClient(options) as unknown as Client;
   const subscriber = createClient(options) as unknown as Client;
-  const connection = new RedisConnection(commands, subscriber, settings, metrics, log, {
-    typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer },
-    TimeoutError,
-  });
+  const connection = new RedisConnection(
+    commands,
+    subscriber,
+    settings,
+    metrics,
+    log,
+    { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer }, TimeoutError },
+    now,
+  );
   await connection.start();
   return connection;
 }

@@ -19,7 +19,7 @@ export interface RedisLevel {
 }
 
 export async function openRedisLevel(settings: RedisSettings, metrics: Metrics | undefined, log: Logger, now: () => number = Date.now): Promise<RedisLevel> {
-  const connection = await connectRedis(settings, metrics, log);
+  const connection = await connectRedis(settings, metrics, log, now);
   const lease = new RedisFillLease(connection, now);
   const store = new RedisStore(connection, log, lease, now);
   const bus = new RedisEventBus(connection, log);
