@@ -15,7 +15,7 @@ import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { ResultNotes } from '../pages/result-notes.js';
 import { isPageAsset, servePageAsset, serveStatusPage, type PageAuth, type StatusSource } from '../pages/status-handler.js';
-import type { EntryRow, EntryTable, EntryView, MetricSample } from '../pages/status-model.js';
+import { STATUS_METRICS, type EntryRow, type EntryTable, type EntryView, type MetricSample } from '../pages/status-model.js';
 import { describeOverride, overrideIndex } from '../cache/route-windows.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import { decodeCursor, encodeCursor, keyOrderPage, viewPage } from './entry-listing.js';
@@ -269,6 +269,12 @@ async function entryTable(deps: AdminDeps, view: EntryView, page: number): Promi
   return { rows: await toRows(deps, shown.entries, allHits), total: cache.count, matched: shown.matched, page: shown.page, pages: shown.pages, pageSize: STATUS_PAGE_ROWS };
 }
 
+/** The few metrics the page shows, collected alone: a refresh does not pay for a whole /metrics. */
+async function statusSamples(metrics: AdminDeps['metrics']): Promise<MetricSample[]> {
+  const found = await Promise.all(STATUS_METRICS.map((name) => metrics.registry.getSingleMetric(name)?.get()));
+  return found.filter((m) => m !== undefined) as MetricSample[];
+}
+
 /** What the status page shows, read from this process (or, in a cluster primary, from the whole group). */
 function statusSourceFor(deps: AdminDeps, notes: ResultNotes): StatusSource {
   const { cache, metrics } = deps;
@@ -278,7 +284,7 @@ function statusSourceFor(deps: AdminDeps, notes: ResultNotes): StatusSource {
     routes: () => deps.table().routes,
     entries: (view, page) => entryTable(deps, view, page),
     usage: (route) => cache.usage(route),
-    samples: async () => (deps.metricsJson ? deps.metricsJson() : ((await metrics.registry.getMetricsAsJSON()) as MetricSample[])),
+    samples: async () => (deps.metricsJson ? deps.metricsJson() : statusSamples(metrics)),
     lastFetches: async () => (deps.lastFetches ? deps.lastFetches() : new Map(metrics.lastFetch.entries())),
     reloadError: () => deps.reloadError?.(),
     unreachedInvalidation: () => {
@@ -373,7 +379,7 @@ async function routeOpen(ctx: AdminContext, req: IncomingMessage, res: ServerRes
   }
   if (isPageAsset(url.pathname)) {
     allowOnly(method, url, 'GET', 'HEAD');
-    servePageAsset(res, url.pathname, method === 'HEAD');
+    servePageAsset(req, res, url.pathname, method === 'HEAD');
     return true;
   }
   if (url.pathname === '/') {

@@ -111,9 +111,20 @@ export async function viewPage(source: KeyOrdered & { count: number }, view: Ent
     const skip = (shown - 1) * pageSize;
     const entries: StoredResponse[] = [];
     if (view.order === 'asc') {
-      let i = 0;
-      for (const entry of source.inKeyOrder()) {
-        if (i++ < skip) continue;
+      // A later page walks past the rows before it, in slices that yield like the scans below.
+      let skipped = 0;
+      let after: string | undefined;
+      while (skipped < skip) {
+        let seen = 0;
+        for (const entry of source.inKeyOrder(after)) {
+          after = entry.key;
+          skipped++;
+          if (++seen === SCAN_SLICE || skipped === skip) break;
+        }
+        if (seen === 0) break;
+        if (skipped < skip) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      for (const entry of source.inKeyOrder(after)) {
         entries.push(entry);
         if (entries.length === pageSize) break;
       }
