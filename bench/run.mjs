@@ -49,9 +49,12 @@ function makePlan(options) {
     keyFixture: `b${KiB}`,
     bigEntries: { count: 1000, fixture: `b${100 * KiB}i` },
     restartEntries: Math.min(1000, options.maxKeys),
-    scaleKeys: [1000, 10_000, 50_000].filter((n) => n <= options.maxKeys),
+    scaleKeys: options.scaleSizes ?? [1000, 10_000, 50_000].filter((n) => n <= options.maxKeys),
     scaleFixture: `b${2 * KiB}i`,
     scaleLoadSec: options.quick ? 2 : 5,
+    // Hits without, then with, a browser tab on the status page: rounds taken in turn, seconds each (two refreshes of the tab).
+    scaleTabRounds: options.quick ? 1 : 3,
+    scaleTabSec: options.quick ? 6 : 11,
     memoryScale: {
       counts: [1000, 10_000, 50_000, 100_000].filter((n) => n <= options.maxKeys),
       small: `b${2 * KiB}i`,

@@ -55,6 +55,7 @@ export const LAYERS = [
         'src/cache/redis/',
         'src/cache/negotiate.ts',
         'src/cache/upstream-profile.ts',
+        'src/cache/accept-headers.ts',
       ],
     },
   },

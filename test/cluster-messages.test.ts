@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { PrimaryLink } from '../src/cluster/primary-link.js';
 import { encodeEvent, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from '../src/cluster/messages.js';
 import { planFor, SOURCE_ACCEPT, UpstreamProfiles, type ProfileNews } from '../src/cache/upstream-profile.js';
-import { PROMETHEUS_ACCEPT } from '../src/upstream/fetch-upstream.js';
+import { PROMETHEUS_ACCEPT } from '../src/cache/accept-headers.js';
 import { encodeRecord, RecordError } from '../src/cache/stored-record.js';
 import type { CacheEvent } from '../src/cache/event-bus.js';
 import type { Route } from '../src/config/types.js';

@@ -107,6 +107,18 @@ test('the page script and stylesheet are served without a token, typed, and unsn
   assert.equal(css.status, 200);
   assert.equal(css.headers['content-type'], 'text/css; charset=utf-8');
   assert.equal((await get(`${s.proxy.adminUrl}/static/other.js`)).status, 401, 'nothing else under /static/ skips the token');
+  // A tab opened again revalidates them (no-cache) and is told they did not change.
+  for (const [path, first] of [['/static/status-page.js', js], ['/static/scrapecache.css', css]] as const) {
+    const etag = String(first.headers['etag']);
+    assert.match(etag, /^"[A-Za-z0-9_-]+"$/, `${path} has a strong ETag`);
+    assert.equal(first.headers['cache-control'], 'no-cache');
+    const again = await get(`${s.proxy.adminUrl}${path}`, { 'if-none-match': `"stale", ${etag}` });
+    assert.equal(again.status, 304, path);
+    assert.equal(again.body.length, 0);
+    assert.equal(again.headers['etag'], etag);
+    assert.equal((await get(`${s.proxy.adminUrl}${path}`, { 'if-none-match': '"stale"' })).status, 200, `${path}: another validator gets the body`);
+  }
+  assert.notEqual(js.headers['etag'], css.headers['etag']);
 });
 
 test('an invalidate form posted without JavaScript drops the route and answers 303 back to the page with the result', async () => {

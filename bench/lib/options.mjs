@@ -24,6 +24,8 @@ export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run
                         (Varnish is unchanged: it is multi-threaded) and pins nothing; 1 leaves
                         workers out of proxy.yaml (the proxy's default, one process)
   --max-keys N          largest entry count of the memory sweep   [BENCH_MAX_KEYS, default 100000; quick 10000]
+  --scale-sizes LIST    key counts of the scale section, e.g. 1000,50000
+                                                 [BENCH_SCALE_SIZES, default 1000,10000,50000]
   --load wrk|autocannon load generator (default: wrk if installed) [BENCH_LOAD]
   --no-pin              do not pin servers to CPU 1 and the load generator to CPU 0 (a pass
                         with more than one worker is never pinned)
@@ -59,6 +61,7 @@ export function parseOptions(argv, env = process.env) {
       connections: { type: 'string' },
       workers: { type: 'string' },
       'max-keys': { type: 'string' },
+      'scale-sizes': { type: 'string' },
       load: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'boolean', default: false },
@@ -71,6 +74,9 @@ export function parseOptions(argv, env = process.env) {
   const workersValue = values.workers ?? env.BENCH_WORKERS ?? '1,2';
   const workerCounts = [...new Set(String(workersValue).split(',').map((s) => s.trim()).filter(Boolean).map((s) => Math.floor(positive(s, '--workers'))))];
   if (workerCounts.length === 0) throw new Error('--workers needs at least one count, e.g. 1,2');
+  const scaleValue = values['scale-sizes'] ?? env.BENCH_SCALE_SIZES;
+  const scaleSizes = scaleValue === undefined ? undefined : [...new Set(String(scaleValue).split(',').map((s) => s.trim()).filter(Boolean).map((s) => Math.floor(positive(s, '--scale-sizes'))))].sort((a, b) => a - b);
+  if (scaleSizes?.length === 0) throw new Error('--scale-sizes needs at least one key count, e.g. 1000,50000');
   const load = values.load ?? env.BENCH_LOAD;
   if (load !== undefined && load !== 'wrk' && load !== 'autocannon') throw new Error(`--load must be wrk or autocannon, got "${load}"`);
   const cores = availableParallelism();
@@ -89,6 +95,7 @@ export function parseOptions(argv, env = process.env) {
     connections: Math.floor(positive(values.connections ?? env.BENCH_CONNECTIONS ?? 50, '--connections')),
     workerCounts,
     maxKeys: Math.floor(positive(values['max-keys'] ?? env.BENCH_MAX_KEYS ?? (quick ? 10_000 : 100_000), '--max-keys')),
+    scaleSizes,
     load,
     canPin,
     cpuProf: values['cpu-prof'],

@@ -73,7 +73,7 @@ export function renderProxyConfig({ port, adminPort, routes, workers, maxBytes =
  * primary's "scrapecache listening" line, printed once every worker is up, can be waited for: the
  * scrape port answers as soon as the first worker listens.
  */
-export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, workers, cpus, cpuProfDir, maxBytes, diskPath, redisUrl, redisKeyPrefix, webConfig, headers = {}, nodeFlags = NODE_FLAGS, name = redisUrl ? 'scrapecache+redis' : 'scrapecache', extraNodeArgs = [] }) {
+export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, workers, cpus, cpuProfDir, maxBytes, diskPath, redisUrl, redisKeyPrefix, webConfig, headers = {}, nodeFlags = NODE_FLAGS, name = redisUrl ? 'scrapecache+redis' : 'scrapecache', extraNodeArgs = [], env }) {
   const found = scrapecacheAvailable();
   if (!found) return null;
   const dir = join(tmpDir, label);
@@ -89,8 +89,8 @@ export async function startScrapecache({ tmpDir, label = 'scrapecache', routes, 
     await writeFile(join(dir, 'web.yml'), webConfig);
     webArgs.push('--web.config.file', join(dir, 'web.yml'));
   }
-  // `extraNodeArgs`: bench-only flags (the memory-scale section's --inspect), not in `command`.
-  const handle = startChild(label, process.execPath, [...nodeArgs, ...extraNodeArgs, found.cli, '--config.file', configFile, ...webArgs], { cpus, cwd: dir });
+  // `extraNodeArgs`, `env`: bench-only additions (the memory-scale section's --inspect, the scale section's loop probe), not in `command`.
+  const handle = startChild(label, process.execPath, [...nodeArgs, ...extraNodeArgs, found.cli, '--config.file', configFile, ...webArgs], { cpus, cwd: dir, env });
   const scheme = webConfig?.includes('tls_server_config') ? 'https' : 'http';
   const baseUrl = `${scheme}://127.0.0.1:${port}`;
   const adminUrl = `${scheme}://127.0.0.1:${adminPort}`;

@@ -22,6 +22,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
+import { scrapeKey } from './key.js';
 import { selects, type EntrySelection, type LevelStatus, type Store } from './store.js';
 import { decodeRecord, encodeRecord, isRecordStart, RecordError, servableUntil, type StoredRecord } from './stored-record.js';
 
@@ -491,7 +492,7 @@ function writeLock(path: string, body: string): void {
 
 
 function targetOf(route: string, path: string, query: string): string {
-  return `${route}\0${path}\0${query}`;
+  return scrapeKey(route, path, query);
 }
 
 /** The file system's block size at dir (statfs), which every file's length is rounded up to. */

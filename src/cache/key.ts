@@ -2,7 +2,16 @@
  * Cache keys. SPEC 3.2: key = route + canonical query + representation. The path is part of
  * the key too, for prefix routes where one route serves many paths.
  */
+import type { ScrapeTarget } from './filler.js';
 import type { Representation } from './representation.js';
+
+/** The parts of a key (route, path, canonical query, representation) and of a target. */
+export interface KeyParts {
+  route: string;
+  path: string;
+  query: string;
+  representation: Representation;
+}
 
 /** More query parameters than any exporter takes; past it a request is refused with 400. */
 export const MAX_QUERY_PARAMS = 128;
@@ -46,6 +55,48 @@ function decode(text: string): string {
   }
 }
 
+/** Parts are joined by NUL, which no route name, path, canonical query or representation holds. */
+const SEPARATOR = '\0';
+
 export function cacheKey(route: string, path: string, query: string, representation: Representation): string {
-  return `${route}\0${path}\0${query}\0${representation}`;
+  return `${route}${SEPARATOR}${path}${SEPARATOR}${query}${SEPARATOR}${representation}`;
+}
+
+/** The key of a scrape target (its route is named by the route object's name). */
+export function keyOf(target: ScrapeTarget): string {
+  return cacheKey(target.route.name, target.path, target.query, target.representation);
+}
+
+/** Route, path and query without the representation: one slot of every representation of a scrape. */
+export function scrapeKey(route: string, path: string, query: string): string {
+  return `${route}${SEPARATOR}${path}${SEPARATOR}${query}`;
+}
+
+/** Every key of a route starts with this (key order keeps a route's keys together). */
+export function routeKeyPrefix(route: string): string {
+  return `${route}${SEPARATOR}`;
+}
+
+/** The parts of a key made by cacheKey; undefined for anything else. */
+export function parseKey(key: string): KeyParts | undefined {
+  const parts = key.split(SEPARATOR);
+  if (parts.length !== 4) return undefined;
+  const [route, path, query, representation] = parts as [string, string, string, Representation];
+  return { route, path, query, representation };
+}
+
+/** The route name a key starts with (the hot path of a bus event: no split). */
+export function routeOfKey(key: string): string {
+  const end = key.indexOf(SEPARATOR);
+  return end === -1 ? key : key.slice(0, end);
+}
+
+/** The key of the same scrape in another representation. */
+export function withRepresentation(key: string, representation: Representation): string {
+  return key.slice(0, key.lastIndexOf(SEPARATOR) + 1) + representation;
+}
+
+/** The representation part of a key. */
+export function representationOfKey(key: string): Representation {
+  return key.slice(key.lastIndexOf(SEPARATOR) + 1) as Representation;
 }

@@ -17,7 +17,9 @@
  * - A failing medium never throws out of get (it answers undefined) and never rejects set
  *   (it answers false): the proxy goes on from memory. Failures are the store's to log.
  */
+import type { RouteUsage } from './entry-index.js';
 import type { StoredRecord } from './stored-record.js';
+import type { StoredResponse } from './stored-response.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -91,6 +93,31 @@ export interface SyncStore extends Store {
   set(record: StoredRecord): boolean;
   delete(key: string): boolean;
   deleteSelected(selection: EntrySelection): number;
+}
+
+/**
+ * The memory level as the cache uses it (MemoryStore is the one): a SyncStore that holds the
+ * entries it serves, answers by key without an await, and keeps an index by route and path for
+ * invalidations, listings and per-route usage. An entry it holds is replaced, never changed in
+ * place by the store; `resize` re-accounts one whose renditions grew.
+ */
+export interface MemoryLevel extends SyncStore {
+  /** The live entry for a key, marking it recently used; `now` is the clock read once per request. */
+  lookup(key: string, now: number): StoredResponse | undefined;
+  /** The entry without touching recency, dead or alive. */
+  peek(key: string): StoredResponse | undefined;
+  resize(entry: StoredResponse): void;
+  /** Removes the entry under its key only if it is still this one. */
+  deleteIf(entry: StoredResponse): boolean;
+  selected(selection: EntrySelection): StoredResponse[];
+  countSelected(selection: EntrySelection): number;
+  inKeyOrder(after?: string): IterableIterator<StoredResponse>;
+  usage(route: string): RouteUsage;
+  entries(): IterableIterator<StoredResponse>;
+  readonly count: number;
+  readonly bytes: number;
+  status(): LevelStatus;
+  close(): void;
 }
 
 /** Throws a TypeError naming what is missing when a value is not a Store (undici: assertCacheStore). */

@@ -45,7 +45,9 @@ export interface Variant {
   /** Flat header list for writeHead, less Age and Cache-Status which change per request. */
   head: string[];
   /** The whole header block of a hit, kept while Age and ttl stay (they change once a second). */
-  hit?: { age: number; ttl: number; head: string[] };
+  hit?: { age: number; ttl: number; head: string[] } | undefined;
+  /** Age in seconds at the variant's last hit: whether the key is hot enough to keep `hit` (server/respond.ts). */
+  lastHitAge?: number;
   /** Appended to Cache-Status: for a rendering, what it was rendered from. */
   detail?: string;
 }
@@ -107,7 +109,6 @@ export class StoredResponse implements StoredRecord {
   /** Set by a soft invalidation (SPEC 4 `soft`), here or where the record was read from: see softTimes in freshness.ts. */
   staleFrom: number | undefined;
   softUntil: number | undefined;
-  hits = 0;
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
   private readonly variants: Partial<Record<Coding, Variant>> = {};

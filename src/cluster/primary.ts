@@ -7,7 +7,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { startApp, type App } from '../app.js';
-import { keyOf } from '../cache/scrape-cache.js';
+import { keyOf } from '../cache/key.js';
 import { encodeRecord } from '../cache/stored-record.js';
 import { UpstreamProfiles } from '../cache/upstream-profile.js';
 import type { Config } from '../config/types.js';

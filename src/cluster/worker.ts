@@ -48,7 +48,7 @@ function answerAsk(app: App, send: Send, message: Extract<ToWorker, { t: 'ask' }
     send({ t: 'answer', id: message.id, value: app.metrics.lastFetch.entries() });
   } else {
     const held = message.keys === undefined ? [...app.cache.entries()] : message.keys.map((key) => app.cache.peekKey(key)).filter((e) => e !== undefined);
-    send({ t: 'answer', id: message.id, value: held.map((e) => [e.key, e.hits]) });
+    send({ t: 'answer', id: message.id, value: held.map((e) => [e.key, app.cache.hitsOf(e)]) });
   }
 }
 

@@ -14,9 +14,12 @@ export class Html {
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
+const SPECIAL = /[&<>"']/;
+
 /** Escapes text for an HTML text node or a quoted attribute value. */
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+  // Most values (numbers, names, ages) have nothing to escape: no new string for them.
+  return SPECIAL.test(text) ? text.replace(/[&<>"']/g, (c) => ESCAPES[c]!) : text;
 }
 
 export type Value = Html | string | number | boolean | null | undefined | readonly Value[];
@@ -24,7 +27,13 @@ export type Value = Html | string | number | boolean | null | undefined | readon
 function render(value: Value): string {
   if (value === null || value === undefined || value === false) return '';
   if (value instanceof Html) return value.text;
-  if (Array.isArray(value)) return (value as readonly Value[]).map(render).join('');
+  if (Array.isArray(value)) {
+    // Appended, not joined: `+=` links the pieces (a rope) where join copies them, and a page is
+    // copied once, when it is written, instead of once per level of nesting (issue 21).
+    let out = '';
+    for (const item of value as readonly Value[]) out += render(item);
+    return out;
+  }
   return escapeHtml(String(value));
 }
 

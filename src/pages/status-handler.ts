@@ -2,6 +2,7 @@
  * GET / on the admin listener: the status page, or the token form when a token is set and the
  * request does not carry it; and the page's own script and stylesheet under /static/.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LevelStatus } from '../cache/store.js';
@@ -38,26 +39,53 @@ export interface StatusSource {
 /** How the request proved it may see the page. */
 export type PageAuth = { ok: true; formToken?: string } | { ok: false; refused: boolean };
 
-let script: Buffer | undefined;
-const ASSETS: Record<string, () => { type: string; body: Buffer }> = {
-  [STYLE_PATH]: () => ({ type: 'text/css; charset=utf-8', body: Buffer.from(STYLESHEET) }),
+interface Asset {
+  type: string;
+  body: Buffer;
+  /** A strong validator of the body: a tab opened again revalidates (no-cache) and gets a 304. */
+  etag: string;
+}
+
+function asset(type: string, body: Buffer): Asset {
+  return { type, body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` };
+}
+
+const loaded = new Map<string, Asset>();
+const ASSETS: Record<string, () => Asset> = {
+  [STYLE_PATH]: () => asset('text/css; charset=utf-8', Buffer.from(STYLESHEET)),
   // Compiled from ./browser/status-page.ts beside this file.
-  [SCRIPT_PATH]: () => ({ type: 'text/javascript; charset=utf-8', body: (script ??= readFileSync(new URL('./browser/status-page.js', import.meta.url))) }),
+  [SCRIPT_PATH]: () => asset('text/javascript; charset=utf-8', readFileSync(new URL('./browser/status-page.js', import.meta.url))),
 };
 
 export function isPageAsset(pathname: string): boolean {
   return Object.hasOwn(ASSETS, pathname);
 }
 
-export function servePageAsset(res: ServerResponse, pathname: string, head: boolean): void {
-  const { type, body } = ASSETS[pathname]!();
-  res.writeHead(200, {
-    'Content-Type': type,
-    'Content-Length': body.length,
+/** True when an If-None-Match list names `etag` (or is `*`); weak validators compare weakly (RFC 9110 13.1.2). */
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((tag) => {
+    const t = tag.trim();
+    return t === '*' || t.replace(/^W\//, '') === etag;
+  });
+}
+
+export function servePageAsset(req: IncomingMessage, res: ServerResponse, pathname: string, head: boolean): void {
+  let found = loaded.get(pathname);
+  if (!found) loaded.set(pathname, (found = ASSETS[pathname]!()));
+  const { type, body, etag } = found;
+  const headers = {
     'Cache-Control': 'no-cache',
+    ETag: etag,
     'X-Content-Type-Options': 'nosniff',
     'Cross-Origin-Resource-Policy': 'same-origin',
-  });
+  };
+  if (matchesEtag(req.headers['if-none-match'], etag)) {
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
+  res.writeHead(200, { ...headers, 'Content-Type': type, 'Content-Length': body.length });
   res.end(head ? undefined : body);
 }
 

@@ -151,6 +151,14 @@ export interface StatusInputs {
 
 const OUTCOMES: readonly CacheOutcome[] = ['hit', 'miss', 'collapsed', 'stale', 'bypass'];
 
+/** The metrics the page reads: all a refresh needs to collect (not the process and runtime ones). */
+export const STATUS_METRICS = [
+  'scrapecache_requests_total',
+  'scrapecache_upstream_requests_total',
+  'scrapecache_config_last_reload_successful',
+  'scrapecache_config_last_reload_success_timestamp_seconds',
+] as const;
+
 function sumBy(samples: readonly MetricSample[], name: string, label: string): Map<string, Map<string, number>> {
   const out = new Map<string, Map<string, number>>();
   for (const metric of samples) {

@@ -15,7 +15,7 @@ import type { LastFetch } from '../last-fetch.js';
 import type { Metrics } from '../metrics.js';
 import { ResultNotes } from '../pages/result-notes.js';
 import { isPageAsset, servePageAsset, serveStatusPage, type PageAuth, type StatusSource } from '../pages/status-handler.js';
-import type { EntryRow, EntryTable, EntryView, MetricSample } from '../pages/status-model.js';
+import { STATUS_METRICS, type EntryRow, type EntryTable, type EntryView, type MetricSample } from '../pages/status-model.js';
 import { describeOverride, overrideIndex } from '../cache/route-windows.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import { decodeCursor, encodeCursor, keyOrderPage, viewPage } from './entry-listing.js';
@@ -231,7 +231,7 @@ async function toRows(deps: AdminDeps, entries: readonly StoredResponse[], allHi
       age_seconds: ageSeconds(e, now),
       ttl_seconds: ttlSeconds(e, now),
       fresh: isFresh(e, now),
-      hits: hits ? (hits.get(e.key) ?? 0) : e.hits,
+      hits: hits ? (hits.get(e.key) ?? 0) : deps.cache.hitsOf(e),
       // The ttl this copy was stored with, and the override of the running config that its query matches.
       lifetime_seconds: Math.round((e.staleAt - e.fetchedAt) / 1000),
       override: override < 0 ? null : describeOverride(route!.overrides[override]!),
@@ -264,9 +264,15 @@ async function entryTable(deps: AdminDeps, view: EntryView, page: number): Promi
   const { cache } = deps;
   // Sorting by hits in a cluster needs every worker's counts first; any other view only the page's.
   const allHits = view.sort === 'hits' && deps.cacheHits ? await deps.cacheHits() : undefined;
-  const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => e.hits;
+  const hitsOf = allHits ? (e: StoredResponse) => allHits.get(e.key) ?? 0 : (e: StoredResponse) => cache.hitsOf(e);
   const shown = await viewPage(cache, view, page, STATUS_PAGE_ROWS, hitsOf);
   return { rows: await toRows(deps, shown.entries, allHits), total: cache.count, matched: shown.matched, page: shown.page, pages: shown.pages, pageSize: STATUS_PAGE_ROWS };
+}
+
+/** The few metrics the page shows, collected alone: a refresh does not pay for a whole /metrics. */
+async function statusSamples(metrics: AdminDeps['metrics']): Promise<MetricSample[]> {
+  const found = await Promise.all(STATUS_METRICS.map((name) => metrics.registry.getSingleMetric(name)?.get()));
+  return found.filter((m) => m !== undefined) as MetricSample[];
 }
 
 /** What the status page shows, read from this process (or, in a cluster primary, from the whole group). */
@@ -278,7 +284,7 @@ function statusSourceFor(deps: AdminDeps, notes: ResultNotes): StatusSource {
     routes: () => deps.table().routes,
     entries: (view, page) => entryTable(deps, view, page),
     usage: (route) => cache.usage(route),
-    samples: async () => (deps.metricsJson ? deps.metricsJson() : ((await metrics.registry.getMetricsAsJSON()) as MetricSample[])),
+    samples: async () => (deps.metricsJson ? deps.metricsJson() : statusSamples(metrics)),
     lastFetches: async () => (deps.lastFetches ? deps.lastFetches() : new Map(metrics.lastFetch.entries())),
     reloadError: () => deps.reloadError?.(),
     unreachedInvalidation: () => {
@@ -373,7 +379,7 @@ async function routeOpen(ctx: AdminContext, req: IncomingMessage, res: ServerRes
   }
   if (isPageAsset(url.pathname)) {
     allowOnly(method, url, 'GET', 'HEAD');
-    servePageAsset(res, url.pathname, method === 'HEAD');
+    servePageAsset(req, res, url.pathname, method === 'HEAD');
     return true;
   }
   if (url.pathname === '/') {

@@ -7,6 +7,7 @@
  * keeping only the best rows.
  */
 import { expiresAt } from '../cache/freshness.js';
+import { parseKey, routeKeyPrefix } from '../cache/key.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import type { EntryView, SortKey } from '../pages/status-model.js';
 
@@ -25,7 +26,7 @@ export const MAX_RANKED_ROWS = 5000;
  */
 export function keyOrderPage(source: KeyOrdered, limit: number, after: string | undefined, route: string | undefined): { entries: StoredResponse[]; next: string | undefined } {
   const entries: StoredResponse[] = [];
-  const prefix = route === undefined ? undefined : `${route}\0`;
+  const prefix = route === undefined ? undefined : routeKeyPrefix(route);
   // A route's keys are contiguous in key order: start at its first one.
   const from = prefix !== undefined && (after === undefined || after < prefix) ? `${route}` : after;
   for (const entry of source.inKeyOrder(from)) {
@@ -47,7 +48,7 @@ export function encodeCursor(key: string): string {
 export function decodeCursor(cursor: string): string | undefined {
   if (!/^[A-Za-z0-9_-]{1,8192}$/.test(cursor)) return undefined;
   const key = Buffer.from(cursor, 'base64url').toString('utf8');
-  return key.split('\0').length === 4 ? key : undefined;
+  return parseKey(key) ? key : undefined;
 }
 
 type Compare = (a: StoredResponse, b: StoredResponse) => number;
@@ -110,9 +111,20 @@ export async function viewPage(source: KeyOrdered & { count: number }, view: Ent
     const skip = (shown - 1) * pageSize;
     const entries: StoredResponse[] = [];
     if (view.order === 'asc') {
-      let i = 0;
-      for (const entry of source.inKeyOrder()) {
-        if (i++ < skip) continue;
+      // A later page walks past the rows before it, in slices that yield like the scans below.
+      let skipped = 0;
+      let after: string | undefined;
+      while (skipped < skip) {
+        let seen = 0;
+        for (const entry of source.inKeyOrder(after)) {
+          after = entry.key;
+          skipped++;
+          if (++seen === SCAN_SLICE || skipped === skip) break;
+        }
+        if (seen === 0) break;
+        if (skipped < skip) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      for (const entry of source.inKeyOrder(after)) {
         entries.push(entry);
         if (entries.length === pageSize) break;
       }

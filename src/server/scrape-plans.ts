@@ -3,6 +3,7 @@
  * (learned from every answer a fill brings, and from the entries held at start-up), the plan
  * that follows for a client's Accept, and the cap on entries kept per exact Accept.
  */
+import { scrapeKey } from '../cache/key.js';
 import type { StoredResponse } from '../cache/stored-response.js';
 import { AcceptBudget, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
 import { longestLifetimeMs } from '../cache/route-windows.js';
@@ -85,7 +86,7 @@ export class ScrapePlans {
     // The longest any key of the route may live (its own windows or an override's): a slot is
     // reused no earlier than its entry could be, and no query is parsed on a hit.
     const lifetimeMs = longestLifetimeMs(route);
-    return this.acceptBudget.admit(`${route.name}\0${target.path}\0${target.query}`, target.representation, lifetimeMs, this.now());
+    return this.acceptBudget.admit(scrapeKey(route.name, target.path, target.query), target.representation, lifetimeMs, this.now());
   }
 
   /** A new profile learns first from the entries held for its route and path (a warm restart). */

@@ -3,6 +3,7 @@
  * leases at `<prefix>l:<key>`, events on the channel `<prefix>events`. The cache key keeps its
  * route\0path\0query\0representation shape, so that an invalidation selection is a SCAN pattern.
  */
+import { parseKey } from '../key.js';
 import type { EntrySelection } from '../store.js';
 
 export const recordKey = (prefix: string, key: string): string => `${prefix}e:${key}`;
@@ -40,7 +41,7 @@ export function identityOf(prefix: string, redisKey: string): { kind: 'e' | 'l';
   const kind = redisKey[prefix.length];
   if ((kind !== 'e' && kind !== 'l') || redisKey[prefix.length + 1] !== ':') return undefined;
   const key = redisKey.slice(prefix.length + 2);
-  const [route, path, query, representation] = key.split('\0');
-  if (representation === undefined) return undefined;
-  return { kind, key, route: route!, path: path!, query: query! };
+  const parts = parseKey(key);
+  if (!parts) return undefined;
+  return { kind, key, route: parts.route, path: parts.path, query: parts.query };
 }
