@@ -142,6 +142,8 @@ export class Fills {
   }
 
   private logFetch(target: ScrapeTarget, entry: StoredResponse, stored: boolean, renders: string[], fetchedMs: number): void {
+    // Not built at all below info: a fill at level warn leaves no garbage for a line nobody reads.
+    if (!this.parts.log.isLevelEnabled('info')) return;
     this.parts.log.info(
       {
         route: target.route.name,
