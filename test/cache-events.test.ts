@@ -1,4 +1,5 @@
 /** What the other caches say on the bus, heard here (src/cache/cache-events.ts, SPEC 2.2). */
+import { HitCounter } from '../src/cache/hit-counter.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CacheEvents } from '../src/cache/cache-events.js';
@@ -22,7 +23,7 @@ function setup(route: Route = nodeRoute()) {
   const lease = new LocalFillLease(clock.now);
   const peer = new PeerFill({ lease, tiers, failures, now: clock.now });
   const prefetcher = new Prefetcher(true, { route: (name) => routes().get(name), peek: (key) => memory.peek(key), refresh: () => undefined }, clock);
-  const invalidation = new Invalidation({ tiers, flights, failures, bus: undefined, metrics: undefined, now: clock.now, release: () => undefined, routes, fill: () => Promise.reject(new Error('no fill')) });
+  const invalidation = new Invalidation({ tiers, flights, failures, hits: new HitCounter(), bus: undefined, metrics: undefined, now: clock.now, release: () => undefined, routes, fill: () => Promise.reject(new Error('no fill')) });
   const events = new CacheEvents({ tiers, failures, invalidation, peer, prefetcher, routes });
   return { clock, second, tiers, memory, failures, lease, peer, prefetcher, events, route };
 }
@@ -77,5 +78,6 @@ test("another cache's soft invalidation marks the copy held here stale", () => {
   const { events, tiers, clock, route } = setup();
   const held: StoredResponse = tiers.adopt(recordFor(targetOf(route)))!;
   events.heard({ type: 'invalidated', selection: { route: 'node' }, soft: true });
-  assert.equal(held.staleFrom, clock.at);
+  assert.equal(tiers.memory.peek(held.key)!.staleFrom, clock.at);
+  assert.equal(held.staleFrom, undefined, 'the mark is a new entry; the one held before is unchanged');
 });

@@ -1,4 +1,5 @@
 /** Hard and soft invalidation, sliced (src/cache/invalidation.ts, SPEC 4). */
+import { HitCounter } from '../src/cache/hit-counter.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ScrapeTarget } from '../src/cache/filler.js';
@@ -23,7 +24,7 @@ function setup(route: Route = nodeRoute()) {
     const entry = tiers.store(StoredResponse.fromRecord(recordFor(target, clock.at + 1)));
     return entry ? { entry, stored: true } : { entry: previous!, stored: false };
   };
-  const invalidation = new Invalidation({ tiers, flights, failures, bus, metrics: undefined, now: clock.now, release: () => undefined, routes: () => new Map([[route.name, route]]), fill });
+  const invalidation = new Invalidation({ tiers, flights, failures, hits: new HitCounter(), bus, metrics: undefined, now: clock.now, release: () => undefined, routes: () => new Map([[route.name, route]]), fill });
   const store = (t: ScrapeTarget) => tiers.store(StoredResponse.fromRecord(recordFor(t, clock.at)))!;
   return { clock, second, bus, tiers, memory, failures, flights, refetched, invalidation, store, route };
 }
@@ -76,8 +77,11 @@ test('a soft invalidation keeps the entry servable but stale, marks it below, cl
   clock.advance(1000);
   const result = await invalidation.softInvalidate({ route: 'node' }, true);
   assert.deepEqual(result, { invalidated: 1, refetching: 1, refreshed: 1 });
-  assert.equal(refetched[0]!.previous, entry, 'the refetch replaces the marked entry');
-  assert.equal(isFresh(entry, clock.at), false);
+  const marked = refetched[0]!.previous!;
+  assert.notEqual(marked, entry, 'the mark is a new entry: the one a store returned is never changed');
+  assert.equal(marked.body, entry.body, 'sharing its body');
+  assert.equal(isFresh(marked, clock.at), false, 'the refetch replaces the marked entry');
+  assert.equal(isFresh(entry, clock.at), true);
   assert.equal((await second.get(entry.key))!.fetchedAt > T0, true, 'the refetched copy is below');
   assert.equal(failures.of(entry.key, entry), undefined);
   assert.ok(memory.peek(entry.key));
@@ -87,8 +91,10 @@ test("another cache's invalidation drops (hard) or marks (soft) the copies held 
   const { invalidation, store, memory, refetched, clock, route } = setup();
   const entry = store(targetOf(route));
   invalidation.heard({ route: 'node' }, true);
-  assert.equal(isFresh(entry, clock.at), false);
-  assert.equal(memory.peek(entry.key), entry);
+  const marked = memory.peek(entry.key)!;
+  assert.equal(isFresh(marked, clock.at), false);
+  assert.equal(marked.body, entry.body);
+  assert.equal(isFresh(entry, clock.at), true, 'a new entry holds the mark; the old one is unchanged');
   invalidation.heard({ route: 'node' }, false);
   await new Promise((r) => setImmediate(r));
   assert.equal(memory.peek(entry.key), undefined);

@@ -15,4 +15,10 @@ export class HitCounter {
   of(entry: StoredResponse): number {
     return this.counts.get(entry) ?? 0;
   }
+
+  /** The count of an entry moves to the one that replaces it without a new fetch (a soft invalidation). */
+  carry(from: StoredResponse, to: StoredResponse): void {
+    const n = this.counts.get(from);
+    if (n !== undefined) this.counts.set(to, n);
+  }
 }

@@ -11,6 +11,7 @@ import { startupTarget } from './cache-policy.js';
 import type { CacheTiers } from './cache-tiers.js';
 import type { EventBus, Reach } from './event-bus.js';
 import type { FailureBook } from './failure-book.js';
+import type { HitCounter } from './hit-counter.js';
 import type { ScrapeTarget } from './filler.js';
 import { isDead } from './freshness.js';
 import { keyOf } from './key.js';
@@ -25,6 +26,8 @@ export interface InvalidationParts {
   tiers: CacheTiers;
   flights: SingleFlight;
   failures: FailureBook;
+  /** Hits per entry: a softly invalidated entry keeps its count. */
+  hits: HitCounter;
   bus: EventBus | undefined;
   metrics: Metrics | undefined;
   now: () => number;
@@ -172,8 +175,10 @@ export class Invalidation {
         if (memory.deleteIf(entry)) dropped++;
         continue;
       }
-      marked.push(entry);
-      entry.markStale(now, this.parts.routes().get(entry.route)?.timeoutMs ?? 0);
+      const stale = entry.softlyStale(now, this.parts.routes().get(entry.route)?.timeoutMs ?? 0);
+      if (!memory.replace(entry, stale)) continue;
+      this.parts.hits.carry(entry, stale);
+      marked.push(stale);
       // One refetch now, not after a back-off from failures before the data changed.
       this.parts.failures.clear(entry.key);
     }

@@ -68,6 +68,15 @@ export class MemoryStore implements SyncStore {
     return true;
   }
 
+  /**
+   * Puts `next` where `current` is, if `current` is still the entry under its key (same key, same
+   * size: a soft invalidation's new entry). False when it was replaced or dropped meanwhile.
+   */
+  replace(current: StoredResponse, next: StoredResponse): boolean {
+    if (this.lru.peek(current.key) !== current) return false;
+    return this.set(next);
+  }
+
   /** Re-accounts an entry whose size changed (a converted variant was added). */
   resize(entry: StoredResponse): void {
     if (this.lru.peek(entry.key) !== entry) return;

@@ -84,7 +84,7 @@ export class ScrapeCache extends CacheReads {
     const prefetcher = new Prefetcher(parts.prefetch !== false, { route: (name) => routes().get(name), peek: (key) => memory.peek(key), refresh: (target, held) => fills.background(target, held) }, clock);
     const fills = new Fills({ flights, peer, tiers, failures, prefetcher, answered, filler, bus, log });
     const release = (key: string, token: string) => void peer.release(key, token);
-    const invalidation = new Invalidation({ tiers, flights, failures, bus, metrics, now, release, routes, fill: (key, target, previous) => fills.fill(key, target, previous) });
+    const invalidation = new Invalidation({ tiers, flights, failures, hits: this.hits, bus, metrics, now, release, routes, fill: (key, target, previous) => fills.fill(key, target, previous) });
     this.events = new CacheEvents({ tiers, failures, invalidation, peer, prefetcher, routes });
     this.filler = filler;
     this.now = now;

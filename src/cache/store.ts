@@ -107,6 +107,8 @@ export interface MemoryLevel extends SyncStore {
   /** The entry without touching recency, dead or alive. */
   peek(key: string): StoredResponse | undefined;
   resize(entry: StoredResponse): void;
+  /** Puts `next` in the place of `current` if that is still the entry under its key. */
+  replace(current: StoredResponse, next: StoredResponse): boolean;
   /** Removes the entry under its key only if it is still this one. */
   deleteIf(entry: StoredResponse): boolean;
   selected(selection: EntrySelection): StoredResponse[];

@@ -107,8 +107,8 @@ export class StoredResponse implements StoredRecord {
   readonly errorUntil: number;
   readonly deadAt: number;
   /** Set by a soft invalidation (SPEC 4 `soft`), here or where the record was read from: see softTimes in freshness.ts. */
-  staleFrom: number | undefined;
-  softUntil: number | undefined;
+  readonly staleFrom: number | undefined;
+  readonly softUntil: number | undefined;
   /** The last Accept header found to admit contentType: scrapers repeat theirs, so most checks are one compare. */
   private admittedAccept: string | undefined;
   private readonly variants: Partial<Record<Coding, Variant>> = {};
@@ -184,11 +184,14 @@ export class StoredResponse implements StoredRecord {
     return { body, head };
   }
 
-  /** Soft invalidation at `at`: stale from then (or from an earlier one), servable while refetched. */
-  markStale(at: number, timeoutMs: number): void {
-    const soft = softTimes(this, at, timeoutMs);
-    this.staleFrom = soft.staleFrom;
-    this.softUntil = soft.softUntil;
+  /**
+   * This entry softly invalidated at `at` (stale from then, or from an earlier one; servable while
+   * refetched), as a new entry: the one a store holds is never changed. The new one shares the
+   * body, the header lists and the renditions made so far (they describe the same bytes).
+   */
+  softlyStale(at: number, timeoutMs: number): StoredResponse {
+    const marked: StoredResponse = Object.create(StoredResponse.prototype);
+    return Object.assign(marked, this, softTimes(this, at, timeoutMs));
   }
 
   /** Bytes held for this entry: every body made so far, headers and key. */
