@@ -12,6 +12,7 @@ import { JoinedEventBus } from './cache/joined-event-bus.js';
 import { MemoryStore } from './cache/memory-store.js';
 import { ScrapeCache, type ScrapeCacheParts } from './cache/scrape-cache.js';
 import type { Store } from './cache/store.js';
+import type { UpstreamProfiles } from './cache/upstream-profile.js';
 import { UpstreamFiller } from './upstream/upstream-filler.js';
 import { applyListenOverrides, type ListenOverrides } from './config/listen-overrides.js';
 import { parseConfig, readConfigText } from './config/load.js';
@@ -59,6 +60,8 @@ export interface AppOptions {
    * its workers); resolves to an error text when that failed somewhere, which the reload reports.
    */
   afterReload?: (source: string) => Promise<string | undefined>;
+  /** What the upstreams speak (cluster/: the primary's, which it tells its workers); default: this process's own. */
+  profiles?: UpstreamProfiles;
   /** The scrape listener's `GET /metrics` (a cluster worker asks its primary for the group's); default: this process's. */
   selfMetrics?: () => Promise<SelfMetricsText>;
   /** Client timeouts; tests shorten them. */
@@ -374,6 +377,7 @@ function createServers(p: Parts, waiting: Set<ServerResponse>, reload: (source?:
     // The bound port once listening (port 0 in tests), else the configured one (a worker's primary has it).
     adminAddress: () => (state.adminAddress ? { host: state.config.admin.listen.host, port: state.adminAddress.port } : state.config.admin.listen),
     selfMetrics: options.selfMetrics ?? (async () => ({ contentType: metrics.registry.contentType, text: await metrics.registry.metrics() })),
+    ...(options.profiles ? { profiles: options.profiles } : {}),
   });
   const adminHandler = createAdminHandler({
     token: () => state.config.admin.token,

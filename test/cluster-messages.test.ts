@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PrimaryLink } from '../src/cluster/primary-link.js';
-import { encodeEvent, parseToPrimary, parseToWorker, type ToPrimary } from '../src/cluster/messages.js';
+import { encodeEvent, parseToPrimary, parseToWorker, type ToPrimary, type ToWorker } from '../src/cluster/messages.js';
+import { planFor, SOURCE_ACCEPT, UpstreamProfiles, type ProfileNews } from '../src/cache/upstream-profile.js';
+import { PROMETHEUS_ACCEPT } from '../src/cache/accept-headers.js';
 import { encodeRecord, RecordError } from '../src/cache/stored-record.js';
 import type { CacheEvent } from '../src/cache/event-bus.js';
 import type { Route } from '../src/config/types.js';
@@ -65,4 +67,48 @@ test('a stored event for one key carrying the record of another is refused', () 
   const link = new PrimaryLink(() => undefined, () => true);
   const message = parseToWorker({ t: 'event', event: { type: 'stored', key: 'other', record: encodeRecord(makeRecord()) } });
   assert.throws(() => link.receive(message as Exclude<typeof message, string> & { t: 'event' }), /carries a record for/);
+});
+
+test('a worker confirms an invalidation to its primary once its cache has applied it (the last slice dropped), not when it arrives', async () => {
+  const sent: ToPrimary[] = [];
+  const link = new PrimaryLink((m) => sent.push(m), () => true);
+  let applied!: () => void;
+  link.subscribe(() => new Promise<void>((r) => (applied = r)));
+  const message = parseToWorker({ t: 'event', event: { type: 'invalidated', selection: { route: 'node' } }, confirm: 7 });
+  link.receive(message as Exclude<typeof message, string> & { t: 'event' });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(sent, [], 'not before the cache is done');
+  applied();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(sent, [{ t: 'applied', id: 7 }]);
+  // Events nobody waits for are not confirmed.
+  link.receive(parseToWorker({ t: 'event', event: { type: 'invalidated', selection: {} } }) as Extract<ToWorker, { t: 'event' }>);
+  applied();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(sent.length, 1);
+});
+
+test('profiles the primary learned: a follower plans with them and learns nothing itself; the primary tells each change once', () => {
+  const route = { name: 'node', recordFingerprint: 'f1', format: undefined } as unknown as Route;
+  const told: ProfileNews[] = [];
+  const primary = new UpstreamProfiles({ learned: (news) => told.push(news) });
+  const now = Date.now();
+  const ask = `${SOURCE_ACCEPT},${PROMETHEUS_ACCEPT}`;
+  // A protobuf probe answered with OpenMetrics: no protobuf, OpenMetrics yes, no escaping term.
+  primary.learn(route, '/m', primary.get(route, '/m', now), ask, 'protobuf', 'application/openmetrics-text; version=1.0.0; charset=utf-8', now);
+  primary.learn(route, '/m', primary.get(route, '/m', now), ask, 'protobuf', 'application/openmetrics-text; version=1.0.0; charset=utf-8', now);
+  assert.equal(told.length, 1, 'the same answer again teaches nothing new');
+  const wire = parseToWorker({ t: 'profiles', list: primary.known(), whole: true });
+  assert.notEqual(typeof wire, 'string', String(wire));
+  assert.equal(typeof parseToWorker({ t: 'profiles', list: [{ ...told[0], protobuf: 3 }] }), 'string');
+
+  const follower = new UpstreamProfiles({ follows: true });
+  const own = follower.get(route, '/m', now);
+  follower.learn(route, '/m', own, PROMETHEUS_ACCEPT, 'text;0.0.4', 'text/plain; version=0.0.4; charset=utf-8', now);
+  assert.equal(own.state, 0, 'a follower learns nothing from answers');
+  for (const news of (wire as Extract<ToWorker, { t: 'profiles' }>).list) follower.assign(news);
+  const followed = follower.get(route, '/m', now);
+  assert.equal(followed.describe(), primary.get(route, '/m', now).describe());
+  assert.deepEqual(planFor(PROMETHEUS_ACCEPT, followed, undefined), planFor(PROMETHEUS_ACCEPT, primary.get(route, '/m', now), undefined));
+  assert.deepEqual(planFor(PROMETHEUS_ACCEPT, followed, undefined), { via: 'answer', representation: 'openmetrics;1.0.0', fillAccept: PROMETHEUS_ACCEPT });
 });

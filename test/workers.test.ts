@@ -9,8 +9,11 @@ import { gunzipSync } from 'node:zlib';
 import { startCli } from './helpers/cli-process.js';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { get, post, SCRAPE_HEADERS, sleep } from './helpers/proxy.js';
+import { headersOf, SCRAPERS } from './helpers/scrapers.js';
 
 let exporter: FakeExporter;
+/** The upstream of route `fleet`, scraped by every scraper in test/helpers/scrapers.ts. */
+let fleetExporter: FakeExporter;
 let child: ChildProcess;
 let file: string;
 let scrapeUrl: string;
@@ -28,10 +31,15 @@ routes:
     path: /node/metrics
     upstream: ${exporter.url}/metrics
     ttl: 1m
+  - name: fleet
+    path: /fleet/metrics
+    upstream: ${fleetExporter.url}/metrics
+    ttl: 1m
 ${extra}`;
 
 before(async () => {
   exporter = await startFakeExporter();
+  fleetExporter = await startFakeExporter();
   file = join(mkdtempSync(join(tmpdir(), 'scrapecache-workers-')), 'proxy.yaml');
   writeFileSync(file, config());
   ({ child, exited, scrapeUrl, adminUrl } = await startCli(file, { onEntry: (entry) => pids.add(entry.pid), timeoutMs: 10_000 }));
@@ -40,10 +48,13 @@ before(async () => {
 after(async () => {
   if (child.exitCode === null) child.kill('SIGKILL');
   await exporter.close();
+  await fleetExporter.close();
 });
 
 /** Scrapes on fresh connections, which the kernel spreads over the workers. */
 const burst = (n: number) => Promise.all(Array.from({ length: n }, () => get(`${scrapeUrl}/node/metrics`, SCRAPE_HEADERS)));
+/** Which answer of the fake exporter a (gzip) body is. */
+const versionOf = (r: { body: Buffer }) => Number(/fake_version\{[^}]*\} (\d+)/.exec(gunzipSync(r.body).toString())?.[1]);
 
 test('many scrapes spread over the workers cause one upstream fetch, then are hits', async () => {
   for (let i = 0; i < 50 && pids.size < 3; i++) await sleep(100);
@@ -117,7 +128,6 @@ test('the status page on the primary shows the scrapes and hits the workers serv
 });
 
 test('a soft invalidation reaches every worker: all serve the old copy while the primary refetches once, then the new copy', async () => {
-  const versionOf = (r: { body: Buffer }) => Number(/fake_version\{[^}]*\} (\d+)/.exec(gunzipSync(r.body).toString())?.[1]);
   const [old] = await burst(1);
   const fetched = exporter.count;
   const release = exporter.hold();
@@ -168,23 +178,94 @@ test('a worker that dies is replaced, and the new one answers from the group cac
 
 test('with workers, requests that waited for a fill in flight say collapsed, not fwd=miss; stored', async () => {
   await post(`${adminUrl}/invalidate`, { route: 'node' });
-  // The primary tells the workers before it answers, but a worker may read a scrape's request
-  // before that message: it then supersedes the fill it had just begun (no stale body, one more
-  // fetch). That race is not this test's subject; let the message land first.
-  await sleep(100);
   const fetched = exporter.count;
   exporter.delayMs = 300;
   const results = await burst(30);
   exporter.delayMs = 0;
   const statuses = results.map((r) => String(r.headers['cache-status']));
   const fills = exporter.count - fetched;
-  // Known limit (closing note of stop 15): each worker learns what the upstream speaks on its
-  // own, and after a worker is replaced two workers can still plan one client's scrape under two
-  // keys, so the group may fetch twice here. What this test pins: each fetch has exactly one
-  // request that led it, and every other request says it waited.
-  assert.ok(fills >= 1 && fills <= 2, `fetches for the group: ${fills}; the answers were:\n${statuses.join('\n')}`);
-  assert.equal(statuses.filter((s) => s === 'scrapecache; fwd=miss; stored').length, fills, statuses.join('\n'));
-  assert.equal(statuses.filter((s) => s === 'scrapecache; fwd=miss; stored; collapsed').length, 30 - fills, statuses.join('\n'));
+  const accepts = exporter.requests.slice(fetched).map((r) => r.headers.accept);
+  assert.equal(fills, 1, `fetches: ${fills} ${JSON.stringify(accepts)}; the answers were:\n${statuses.join('\n')}`);
+  assert.equal(statuses.filter((s) => s === 'scrapecache; fwd=miss; stored').length, 1, statuses.join('\n'));
+  assert.equal(statuses.filter((s) => s === 'scrapecache; fwd=miss; stored; collapsed').length, 29, statuses.join('\n'));
+});
+
+/** A worker process of the group that is still running. */
+function liveWorker(): number {
+  return [...pids].find((pid) => {
+    if (pid === child.pid) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  })!;
+}
+
+test('an invalidation answers once every worker has dropped its copy: a stopped worker holds the answer until it runs again', async () => {
+  await burst(10);
+  const held = exporter.version;
+  const stopped = liveWorker();
+  process.kill(stopped, 'SIGSTOP');
+  let answered = false;
+  try {
+    const answer = post(`${adminUrl}/invalidate`, { route: 'node' }).then((res) => {
+      answered = true;
+      return res;
+    });
+    await sleep(500);
+    assert.equal(answered, false, 'the answer waits for the stopped worker');
+    process.kill(stopped, 'SIGCONT');
+    assert.deepEqual(JSON.parse((await answer).body.toString()), { invalidated: 1 });
+  } finally {
+    process.kill(stopped, 'SIGCONT');
+  }
+  // Right after the answer, whichever worker a scrape reaches: none serves the dropped copy.
+  for (const r of await burst(30)) assert.ok(versionOf(r) > held, String(r.headers['cache-status']));
+});
+
+test('a worker that does not confirm an invalidation in time makes its answer say so, and the status page too', async () => {
+  await burst(5);
+  const stopped = liveWorker();
+  process.kill(stopped, 'SIGSTOP');
+  let answer: { invalidated: number; reached?: string; reason?: string };
+  try {
+    answer = JSON.parse((await post(`${adminUrl}/invalidate`, { route: 'node' })).body.toString()) as typeof answer;
+  } finally {
+    process.kill(stopped, 'SIGCONT');
+  }
+  assert.equal(answer.invalidated, 1);
+  assert.equal(answer.reached, 'unconfirmed');
+  assert.match(answer.reason!, new RegExp(`worker ${stopped} did not confirm within 5 s`));
+  assert.match((await get(`${adminUrl}/`)).body.toString(), /reached this replica, and the others unconfirmed: worker \d+ did not confirm/);
+  // Running again, it applies the invalidation it missed: the next one is confirmed by all.
+  assert.deepEqual(JSON.parse((await post(`${adminUrl}/invalidate`, { route: 'node' })).body.toString()), { invalidated: 0 });
+});
+
+test('after a worker is replaced, a fleet of scrapers with mixed Accept headers costs the group one fetch per key, as one process would', async () => {
+  const scrape = (s: (typeof SCRAPERS)[number]) => get(`${scrapeUrl}/fleet/metrics`, headersOf(s));
+  // The group learns what this upstream speaks (OpenMetrics and text, no protobuf, no escaping term).
+  for (let round = 0; round < 3; round++) for (const s of SCRAPERS) assert.equal((await scrape(s)).status, 200, s.name);
+  const before = pids.size;
+  process.kill(liveWorker(), 'SIGKILL');
+  for (let i = 0; i < 100 && pids.size === before; i++) await sleep(100);
+  assert.equal(pids.size, before + 1, 'a replacement worker logged');
+  await sleep(300);
+  assert.deepEqual(JSON.parse((await post(`${adminUrl}/invalidate`, { route: 'fleet' })).body.toString()), { invalidated: 2 });
+  const fetched = fleetExporter.count;
+  fleetExporter.delayMs = 300;
+  // Three connections per scraper at once, which the kernel spreads over the old and the new worker.
+  const answers = await Promise.all(SCRAPERS.flatMap((s) => [scrape(s), scrape(s), scrape(s)]));
+  fleetExporter.delayMs = 0;
+  for (const res of answers) assert.equal(res.status, 200);
+  const asked = fleetExporter.requests.slice(fetched).map((r) => r.headers.accept);
+  const entries = (JSON.parse((await get(`${adminUrl}/cache`)).body.toString()) as Array<{ route: string; representation: string }>).filter((e) => e.route === 'fleet');
+  assert.deepEqual(entries.map((e) => e.representation).sort(), ['openmetrics;1.0.0', 'text;0.0.4']);
+  assert.equal(asked.length, 2, `one fetch per key; the group sent:\n${asked.join('\n')}`);
+  const again = await Promise.all(SCRAPERS.flatMap((s) => [scrape(s), scrape(s)]));
+  for (const res of again) assert.match(String(res.headers['cache-status']), /^scrapecache; hit/);
+  assert.equal(fleetExporter.count, fetched + 2);
 });
 
 test('SIGTERM stops the primary and its workers with exit code 0', async () => {

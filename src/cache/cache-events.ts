@@ -30,7 +30,8 @@ export class CacheEvents {
 
   constructor(private readonly parts: CacheEventParts) {}
 
-  heard(event: CacheEvent): void {
+  /** Applies another cache's event; for an invalidation, resolves once it is applied (the last slice dropped). */
+  heard(event: CacheEvent): Promise<unknown> | undefined {
     switch (event.type) {
       case 'stored':
         this.heardStored(event);
@@ -40,10 +41,10 @@ export class CacheEvents {
         break;
       case 'invalidated':
         // Soft: keep serving the copy; the next scrape's fill joins the publisher's refetch.
-        this.parts.invalidation.heard(event.selection, event.soft === true);
-        return;
+        return this.parts.invalidation.heard(event.selection, event.soft === true);
     }
     this.parts.peer.heard(event);
+    return undefined;
   }
 
   close(): void {

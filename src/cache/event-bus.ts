@@ -37,8 +37,12 @@ export interface EventBus {
    * known to have it.
    */
   publish(event: CacheEvent): MaybePromise<Reach | void>;
-  /** Calls listener for every event others publish; returns the unsubscribe function. */
-  subscribe(listener: (event: CacheEvent) => void): () => void;
+  /**
+   * Calls listener for every event others publish; returns the unsubscribe function. A listener
+   * may return a promise that settles once it has applied the event (a sliced invalidation): a
+   * cluster worker confirms the invalidation to its primary then.
+   */
+  subscribe(listener: (event: CacheEvent) => unknown): () => void;
   close(): MaybePromise<void>;
 }
 

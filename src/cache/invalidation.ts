@@ -88,10 +88,14 @@ export class Invalidation {
     return reach ? { invalidated, refetching: refetches.length, refreshed, reach } : { invalidated, refetching: refetches.length, refreshed };
   }
 
-  /** Another cache's invalidation (a cluster worker hearing its primary): in slices too. */
-  heard(selection: EntrySelection, soft: boolean): void {
-    if (soft) this.markStale(selection);
-    else void this.dropInSlices(selection);
+  /**
+   * Another cache's invalidation (a cluster worker hearing its primary): in slices too. Resolves
+   * once applied (the last slice dropped): a worker confirms it to its primary then.
+   */
+  heard(selection: EntrySelection, soft: boolean): Promise<unknown> | undefined {
+    if (!soft) return this.dropInSlices(selection);
+    this.markStale(selection);
+    return undefined;
   }
 
   /** Drops every entry of the named routes (their upstream or headers changed on reload). */

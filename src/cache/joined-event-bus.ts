@@ -7,14 +7,17 @@ import type { CacheEvent, EventBus, Reach } from './event-bus.js';
 
 export class JoinedEventBus implements EventBus {
   private readonly unsubscribes: Array<() => void> = [];
-  private readonly listeners = new Set<(event: CacheEvent) => void>();
+  private readonly listeners = new Set<(event: CacheEvent) => unknown>();
 
   constructor(private readonly buses: readonly EventBus[]) {
     for (const from of buses) {
       this.unsubscribes.push(
         from.subscribe((event) => {
-          for (const to of buses) if (to !== from) void to.publish(event);
-          for (const l of this.listeners) l(event);
+          // Applied once passed on (a worker group confirms an invalidation) and applied here.
+          const applying: unknown[] = [];
+          for (const to of buses) if (to !== from) applying.push(to.publish(event));
+          for (const l of this.listeners) applying.push(l(event));
+          return Promise.allSettled(applying);
         }),
       );
     }
@@ -25,7 +28,7 @@ export class JoinedEventBus implements EventBus {
     return reaches.find((r) => r?.reached === 'this replica only') ?? reaches.find((r) => r !== undefined) ?? undefined;
   }
 
-  subscribe(listener: (event: CacheEvent) => void): () => void {
+  subscribe(listener: (event: CacheEvent) => unknown): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

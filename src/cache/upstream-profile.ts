@@ -20,7 +20,7 @@ import { negotiate, parseWireContentType, type Answer, type Escaping, type WireA
 import type { Representation } from './representation.js';
 
 /** 0: not known yet; 1: yes; 2: no. */
-type Knowledge = 0 | 1 | 2;
+export type Knowledge = 0 | 1 | 2;
 
 /** Relearned after this long: an exporter upgraded to offer OpenMetrics or protobuf is noticed. */
 export const PROFILE_LIFETIME_MS = 60 * 60 * 1000;
@@ -213,12 +213,43 @@ export function learn(profile: UpstreamProfile, asked: string | undefined, plann
 }
 
 /**
+ * One profile as the primary of a worker group sends it to its workers (SPEC 2 `workers`): the
+ * route by name and fingerprint, since each process has its own Route objects.
+ */
+export interface ProfileNews {
+  route: string;
+  fingerprint: string;
+  path: string;
+  protobuf: Knowledge;
+  openmetrics: Knowledge;
+  escaping: Knowledge;
+  aliases: Array<[Representation, Representation]>;
+  expiresAt: number;
+}
+
+export interface UpstreamProfilesOptions {
+  /**
+   * A cluster worker: it learns nothing from answers itself and plans with what its primary
+   * learned (assign), so that every worker of the group plans one client under one key.
+   */
+  follows?: boolean;
+  /** Told each time a profile learned something (a cluster primary tells its workers). */
+  learned?: (news: ProfileNews) => void;
+}
+
+function signature(p: UpstreamProfile): string {
+  return p.aliases.size === 0 ? String(p.state) : `${p.state}${[...p.aliases].join()}`;
+}
+
+/**
  * Profiles per route and path. A route that a reload leaves as it was (same name, same way of
  * fetching) keeps its profiles; a changed one starts afresh. Paths of a prefix route are bounded.
  */
 export class UpstreamProfiles {
   private readonly byRoute = new WeakMap<Route, Map<string, UpstreamProfile>>();
   private readonly byFingerprint = new Map<string, Map<string, UpstreamProfile>>();
+
+  constructor(private readonly options: UpstreamProfilesOptions = {}) {}
 
   /**
    * The profile of a route and path. A new one is first taught by `seed` (the entries held for
@@ -227,12 +258,7 @@ export class UpstreamProfiles {
   get(route: Route, path: string, now: number, seed?: (profile: UpstreamProfile, route: Route, path: string) => void): UpstreamProfile {
     let paths = this.byRoute.get(route);
     if (!paths) {
-      const id = `${route.name}\0${route.recordFingerprint}`;
-      paths = this.byFingerprint.get(id);
-      if (!paths) {
-        for (const [other] of this.byFingerprint) if (other.startsWith(`${route.name}\0`)) this.byFingerprint.delete(other);
-        this.byFingerprint.set(id, (paths = new Map()));
-      }
+      paths = this.pathsOf(route.name, route.recordFingerprint);
       this.byRoute.set(route, paths);
     }
     let profile = paths.get(path);
@@ -245,4 +271,55 @@ export class UpstreamProfiles {
     }
     return profile;
   }
+
+  /** learn() for a profile of this store: nothing in a follower; a change is told to `learned`. */
+  learn(route: Route, path: string, profile: UpstreamProfile, asked: string | undefined, plannedAs: Representation, contentType: string, now: number): void {
+    if (this.options.follows) return;
+    const told = this.options.learned;
+    const before = told && signature(profile);
+    learn(profile, asked, plannedAs, contentType, now, route.format);
+    if (told && signature(profile) !== before) told(newsOf(route.name, route.recordFingerprint, path, profile));
+  }
+
+  /** Takes a profile as the primary has it (a follower). */
+  assign(news: ProfileNews): void {
+    const paths = this.pathsOf(news.route, news.fingerprint);
+    let profile = paths.get(news.path);
+    if (!profile) {
+      if (paths.size >= MAX_PATHS_PER_ROUTE) paths.clear();
+      paths.set(news.path, (profile = new UpstreamProfile()));
+    }
+    profile.protobuf = news.protobuf;
+    profile.openmetrics = news.openmetrics;
+    profile.escaping = news.escaping;
+    profile.aliases.clear();
+    for (const [from, to] of news.aliases.slice(0, MAX_ALIASES)) profile.aliases.set(from, to);
+    profile.expiresAt = news.expiresAt;
+  }
+
+  /** Every profile that knows something: what a new worker of the group starts from. */
+  known(): ProfileNews[] {
+    const all: ProfileNews[] = [];
+    for (const [id, paths] of this.byFingerprint) {
+      const cut = id.indexOf('\0');
+      for (const [path, profile] of paths) {
+        if (profile.state !== 0 || profile.aliases.size > 0) all.push(newsOf(id.slice(0, cut), id.slice(cut + 1), path, profile));
+      }
+    }
+    return all;
+  }
+
+  private pathsOf(name: string, fingerprint: string): Map<string, UpstreamProfile> {
+    const id = `${name}\0${fingerprint}`;
+    let paths = this.byFingerprint.get(id);
+    if (!paths) {
+      for (const [other] of this.byFingerprint) if (other.startsWith(`${name}\0`)) this.byFingerprint.delete(other);
+      this.byFingerprint.set(id, (paths = new Map()));
+    }
+    return paths;
+  }
+}
+
+function newsOf(route: string, fingerprint: string, path: string, p: UpstreamProfile): ProfileNews {
+  return { route, fingerprint, path, protobuf: p.protobuf, openmetrics: p.openmetrics, escaping: p.escaping, aliases: [...p.aliases], expiresAt: p.expiresAt };
 }

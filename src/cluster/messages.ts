@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import type { CacheEvent } from '../cache/event-bus.js';
 import type { Representation } from '../cache/representation.js';
+import type { ProfileNews } from '../cache/upstream-profile.js';
 import { decodeRecord, encodeRecord, type StoredRecord } from '../cache/stored-record.js';
 import { PROXY_ERROR_CODES } from '../errors.js';
 
@@ -32,6 +33,19 @@ const wireEvent = z.discriminatedUnion('type', [
 ]);
 type WireEvent = z.infer<typeof wireEvent>;
 
+const knowledge = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+/** What the primary learned of one upstream (upstream-profile.ts): every worker plans with it. */
+const profileNews = z.strictObject({
+  route: z.string(),
+  fingerprint: z.string(),
+  path: z.string(),
+  protobuf: knowledge,
+  openmetrics: knowledge,
+  escaping: knowledge,
+  aliases: z.array(z.tuple([representation, representation])).max(16),
+  expiresAt: z.number(),
+}) satisfies z.ZodType<ProfileNews>;
+
 const toPrimary = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('fill'), id, target: wireTarget }),
   z.strictObject({ t: z.literal('answer'), id, value: z.unknown() }),
@@ -40,11 +54,18 @@ const toPrimary = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('reloaded'), id, error: z.string().optional() }),
   /** The scrape listener's GET /metrics in a worker: the group's metrics, which only the primary gathers. */
   z.strictObject({ t: z.literal('metrics?'), id }),
+  /** A worker applied the invalidation sent with this id: its copies are gone (or stale, soft). */
+  z.strictObject({ t: z.literal('applied'), id }),
+  /** A starting worker asks for every profile the primary holds. */
+  z.strictObject({ t: z.literal('profiles?') }),
 ]);
 export type ToPrimary = z.infer<typeof toPrimary>;
 
 const toWorker = z.discriminatedUnion('t', [
-  z.strictObject({ t: z.literal('event'), event: wireEvent }),
+  /** `confirm`: an invalidation the primary's admin answer waits for; the worker says `applied` with this id once done. */
+  z.strictObject({ t: z.literal('event'), event: wireEvent, confirm: id.optional() }),
+  /** Profiles the primary learned (`whole`: all it holds, the answer to `profiles?`). */
+  z.strictObject({ t: z.literal('profiles'), list: z.array(profileNews).max(1_000_000), whole: z.boolean().optional() }),
   /**
    * The answer to a fill. A stored record came just before in its `stored` event (IPC keeps
    * order), so it is not sent again: the body crosses once. A record only the asker needs (a

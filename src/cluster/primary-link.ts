@@ -21,7 +21,7 @@ interface Asked {
 export class PrimaryLink implements Filler, EventBus {
   private nextId = 0;
   private readonly asked = new Map<number, Asked>();
-  private readonly listeners = new Set<(event: CacheEvent) => void>();
+  private readonly listeners = new Set<(event: CacheEvent) => unknown>();
 
   constructor(
     private readonly send: (message: ToPrimary) => void,
@@ -44,7 +44,7 @@ export class PrimaryLink implements Filler, EventBus {
   /** Workers tell nobody: every event starts at the primary. */
   publish(): void {}
 
-  subscribe(listener: (event: CacheEvent) => void): () => void {
+  subscribe(listener: (event: CacheEvent) => unknown): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -61,7 +61,12 @@ export class PrimaryLink implements Filler, EventBus {
         if (event.type === 'stored' && event.record) {
           for (const a of this.asked.values()) if (a.key === event.key || a.key === event.asked) a.stored = event.record;
         }
-        for (const l of this.listeners) l(event);
+        const applying = [...this.listeners].map((l) => l(event));
+        // The primary's admin answer waits for this: the invalidation is done here once every slice is.
+        if (message.confirm !== undefined) {
+          const id = message.confirm;
+          void Promise.allSettled(applying).then(() => this.connected() && this.send({ t: 'applied', id }));
+        }
         return;
       }
       case 'filled': {

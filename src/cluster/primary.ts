@@ -9,6 +9,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { startApp, type App } from '../app.js';
 import { keyOf } from '../cache/key.js';
 import { encodeRecord } from '../cache/stored-record.js';
+import { UpstreamProfiles } from '../cache/upstream-profile.js';
 import type { Config } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
 import { LastFetchRecorder, type LastFetch } from '../last-fetch.js';
@@ -23,6 +24,12 @@ type FillAsk = Extract<ToPrimary, { t: 'fill' }>;
 /** The forked workers and the questions in flight to them. */
 class WorkerGroup {
   readonly workers = new Set<Worker>();
+  /** Workers that said `ready`: an invalidation's answer waits for each of them (WorkersBus). */
+  readonly serving = new Set<Worker>();
+  readonly bus = new WorkersBus(
+    () => this.workers,
+    (w) => this.serving.has(w),
+  );
   /** The scrape address each worker reported when it was ready. */
   readonly readyScrape: string[] = [];
   stopping = false;
@@ -134,8 +141,14 @@ function groupAdmin(group: WorkerGroup, app: () => App) {
   return { metricsText, cacheHits, metricsJson: async () => (await aggregated()).getMetricsAsJSON(), lastFetches };
 }
 
-/** A worker's `fill`: the primary fills (or joins a fill) and answers with the record unless the worker has it already. */
-function fillForWorker(app: App, config: Config, worker: Worker, { id, target }: FillAsk): void {
+/**
+ * A worker's `fill`: the primary fills (or joins a fill) and answers with the record unless the
+ * worker has it already. What a fill teaches the profiles reaches the workers before the answer
+ * (the scrape handler learns in onAnswer, and `profiles` tells them); so does what a copy held
+ * here teaches (one loaded from disk, say), so that the asking worker plans the next scrape as
+ * the others do.
+ */
+function fillForWorker(app: App, config: Config, profiles: UpstreamProfiles, worker: Worker, { id, target }: FillAsk): void {
   const route = app.table().byName.get(target.route);
   const reply = (m: ToWorker) => worker.isConnected() && worker.send(m);
   if (!route?.cache) {
@@ -144,6 +157,11 @@ function fillForWorker(app: App, config: Config, worker: Worker, { id, target }:
   }
   app.cache.fillFor({ ...target, accept: target.accept, route }).then(
     (result) => {
+      if (result.via === 'held' && result.entry.status === 200) {
+        const { entry } = result;
+        const now = Date.now();
+        profiles.learn(route, target.path, profiles.get(route, target.path, now), entry.accept, entry.representation, entry.contentType, now);
+      }
       // A record stored by its own fill reached every worker in its `stored` event just now;
       // not so with Redis, where that event waits for the shared write and lease (see ScrapeCache.store).
       // A fill is stored under what the upstream answered, which may be another key than
@@ -164,6 +182,7 @@ function fillForWorker(app: App, config: Config, worker: Worker, { id, target }:
 interface Dispatch {
   group: WorkerGroup;
   config: Config;
+  profiles: UpstreamProfiles;
   log: Logger;
   app: () => App;
   metricsText: () => Promise<{ contentType: string; text: string }>;
@@ -184,11 +203,18 @@ function onWorkerMessage(d: Dispatch, worker: Worker, raw: unknown): void {
       d.group.reloaded(message.id, message.error);
       return;
     case 'ready':
+      d.group.serving.add(worker);
       d.group.readyScrape.push(message.scrape);
       if (d.group.readyScrape.length === d.config.workers) d.allReady();
       return;
     case 'answer':
       d.group.answered(message.id, message.value);
+      return;
+    case 'applied':
+      d.group.bus.applied(message.id, worker);
+      return;
+    case 'profiles?':
+      if (worker.isConnected()) worker.send({ t: 'profiles', list: d.profiles.known(), whole: true } satisfies ToWorker);
       return;
     case 'metrics?': {
       const { id } = message;
@@ -199,7 +225,7 @@ function onWorkerMessage(d: Dispatch, worker: Worker, raw: unknown): void {
       return;
     }
     case 'fill':
-      fillForWorker(d.app(), d.config, worker, message);
+      fillForWorker(d.app(), d.config, d.profiles, worker, message);
       return;
   }
 }
@@ -212,6 +238,8 @@ function forkWorkers(d: Dispatch): void {
     worker.on('message', (m: unknown) => onWorkerMessage(d, worker, m));
     worker.on('exit', (code, signal) => {
       d.group.workers.delete(worker);
+      d.group.serving.delete(worker);
+      d.group.bus.gone(worker);
       if (d.group.stopping) return;
       d.log.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting another');
       setTimeout(fork, 500).unref();
@@ -257,6 +285,8 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
   let app: App | undefined;
   const appNow = () => app!;
   const admin = groupAdmin(group, appNow);
+  // The group's one set of profiles: learned here from every fill, told to every worker.
+  const profiles = new UpstreamProfiles({ learned: (news) => group.broadcast({ t: 'profiles', list: [news] }) });
   app = await startApp({
     config,
     log,
@@ -265,14 +295,15 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
     ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     listeners: { scrape: false, admin: true },
-    cacheParts: { bus: new WorkersBus(() => group.workers) },
+    cacheParts: { bus: group.bus },
+    profiles,
     admin,
     afterReload: (text) => group.reload(text),
   });
 
   let allReady!: () => void;
   const ready = new Promise<void>((r) => (allReady = r));
-  forkWorkers({ group, config, log, app: appNow, metricsText: admin.metricsText, allReady });
+  forkWorkers({ group, config, profiles, log, app: appNow, metricsText: admin.metricsText, allReady });
   await awaitWorkersReady(group, config, ready, app);
   log.info({ scrape: group.readyScrape[0], admin: `${app.adminAddress.address}:${app.adminAddress.port}`, workers: config.workers }, 'scrapecache listening');
 

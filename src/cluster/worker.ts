@@ -4,6 +4,7 @@
  */
 import cluster from 'node:cluster';
 import { startApp, type App } from '../app.js';
+import { UpstreamProfiles } from '../cache/upstream-profile.js';
 import { addressText } from '../net/host-port.js';
 import { parseToWorker, type ToPrimary, type ToWorker } from './messages.js';
 import { PrimaryLink } from './primary-link.js';
@@ -69,6 +70,8 @@ function onPrimaryMessage(app: App, link: PrimaryLink, metrics: MetricsFromPrima
       return;
     case 'config':
       return; // answered before start-up (configFromPrimary)
+    case 'profiles':
+      return; // taken by followProfiles
     case 'reload':
       void app.reload(message.source).then((error) => send(error === undefined ? { t: 'reloaded', id: message.id } : { t: 'reloaded', id: message.id, error }));
       return;
@@ -95,11 +98,34 @@ function followPrimaryLifecycle(app: App, link: PrimaryLink): void {
   process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
 }
 
+/**
+ * The primary's profiles, followed for the worker's life: every worker plans a client as the
+ * others do, a new one too (it starts from all the primary knows). Resolves once that is here.
+ */
+function followProfiles(profiles: UpstreamProfiles, send: Send, log: RunOptions['log']): Promise<void> {
+  return new Promise((resolve) => {
+    process.on('message', (raw: unknown) => {
+      if ((raw as { t?: unknown } | null)?.t !== 'profiles') return;
+      const message = parseToWorker(raw);
+      if (typeof message === 'string' || message.t !== 'profiles') {
+        log.warn({ problem: message }, 'malformed profiles from the primary; ignored');
+        return;
+      }
+      for (const news of message.list) profiles.assign(news);
+      if (message.whole) resolve();
+    });
+    process.once('disconnect', () => resolve());
+    send({ t: 'profiles?' });
+  });
+}
+
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
 export async function runWorker({ config, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
   const send: Send = (m) => process.send?.(m);
   const link = new PrimaryLink(send, () => process.connected);
   const metrics = new MetricsFromPrimary(send);
+  const profiles = new UpstreamProfiles({ follows: true });
+  await followProfiles(profiles, send, log);
   const app = await startApp({
     config,
     log,
@@ -108,6 +134,7 @@ export async function runWorker({ config, file, log, logLevelOverride, listenOve
     ...(listenOverrides ? { listenOverrides } : {}),
     ...(webConfigFile !== undefined ? { webConfigFile } : {}),
     selfMetrics: metrics.ask,
+    profiles,
     listeners: { scrape: true, admin: false },
     // The primary fetches, prefetches and keeps the disk level for the group.
     cacheParts: { filler: link, bus: link, prefetch: false, secondLevel: false },

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import type { ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
-import { answerCandidates, planFor, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
+import { answerCandidates, planFor, type Plan, type UpstreamProfile, type UpstreamProfiles } from '../cache/upstream-profile.js';
 import type { Route } from '../config/types.js';
 import type { Metrics } from '../metrics.js';
 import { serveLandingPage, type AdminWhere } from '../pages/landing-page.js';
@@ -32,6 +32,8 @@ export interface ScrapeListenerDeps {
   adminAddress?: () => AdminWhere | undefined;
   /** The proxy's own metrics (the whole group's, with workers) for `GET /metrics`; without, that path is 404. */
   selfMetrics?: () => Promise<SelfMetricsText>;
+  /** What the upstreams speak; with workers, the primary's (cluster/): every worker plans alike. */
+  profiles?: UpstreamProfiles;
   /** Age and Cache-Status ttl read it, and what the upstream profiles learn (default: the real clock). */
   clock?: Clock;
 }
@@ -48,7 +50,8 @@ class ScrapeListener {
   constructor(private readonly deps: ScrapeListenerDeps) {
     // The time Age, ttl and what the profiles learn read (the system clock's now is Date.now itself).
     const now = (deps.clock ?? systemClock).now;
-    this.plans = new ScrapePlans(deps.cache, now);
+    // In a cluster primary this handler never listens: its plans learn from the primary's fills.
+    this.plans = new ScrapePlans(deps.cache, now, deps.profiles);
     this.lookups = new CacheLookup(deps.cache, deps.waiting);
     this.writer = new EntryWriter(deps.cache, deps.metrics, deps.log, now);
   }
@@ -86,7 +89,7 @@ class ScrapeListener {
       const unplanned = plan.via === 'source' ? !entry.isSource : plan.via === 'answer' && entry.representation !== plan.representation;
       if (entry.status === 200 && plan.via !== 'exact' && (found.cache !== 'hit' || unplanned)) {
         // A hit on another representation: what another process learned (see ScrapeCache.answeredFor).
-        if (found.cache === 'hit') this.plans.learnFrom(profile, entry, route);
+        if (found.cache === 'hit') this.plans.learnFrom(profile, entry, route, path);
         // The fill taught the profile (see onAnswer in ScrapePlans). Where the upstream answered
         // otherwise than planned (no protobuf, no OpenMetrics, another version), the corrected
         // plan's entry answers this client: this one when it is that entry, or when this
@@ -135,7 +138,7 @@ class ScrapeListener {
   private async heldAnswerPlan(route: Route, profile: UpstreamProfile, target: ScrapeTarget, accept: string | undefined): Promise<ServingPlan | undefined> {
     const held = await this.deps.cache.heldAnswer(target, answerCandidates(accept));
     if (!held) return undefined;
-    this.plans.learnFrom(profile, held, route);
+    this.plans.learnFrom(profile, held, route, target.path);
     return { via: 'answer', representation: held.representation, fillAccept: accept } satisfies Plan;
   }
 

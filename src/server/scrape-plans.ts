@@ -8,7 +8,7 @@ import type { StoredResponse } from '../cache/stored-response.js';
 import { AcceptBudget, exactRepresentation, MAX_EXACT_ACCEPTS_PER_KEY, type Representation } from '../cache/representation.js';
 import { longestLifetimeMs } from '../cache/route-windows.js';
 import type { ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
-import { learn, probeAccept, SOURCE, UpstreamProfiles, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
+import { probeAccept, SOURCE, UpstreamProfiles, type Plan, type UpstreamProfile } from '../cache/upstream-profile.js';
 import type { Route } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 
@@ -53,16 +53,17 @@ export function beyondAcceptCap(target: ScrapeTarget): ProxyError {
 }
 
 export class ScrapePlans {
-  private readonly profiles = new UpstreamProfiles();
   private readonly acceptBudget = new AcceptBudget();
 
+  /** `profiles`: with workers, the primary's (it learns and tells them; a worker's only follows). */
   constructor(
     private readonly cache: ScrapeCache,
     private readonly now: () => number,
+    private readonly profiles = new UpstreamProfiles(),
   ) {
     cache.onAnswer((target, entry) => {
       const profile = this.profiles.get(target.route, target.path, this.now());
-      learn(profile, entry.accept, target.representation, entry.contentType, this.now(), target.route.format);
+      this.profiles.learn(target.route, target.path, profile, entry.accept, target.representation, entry.contentType, this.now());
     });
   }
 
@@ -72,8 +73,8 @@ export class ScrapePlans {
   }
 
   /** Teaches a profile an answer found held (another process's fill, a warm restart). */
-  learnFrom(profile: UpstreamProfile, answered: Answered, route: Route): void {
-    learn(profile, answered.accept, answered.representation, answered.contentType, this.now(), route.format);
+  learnFrom(profile: UpstreamProfile, answered: Answered, route: Route, path: string): void {
+    this.profiles.learn(route, path, profile, answered.accept, answered.representation, answered.contentType, this.now());
   }
 
   /**
@@ -92,7 +93,7 @@ export class ScrapePlans {
   private readonly seed = (fresh: UpstreamProfile, route: Route, path: string): void => {
     // A few are enough (a probe route may hold thousands of targets, all the same exporter).
     for (const held of this.cache.entriesAt(route.name, path).slice(0, 16)) {
-      if (held.status === 200) learn(fresh, held.accept, held.representation, held.contentType, held.fetchedAt, route.format);
+      if (held.status === 200) this.profiles.learn(route, path, fresh, held.accept, held.representation, held.contentType, held.fetchedAt);
     }
   };
 }

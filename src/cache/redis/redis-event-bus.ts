@@ -27,7 +27,7 @@ interface Header {
   ack?: string;
 }
 
-type Listener = (event: CacheEvent) => void;
+type Listener = (event: CacheEvent) => unknown;
 
 export class RedisEventBus implements EventBus {
   /** This process on the bus: its own messages come back from Redis and are skipped. */
@@ -116,14 +116,18 @@ export class RedisEventBus implements EventBus {
       this.log.warn({ store: 'redis', err: (err as Error).message }, 'redis event skipped: not one this build reads');
       return;
     }
+    const applying: unknown[] = [];
     for (const listener of this.listeners) {
       try {
-        listener(event);
+        applying.push(listener(event));
       } catch (err) {
         this.log.error({ err, event: event.type }, 'event listener failed');
       }
     }
-    if (header.ack) void this.redis.call('ack', ['PUBLISH', ackChannel(this.redis.prefix, header.from), header.ack]);
+    // Confirmed once applied here: every slice dropped, and this replica's workers (with
+    // `workers: N`) confirmed too (see JoinedEventBus).
+    const { ack, from } = header;
+    if (ack) void Promise.allSettled(applying).then(() => this.redis.call('ack', ['PUBLISH', ackChannel(this.redis.prefix, from), ack]));
   }
 
   close(): void {
