@@ -1,28 +1,70 @@
-// Replicas sharing one cache on Redis (SPEC 2.2): real processes of the built CLI, a real
-// redis-server, a fake exporter that counts its requests.
+// Replicas sharing one cache on Redis (SPEC 2.2): a real redis-server, a fake exporter that counts
+// its requests, and replicas that are either real processes of the built CLI (where the test is
+// about a process: killed, hung) or apps started in this process on one TestClock (where the test
+// is about time: a ttl, a back-off, a prefetch lead pass by moving the clock, not by sleeping).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startFakeExporter, type FakeExporter } from './helpers/fake-exporter.js';
 import { retryBackoffMs } from '../src/cache/freshness.js';
-import { get, post, SCRAPE_HEADERS, sleep } from './helpers/proxy.js';
+import { get, post, SCRAPE_HEADERS, startProxy, type TestProxy } from './helpers/proxy.js';
 import { startRedis, type TestRedis } from './helpers/redis-server.js';
 import { startReplicas, until, type Replica, type ReplicaSet } from './helpers/replicas.js';
+import { TestClock } from './helpers/test-clock.js';
 
 let redis: TestRedis;
 let exporter: FakeExporter;
 const sets: ReplicaSet[] = [];
+const apps: TestProxy[] = [];
 before(async () => {
   [redis, exporter] = await Promise.all([startRedis(), startFakeExporter()]);
 });
 after(async () => {
-  await Promise.all(sets.map((s) => s.close()));
+  await Promise.all([...sets.map((s) => s.close()), ...apps.map((a) => a.close())]);
   await Promise.all([redis?.close(), exporter?.close()]);
 });
 
 /** Replicas with their own key prefix on the shared Redis, and routes to the fake exporter. */
-async function fleet(count: number, routes: { ttl?: string; timeout?: string; extra?: string; workers?: number } = {}): Promise<Replica[]> {
-  const yaml = `${routes.workers ? `workers: ${routes.workers}\n` : ''}cache:
+async function fleet(count: number, routes: FleetRoutes = {}): Promise<Replica[]> {
+  const set = await startReplicas(count, fleetYaml(routes));
+  sets.push(set);
+  // Sharing starts once every replica counts Redis as up.
+  for (const r of set.replicas) await until(`${r.name} sees Redis`, () => storeUp(r.admin).then((up) => up === 1));
+  return set.replicas;
+}
+
+/**
+ * The same fleet started in this process: each replica its own app with its own Redis connection,
+ * all on one clock, so their ttl, back-off and prefetch timers pass when the test moves it.
+ */
+async function clockedFleet(count: number, clock: TestClock, routes: FleetRoutes = {}): Promise<ClockedFleet> {
+  const yaml = fleetYaml(routes);
+  const replicas: TestProxy[] = [];
+  for (let i = 0; i < count; i++) {
+    const replica = await startProxy(yaml, { clock });
+    apps.push(replica);
+    replicas.push(replica);
+  }
+  for (const [i, r] of replicas.entries()) await until(`replica ${i} sees Redis`, () => storeUp(r.adminUrl).then((up) => up === 1));
+  // The fills, refreshes and peer waits a step started, on every replica, run to their end.
+  const settle = () => Promise.all(replicas.map((r) => r.app.cache.drain()));
+  return { replicas, settle };
+}
+
+interface ClockedFleet {
+  replicas: TestProxy[];
+  settle: () => Promise<unknown>;
+}
+
+interface FleetRoutes {
+  ttl?: string;
+  timeout?: string;
+  extra?: string;
+  workers?: number;
+}
+
+function fleetYaml(routes: FleetRoutes): string {
+  return `${routes.workers ? `workers: ${routes.workers}\n` : ''}cache:
   redis:
     url: ${redis.url}
     key_prefix: "${randomUUID().slice(0, 8)}:"
@@ -38,15 +80,10 @@ ${routes.extra ?? ''}  - name: probe
     upstream: ${exporter.url}/probe
     ttl: ${routes.ttl ?? '1m'}
 `;
-  const set = await startReplicas(count, yaml);
-  sets.push(set);
-  // Sharing starts once every replica counts Redis as up.
-  for (const r of set.replicas) await until(`${r.name} sees Redis`, () => storeUp(r).then((up) => up === 1));
-  return set.replicas;
 }
 
-async function storeUp(replica: Replica): Promise<number | undefined> {
-  const text = (await get(`${replica.admin}/metrics`)).body.toString();
+async function storeUp(adminUrl: string): Promise<number | undefined> {
+  const text = (await get(`${adminUrl}/metrics`)).body.toString();
   const m = /^scrapecache_store_up\{store="redis"\} (\d+)$/m.exec(text);
   return m ? Number(m[1]) : undefined;
 }
@@ -120,13 +157,13 @@ routes:
     const set = await startReplicas(3, yaml);
     sets.push(set);
     try {
-      for (const r of set.replicas) await until(`${r.name} sees Redis`, () => storeUp(r).then((up) => up === 1));
+      for (const r of set.replicas) await until(`${r.name} sees Redis`, () => storeUp(r.admin).then((up) => up === 1));
       await own.kill();
-      for (const r of set.replicas) await until(`${r.name} counts Redis down`, () => storeUp(r).then((up) => up === 0));
+      for (const r of set.replicas) await until(`${r.name} counts Redis down`, () => storeUp(r.admin).then((up) => up === 0));
       const whileDown = await Promise.all(set.replicas.flatMap((r) => [1, 2, 3].map((n) => get(`${r.scrape}/probe?target=down${n}`, SCRAPE_HEADERS))));
       assert.deepEqual([...new Set(whileDown.map((a) => a.status))], [200]);
       await own.start();
-      for (const r of set.replicas) await until(`${r.name} sees Redis again`, () => storeUp(r).then((up) => up === 1));
+      for (const r of set.replicas) await until(`${r.name} sees Redis again`, () => storeUp(r.admin).then((up) => up === 1));
       exporter.delayMs = 200;
       const since = exporter.count;
       const after = await Promise.all(
@@ -163,33 +200,35 @@ routes:
 
   it('stale_if_error with 3 replicas and a failing upstream: retries stay within the single-replica back-off', async () => {
     const ttlMs = 2000;
-    const replicas = await fleet(3, {
+    const clock = new TestClock();
+    const { replicas, settle } = await clockedFleet(3, clock, {
       extra: `  - name: flaky\n    path: /flaky\n    upstream: ${exporter.url}/flaky\n    ttl: ${ttlMs}ms\n    stale_if_error: 1m\n`,
     });
     const since = exporter.count;
-    for (const r of replicas) assert.equal((await get(`${r.scrape}/flaky`, SCRAPE_HEADERS)).status, 200);
+    for (const r of replicas) assert.equal((await get(`${r.url}/flaky`, SCRAPE_HEADERS)).status, 200);
     assert.equal(fetchesOf('/flaky', since), 1);
     exporter.fault = 'status-500';
     try {
-      // The replicas are child processes on the system clock: their ttl passes in real time.
-      await sleep(ttlMs);
-      // Scrapes on every replica for a few seconds: each one gets the stale copy.
+      clock.advance(ttlMs);
+      // Scrapes on every replica every 50 ms for 4 s of the clock: each one gets the stale copy.
       const failingSince = exporter.count;
       const windowMs = 4000;
-      const end = Date.now() + windowMs;
+      const started = clock.now();
       const statuses = new Set<number>();
-      while (Date.now() < end) {
-        const answers = await Promise.all(replicas.map((r) => get(`${r.scrape}/flaky`, SCRAPE_HEADERS)));
+      while (clock.now() < started + windowMs) {
+        const answers = await Promise.all(replicas.map((r) => get(`${r.url}/flaky`, SCRAPE_HEADERS)));
         for (const a of answers) statuses.add(a.status);
-        await sleep(50);
+        await settle();
+        clock.advance(50);
       }
       assert.deepEqual([...statuses], [200]);
       // One replica alone retries at 0, then after each back-off: 1 s, 2 s, 2 s... (retryBackoffMs).
+      const elapsed = clock.now() - started;
       let alone = 0;
-      for (let t = 0, n = 1; t < windowMs; t += retryBackoffMs(n++, ttlMs)) alone++;
+      for (let t = 0, n = 1; t < elapsed; t += retryBackoffMs(n++, ttlMs)) alone++;
       const retries = fetchesOf('/flaky', failingSince);
       assert.ok(retries >= 1, 'the upstream was retried');
-      assert.ok(retries <= alone + 1, `${retries} retries with 3 replicas; one replica alone makes about ${alone}`);
+      assert.ok(retries <= alone + 1, `${retries} retries with 3 replicas in ${elapsed} ms; one replica alone makes about ${alone}`);
     } finally {
       exporter.fault = 'none';
     }
@@ -197,20 +236,21 @@ routes:
 
   it('stale_while_revalidate with 3 replicas: one background refresh per key for the whole fleet', async () => {
     const ttlMs = 1000;
-    const replicas = await fleet(3, {
+    const clock = new TestClock();
+    const { replicas, settle } = await clockedFleet(3, clock, {
       extra: `  - name: swr\n    path: /swr\n    upstream: ${exporter.url}/swr\n    ttl: ${ttlMs}ms\n    stale_while_revalidate: 1m\n`,
     });
     const since = exporter.count;
-    for (const r of replicas) assert.equal((await get(`${r.scrape}/swr`, SCRAPE_HEADERS)).status, 200);
+    for (const r of replicas) assert.equal((await get(`${r.url}/swr`, SCRAPE_HEADERS)).status, 200);
     assert.equal(fetchesOf('/swr', since), 1);
-    // The replicas are child processes on the system clock: their ttl passes in real time.
-    await sleep(ttlMs + 100);
+    clock.advance(ttlMs + 100);
     exporter.delayMs = 300;
     try {
-      const stale = await Promise.all(Array.from({ length: 30 }, (_, i) => get(`${replicas[i % 3]!.scrape}/swr`, SCRAPE_HEADERS)));
+      const stale = await Promise.all(Array.from({ length: 30 }, (_, i) => get(`${replicas[i % 3]!.url}/swr`, SCRAPE_HEADERS)));
       for (const a of stale) assert.match(String(a.headers['cache-status']), /fwd=stale/);
+      await settle();
       await until('the refresh is stored everywhere', async () => {
-        const answers = await Promise.all(replicas.map((r) => get(`${r.scrape}/swr`, SCRAPE_HEADERS)));
+        const answers = await Promise.all(replicas.map((r) => get(`${r.url}/swr`, SCRAPE_HEADERS)));
         return answers.every((a) => /^scrapecache; hit; ttl/.test(String(a.headers['cache-status'])));
       });
       assert.equal(fetchesOf('/swr', since), 2, 'the first fill and one refresh');
@@ -222,21 +262,25 @@ routes:
   it('prefetch with 3 replicas: the fleet refreshes a key as often as one replica would', async () => {
     const ttlMs = 2000;
     const since = exporter.count;
-    const replicas = await fleet(3, {
+    const clock = new TestClock();
+    const started = clock.now();
+    const { replicas, settle } = await clockedFleet(3, clock, {
       extra: `  - name: pre\n    path: /pre\n    upstream: ${exporter.url}/pre\n    ttl: ${ttlMs}ms\n    prefetch: true\n`,
     });
+    await settle();
+    // Scrapes on every replica every 100 ms for 3 s of the clock; the prefetch timers due on the way fire.
     const windowMs = 3000;
-    const started = Date.now();
-    const end = started + windowMs;
-    while (Date.now() < end) {
-      const answers = await Promise.all(replicas.map((r) => get(`${r.scrape}/pre`, SCRAPE_HEADERS)));
+    const from = clock.now();
+    for (let step = 1; clock.now() < from + windowMs; step++) {
+      const answers = await Promise.all(replicas.map((r) => get(`${r.url}/pre`, SCRAPE_HEADERS)));
       for (const a of answers) assert.match(String(a.headers['cache-status']), /^scrapecache; hit/, 'prefetch keeps every replica fresh');
-      await sleep(100);
+      await clock.runUntil(from + 100 * step, settle);
     }
     // One replica alone fetches at start-up, then once per ttl less its lead (prefetchAt).
     const lead = Math.max(Math.min(ttlMs / 10, 10_000), Math.min(1000, ttlMs / 2));
-    const alone = 1 + Math.ceil((Date.now() - started + 2000) / (ttlMs - lead));
+    const alone = 1 + Math.ceil((clock.now() - started + 2000) / (ttlMs - lead));
     const fetched = fetchesOf('/pre', since);
+    assert.ok(fetched >= 1 + Math.floor(windowMs / ttlMs), `the key was refreshed (${fetched} fetches)`);
     assert.ok(fetched <= alone, `${fetched} prefetches by 3 replicas; one replica alone makes about ${alone}`);
   });
 
