@@ -1,6 +1,6 @@
 /**
- * The scrape listener (SPEC 3): route, key, cache, response. Hits are answered synchronously
- * from bytes prepared when the entry was stored.
+ * The scrape listener (SPEC 3): route, key, cache, response. A hit waits for nothing (the cache
+ * finds it without I/O) and is written from bytes prepared when the entry was stored.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
