@@ -1,9 +1,9 @@
 /** What the other caches say on the bus, heard here (src/cache/cache-events.ts, SPEC 2.2). */
-import { HitCounter } from '../src/cache/hit-counter.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CacheEvents } from '../src/cache/cache-events.js';
 import { LocalFillLease } from '../src/cache/fill-lease.js';
+import { HitCounter } from '../src/cache/hit-counter.js';
 import { Invalidation } from '../src/cache/invalidation.js';
 import { keyOf } from '../src/cache/key.js';
 import { PeerFill } from '../src/cache/peer-fill.js';

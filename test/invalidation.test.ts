@@ -1,9 +1,9 @@
 /** Hard and soft invalidation, sliced (src/cache/invalidation.ts, SPEC 4). */
-import { HitCounter } from '../src/cache/hit-counter.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ScrapeTarget } from '../src/cache/filler.js';
 import { isFresh } from '../src/cache/freshness.js';
+import { HitCounter } from '../src/cache/hit-counter.js';
 import { Invalidation } from '../src/cache/invalidation.js';
 import { keyOf } from '../src/cache/key.js';
 import { SingleFlight, type FillResult } from '../src/cache/single-flight.js';
@@ -24,9 +24,10 @@ function setup(route: Route = nodeRoute()) {
     const entry = tiers.store(StoredResponse.fromRecord(recordFor(target, clock.at + 1)));
     return entry ? { entry, stored: true } : { entry: previous!, stored: false };
   };
-  const invalidation = new Invalidation({ tiers, flights, failures, hits: new HitCounter(), bus, metrics: undefined, now: clock.now, release: () => undefined, routes: () => new Map([[route.name, route]]), fill });
+  const hits = new HitCounter();
+  const invalidation = new Invalidation({ tiers, flights, failures, hits, bus, metrics: undefined, now: clock.now, release: () => undefined, routes: () => new Map([[route.name, route]]), fill });
   const store = (t: ScrapeTarget) => tiers.store(StoredResponse.fromRecord(recordFor(t, clock.at)))!;
-  return { clock, second, bus, tiers, memory, failures, flights, refetched, invalidation, store, route };
+  return { clock, second, bus, tiers, memory, failures, flights, refetched, invalidation, store, route, hits };
 }
 
 test('a hard invalidation drops the entries here and below and tells the others', async () => {
@@ -85,6 +86,19 @@ test('a soft invalidation keeps the entry servable but stale, marks it below, cl
   assert.equal((await second.get(entry.key))!.fetchedAt > T0, true, 'the refetched copy is below');
   assert.equal(failures.of(entry.key, entry), undefined);
   assert.ok(memory.peek(entry.key));
+});
+
+test('a softly invalidated entry is a new entry in the same place, with the hits its predecessor had', () => {
+  const { invalidation, store, memory, hits, clock, route } = setup();
+  const entry = store(targetOf(route));
+  hits.count(entry);
+  hits.count(entry);
+  invalidation.heard({ route: 'node' }, true);
+  const marked = memory.peek(entry.key)!;
+  assert.notEqual(marked, entry);
+  assert.equal(isFresh(marked, clock.at), false);
+  assert.equal(hits.of(marked), 2);
+  assert.equal(memory.count, 1);
 });
 
 test("another cache's invalidation drops (hard) or marks (soft) the copies held here, without refetching", async () => {

@@ -14,7 +14,7 @@ import type { Config } from '../config/types.js';
 import type { ProxyError } from '../errors.js';
 import { LastFetchRecorder, type LastFetch } from '../last-fetch.js';
 import { fetchesAnswer, hitsAnswer, metricsAnswer, parseToPrimary, type ToPrimary, type ToWorker } from './messages.js';
-import type { RunOptions, Running } from './run-options.js';
+import { appOptionsOf, type RunOptions, type Running } from './run-options.js';
 import { WorkersBus } from './workers-bus.js';
 
 type MetricsJson = object[];
@@ -277,7 +277,8 @@ async function closeGroup(group: WorkerGroup, app: App): Promise<void> {
 }
 
 /** The primary: admin listener, fills, prefetch; forks and supervises the workers. */
-export async function runPrimary({ config, source, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
+export async function runPrimary(run: RunOptions): Promise<Running> {
+  const { config, source, log } = run;
   // Let the kernel hand connections to the workers: the primary never touches a scrape.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
@@ -288,12 +289,7 @@ export async function runPrimary({ config, source, file, log, logLevelOverride, 
   // The group's one set of profiles: learned here from every fill, told to every worker.
   const profiles = new UpstreamProfiles({ learned: (news) => group.broadcast({ t: 'profiles', list: [news] }) });
   app = await startApp({
-    config,
-    log,
-    configFile: file,
-    logLevelOverride,
-    ...(listenOverrides ? { listenOverrides } : {}),
-    ...(webConfigFile !== undefined ? { webConfigFile } : {}),
+    ...appOptionsOf(run),
     listeners: { scrape: false, admin: true },
     cacheParts: { bus: group.bus },
     profiles,

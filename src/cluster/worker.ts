@@ -8,7 +8,7 @@ import { UpstreamProfiles } from '../cache/upstream-profile.js';
 import { addressText } from '../net/host-port.js';
 import { parseToWorker, type ToPrimary, type ToWorker } from './messages.js';
 import { PrimaryLink } from './primary-link.js';
-import type { RunOptions, Running } from './run-options.js';
+import { appOptionsOf, type RunOptions, type Running } from './run-options.js';
 
 type Send = (m: ToPrimary) => void;
 type MetricsAnswer = { contentType: string; text: string };
@@ -120,19 +120,15 @@ function followProfiles(profiles: UpstreamProfiles, send: Send, log: RunOptions[
 }
 
 /** A worker: the scrape listener and a cache whose fills the primary makes. */
-export async function runWorker({ config, file, log, logLevelOverride, listenOverrides, webConfigFile }: RunOptions): Promise<Running> {
+export async function runWorker(run: RunOptions): Promise<Running> {
+  const { log } = run;
   const send: Send = (m) => process.send?.(m);
   const link = new PrimaryLink(send, () => process.connected);
   const metrics = new MetricsFromPrimary(send);
   const profiles = new UpstreamProfiles({ follows: true });
   await followProfiles(profiles, send, log);
   const app = await startApp({
-    config,
-    log,
-    configFile: file,
-    logLevelOverride,
-    ...(listenOverrides ? { listenOverrides } : {}),
-    ...(webConfigFile !== undefined ? { webConfigFile } : {}),
+    ...appOptionsOf(run),
     selfMetrics: metrics.ask,
     profiles,
     listeners: { scrape: true, admin: false },
