@@ -1,7 +1,7 @@
 /** scrapecache_build_info's revision: written at build time, so it is known from git, npm and the image alike. */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -47,4 +47,13 @@ test('outside a git checkout (the image build context, an unpacked tarball) the 
   mkdirSync(join(copy, 'scripts'));
   copyFileSync(script, join(copy, 'scripts/write-build-info.mjs'));
   assert.equal(written(join(copy, 'scripts/write-build-info.mjs'), withoutRevision()), 'unknown');
+});
+
+test('the build leaves the command file executable, so `npx scrapecache` runs it from a clone even with CI=true', () => {
+  const out = mkdtempSync(join(tmpdir(), 'scrapecache-build-bin-'));
+  writeFileSync(join(out, 'cli.js'), '#!/usr/bin/env node\n', { mode: 0o644 });
+  const result = spawnSync(process.execPath, [script, out], { env: { ...process.env, CI: 'true' }, encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal(statSync(join(out, 'cli.js')).mode & 0o111, 0o111);
+  assert.equal(statSync(join(root, 'dist/src/cli.js')).mode & 0o111, 0o111, 'npm run build made dist/src/cli.js executable');
 });
