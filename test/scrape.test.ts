@@ -1,5 +1,6 @@
 /** The scrape listener against a promhttp-like exporter: keys, representations, single flight, headers. */
 import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { OPENMETRICS_TYPE, startFakeExporter, TEXT_TYPE, type FakeExporter } from './helpers/fake-exporter.js';
@@ -76,8 +77,31 @@ describe('caching', () => {
   });
 
   test('100 concurrent cold requests produce exactly one upstream request', async () => {
-    exporter.delayMs = 100;
-    const results = await Promise.all(Array.from({ length: 100 }, () => get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS)));
+    // The upstream is held until all 100 scrapes have reached the proxy (seen through node:http's
+    // own diagnostics channel), so each one arrives while the fill is in flight however loaded the
+    // machine is, as concurrent scrapes of a slow exporter do.
+    const release = exporter.hold();
+    let arrived = 0;
+    const onStart = (message: unknown) => {
+      const { request, socket } = message as { request: { url?: string }; socket: { localPort?: number } };
+      if (socket.localPort === proxy.app.scrapeAddress.port && request.url === '/node/metrics') arrived++;
+    };
+    diagnostics.subscribe('http.server.request.start', onStart);
+    let results: Awaited<ReturnType<typeof get>>[];
+    try {
+      const all = Promise.all(Array.from({ length: 100 }, () => get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS)));
+      await exporter.arrived(1);
+      const deadline = Date.now() + 10_000;
+      while (arrived < 100) {
+        assert.ok(Date.now() < deadline, `only ${arrived} of 100 scrapes reached the proxy`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      release();
+      results = await all;
+    } finally {
+      release();
+      diagnostics.unsubscribe('http.server.request.start', onStart);
+    }
     assert.equal(exporter.count, 1);
     const bodies = new Set(results.map((r) => r.body.toString('base64')));
     assert.equal(bodies.size, 1);
