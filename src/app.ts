@@ -154,12 +154,19 @@ function listen(server: Server, address: ListenAddress, name: string): Promise<A
   });
 }
 
-function guard(handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>, log: Logger) {
+/** A bug of ours in a handler, thrown or rejected, is logged and answered 500; the process serves on. */
+function guard(handler: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>, log: Logger) {
+  const failed = (req: IncomingMessage, res: ServerResponse, err: unknown) => {
+    log.error({ err, url: req.url }, 'request failed');
+    writeError(res, INTERNAL_ERROR);
+  };
   return (req: IncomingMessage, res: ServerResponse) => {
-    handler(req, res).catch((err: unknown) => {
-      log.error({ err, url: req.url }, 'request failed');
-      writeError(res, INTERNAL_ERROR);
-    });
+    try {
+      // A hit is answered synchronously (no promise, no closure); anything that waits returns one.
+      handler(req, res)?.catch((err: unknown) => failed(req, res, err));
+    } catch (err) {
+      failed(req, res, err);
+    }
   };
 }
 

@@ -282,3 +282,39 @@ describe('requests that are refused', () => {
     assert.equal(ok.status, 200);
   });
 });
+
+describe('a bug of ours', () => {
+  // A hit is answered without a promise (the handler runs synchronously to the write); a fill
+  // waits. A bug thrown on either way gets a 500 and a log line, and the listener serves on.
+  const broken = (how: 'throws' | 'rejects') => {
+    const lookup = proxy.app.cache.lookup;
+    proxy.app.cache.lookup = () => {
+      if (how === 'throws') throw new TypeError('a bug on the hit path');
+      return Promise.reject(new TypeError('a bug behind a fill'));
+    };
+    return () => {
+      proxy.app.cache.lookup = lookup;
+    };
+  };
+
+  for (const how of ['throws', 'rejects'] as const) {
+    test(`a lookup that ${how} is answered 500 and logged, and the next scrape is served`, async () => {
+      await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
+      const logged = proxy.logs.length;
+      const restore = broken(how);
+      let failed: Awaited<ReturnType<typeof get>>;
+      try {
+        failed = await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
+      } finally {
+        restore();
+      }
+      assert.equal(failed.status, 500);
+      const lines = proxy.logs.slice(logged).filter((l) => l['msg'] === 'request failed');
+      assert.equal(lines.length, 1);
+      assert.match(String((lines[0]!['err'] as { message?: string }).message), /a bug/);
+      const next = await get(`${proxy.url}/node/metrics`, SCRAPE_HEADERS);
+      assert.equal(next.status, 200);
+      assert.match(String(next.headers['cache-status']), /^scrapecache; hit/);
+    });
+  }
+});

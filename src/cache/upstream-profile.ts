@@ -164,10 +164,17 @@ const MEMO_LIMIT = 256;
 
 /** Plans per distinct Accept value and profile state; bounded like the other per-header memos. */
 const memo = new Map<string, Plan[]>();
+/**
+ * The last header looked up and its plans: a fleet sends a few Accept values, each the same on
+ * every scrape, and comparing a header with the last one is cheaper than hashing it (a header is a
+ * new string per request, whose hash a Map look-up computes over its 200-odd characters).
+ */
+let lastHeader: string | undefined;
+let lastPlans: Plan[] = [];
 
-/** The plan for a client of this upstream profile on a route with this format (if pinned). */
-export function planFor(accept: string | undefined, profile: UpstreamProfile, format: Format | undefined): Plan {
-  const header = accept ?? '';
+/** The plans memoised for one Accept value. */
+function plansOf(header: string): Plan[] {
+  if (header === lastHeader) return lastPlans;
   let plans = memo.get(header);
   if (plans === undefined) {
     // A client sending endless distinct headers only costs recomputation, never memory.
@@ -175,6 +182,14 @@ export function planFor(accept: string | undefined, profile: UpstreamProfile, fo
     plans = [];
     memo.set(header, plans);
   }
+  lastHeader = header;
+  lastPlans = plans;
+  return plans;
+}
+
+/** The plan for a client of this upstream profile on a route with this format (if pinned). */
+export function planFor(accept: string | undefined, profile: UpstreamProfile, format: Format | undefined): Plan {
+  const plans = plansOf(accept ?? '');
   const slot = profile.state + STATES * (format === undefined ? 0 : FORMAT_INDEX[format]);
   let plan = plans[slot];
   if (plan === undefined) plan = plans[slot] = computePlan(accept || undefined, profile, format);

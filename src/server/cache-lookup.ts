@@ -23,8 +23,8 @@ export class CacheLookup {
     private readonly waiting: Set<ServerResponse> | undefined,
   ) {}
 
-  async lookup(req: IncomingMessage, res: ServerResponse, target: ScrapeTarget): Promise<Lookup> {
-    const found = this.cache.lookup(target);
+  /** What the cache's lookup of `target` gave: at once, or once its fill is done (within the scrape deadline). */
+  settle(req: IncomingMessage, res: ServerResponse, target: ScrapeTarget, found: Lookup | Promise<Lookup>): Lookup | Promise<Lookup> {
     if (!(found instanceof Promise)) return found;
     this.track(res);
     return this.waitForFill(req, found, target);

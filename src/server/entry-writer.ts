@@ -73,7 +73,7 @@ export class EntryWriter {
    * Writes an entry, or (wire given) its rendering of that answer, in a coding the client takes.
    * A rendering is made once per entry, by the first client that needs it.
    */
-  async write(req: IncomingMessage, res: ServerResponse, lookup: Lookup, route: Route, wire?: Answer): Promise<void> {
+  write(req: IncomingMessage, res: ServerResponse, lookup: Lookup, route: Route, wire?: Answer): void | Promise<void> {
     const entry = lookup.entry;
     const coding = chooseCoding(req.headers['accept-encoding'], entry.coding);
     this.metrics.route(route.name)[lookup.cache]++;
@@ -84,11 +84,13 @@ export class EntryWriter {
       return writeError(res, new ProxyError('NOT_ACCEPTABLE', `route ${route.name}: the client accepts neither gzip nor identity`), { fwd: 'none' });
     }
     const rendering = wire !== undefined && !entry.isItself(wire) ? wire : undefined;
-    let variant: Variant | undefined = rendering ? entry.rendered(keyOfRendering(rendering), coding) : entry.variant(coding);
-    if (variant === undefined) {
-      variant = await this.prepare(res, lookup, route, coding, rendering);
-      if (variant === undefined) return;
-    }
+    const variant: Variant | undefined = rendering ? entry.rendered(keyOfRendering(rendering), coding) : entry.variant(coding);
+    if (variant === undefined) return this.prepareAndSend(req, res, lookup, route, coding, rendering);
+    this.send(req, res, lookup, variant);
+  }
+
+  private send(req: IncomingMessage, res: ServerResponse, lookup: Lookup, variant: Variant): void {
+    const entry = lookup.entry;
     const now = this.now();
     if (lookup.cache === 'hit') writeHit(res, entry.status, variant, ageSeconds(entry, now), ttlSeconds(entry, now), req.method === 'HEAD');
     else writeVariant(res, entry.status, variant, lookup.stored ? ageSeconds(entry, now) : 0, cacheStatus(lookup, now) + (variant.detail ?? ''), req.method === 'HEAD');
@@ -101,6 +103,11 @@ export class EntryWriter {
     this.metrics.route(route.name)[err instanceof FillFailed && err.collapsed ? 'collapsed' : 'miss']++;
     if (cause.code === 'SCRAPE_DEADLINE') this.log.info({ route: route.name, url: req.url }, cause.message);
     writeError(res, cause, { fwd: 'miss', head: req.method === 'HEAD' });
+  }
+
+  private async prepareAndSend(req: IncomingMessage, res: ServerResponse, lookup: Lookup, route: Route, coding: Coding, rendering: Answer | undefined): Promise<void> {
+    const variant = await this.prepare(res, lookup, route, coding, rendering);
+    if (variant !== undefined) this.send(req, res, lookup, variant);
   }
 
   /** Converts or renders the variant a client needs; on failure answers 502 and gives undefined. */

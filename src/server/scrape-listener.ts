@@ -5,7 +5,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
-import type { ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
+import type { Lookup, ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
+import type { StoredResponse } from '../cache/stored-response.js';
 import { answerCandidates, planFor, type Plan, type UpstreamProfile, type UpstreamProfiles } from '../cache/upstream-profile.js';
 import type { Route } from '../config/types.js';
 import type { Metrics } from '../metrics.js';
@@ -18,6 +19,24 @@ import type { RouteTable } from './route-table.js';
 import { beyondAcceptCap, isOwnAnswer, notAcceptable, ScrapePlans, servedBy, targetOf, type ServingPlan } from './scrape-plans.js';
 import { NO_ROUTE, requestRefusal, routeQuery, targetRefusal } from './scrape-request.js';
 import { SELF_METRICS_PATH, serveSelfMetrics, type SelfMetricsText } from './self-metrics.js';
+
+/** One scrape on its way: the plan and target change where the upstream answered otherwise than planned. */
+interface Scrape {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly route: Route;
+  readonly path: string;
+  readonly query: string;
+  readonly accept: string | undefined;
+  readonly profile: UpstreamProfile;
+  plan: ServingPlan;
+  target: ScrapeTarget;
+}
+
+/** Whether the entry found is another representation than the plan asked for. */
+function unplanned(plan: ServingPlan, entry: StoredResponse): boolean {
+  return plan.via === 'source' ? !entry.isSource : plan.via === 'answer' && entry.representation !== plan.representation;
+}
 
 export interface ScrapeListenerDeps {
   table(): RouteTable;
@@ -38,7 +57,7 @@ export interface ScrapeListenerDeps {
   clock?: Clock;
 }
 
-export function createScrapeHandler(deps: ScrapeListenerDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+export function createScrapeHandler(deps: ScrapeListenerDeps): (req: IncomingMessage, res: ServerResponse) => void | Promise<void> {
   return new ScrapeListener(deps).handle;
 }
 
@@ -56,7 +75,12 @@ class ScrapeListener {
     this.writer = new EntryWriter(deps.cache, deps.metrics, deps.log, now);
   }
 
-  readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  /**
+   * Synchronous up to the lookup, and through the write when the cache holds the entry in memory
+   * with the bytes this client takes: a hit makes no promise (issue 21's hit path). Only a fill, a
+   * conversion or a rendering not made yet, or a plan learned from another process waits.
+   */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void | Promise<void> => {
     const url = req.url ?? '';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -72,22 +96,47 @@ class ScrapeListener {
     if (typeof query !== 'string') return writeError(res, query);
     const accept = req.headers.accept;
     const profile = this.plans.profileFor(route, path);
-    let plan = planFor(accept, profile, route.format);
+    const plan = planFor(accept, profile, route.format);
     if (plan.via === 'refuse') return writeError(res, notAcceptable(route, plan.reason), { fwd: 'none', head: req.method === 'HEAD' });
-    let target = targetOf(plan, route, path, query, accept);
+    const target = targetOf(plan, route, path, query, accept);
     if (plan.via === 'exact' && !this.plans.admitExact(target)) return this.refuseBeyondCap(req, res, route, target);
-    if (plan.via === 'source' && profile.protobuf === 0) {
-      const held = await this.heldAnswerPlan(route, profile, target, accept);
-      if (held) {
-        plan = held;
-        target = targetOf(plan, route, path, query, accept);
-      }
-    }
+    if (plan.via === 'source' && profile.protobuf === 0) return this.serveHeld({ req, res, route, path, query, accept, profile, plan, target });
+    let found: Lookup | Promise<Lookup>;
     try {
-      let found = await this.lookups.lookup(req, res, target);
+      found = this.deps.cache.lookup(target);
+    } catch (err) {
+      return this.writer.fail(req, res, route, err);
+    }
+    // The hit path: the planned entry, fresh, in memory; written at once when its bytes are ready.
+    if (!(found instanceof Promise) && found.cache === 'hit' && !unplanned(plan, found.entry)) {
+      return this.writer.write(req, res, found, route, plan.via === 'source' && found.entry.isSource ? plan.wire : undefined);
+    }
+    return this.serveFound({ req, res, route, path, query, accept, profile, plan, target }, found);
+  };
+
+  /** A plan held by another process (see heldAnswerPlan), then the lookup as usual. */
+  private async serveHeld(scrape: Scrape): Promise<void> {
+    const held = await this.heldAnswerPlan(scrape.route, scrape.profile, scrape.target, scrape.accept);
+    if (held) {
+      scrape.plan = held;
+      scrape.target = targetOf(held, scrape.route, scrape.path, scrape.query, scrape.accept);
+    }
+    let found: Lookup | Promise<Lookup>;
+    try {
+      found = this.deps.cache.lookup(scrape.target);
+    } catch (err) {
+      return this.writer.fail(scrape.req, scrape.res, scrape.route, err);
+    }
+    return this.serveFound(scrape, found);
+  }
+
+  /** What a lookup found, waited for and re-planned where the upstream answered otherwise than planned. */
+  private async serveFound(scrape: Scrape, first: Lookup | Promise<Lookup>): Promise<void> {
+    const { req, res, route, path, query, accept, profile } = scrape;
+    try {
+      let found = await this.lookups.settle(req, res, scrape.target, first);
       let entry = found.entry;
-      const unplanned = plan.via === 'source' ? !entry.isSource : plan.via === 'answer' && entry.representation !== plan.representation;
-      if (entry.status === 200 && plan.via !== 'exact' && (found.cache !== 'hit' || unplanned)) {
+      if (entry.status === 200 && scrape.plan.via !== 'exact' && (found.cache !== 'hit' || unplanned(scrape.plan, entry))) {
         // A hit on another representation: what another process learned (see ScrapeCache.answeredFor).
         if (found.cache === 'hit') this.plans.learnFrom(profile, entry, route, path);
         // The fill taught the profile (see onAnswer in ScrapePlans). Where the upstream answered
@@ -96,20 +145,26 @@ class ScrapeListener {
         // client's own Accept was what the upstream answered (first fills); else another fill.
         const replanned = planFor(accept, profile, route.format);
         if (replanned.via === 'refuse') return writeError(res, notAcceptable(route, replanned.reason), { fwd: 'none', head: req.method === 'HEAD' });
-        if (servedBy(replanned, entry)) plan = replanned;
+        if (servedBy(replanned, entry)) scrape.plan = replanned;
         else if (!isOwnAnswer(route, entry, accept)) {
-          plan = replanned;
-          target = targetOf(plan, route, path, query, accept);
-          if (plan.via === 'exact' && !this.plans.admitExact(target)) return this.refuseBeyondCap(req, res, route, target);
-          found = await this.lookups.lookup(req, res, target);
+          scrape.plan = replanned;
+          scrape.target = targetOf(replanned, route, path, query, accept);
+          if (replanned.via === 'exact' && !this.plans.admitExact(scrape.target)) return this.refuseBeyondCap(req, res, route, scrape.target);
+          found = await this.lookups.settle(req, res, scrape.target, this.deps.cache.lookup(scrape.target));
           entry = found.entry;
         }
       }
-      await this.writer.write(req, res, found, route, plan.via === 'source' && entry.isSource ? plan.wire : undefined);
+      await this.write(scrape, found);
     } catch (err) {
       this.writer.fail(req, res, route, err);
     }
-  };
+  }
+
+  /** The entry, or for a source plan its rendering for this client. */
+  private write(scrape: Scrape, found: Lookup): void | Promise<void> {
+    const { plan } = scrape;
+    return this.writer.write(scrape.req, scrape.res, found, scrape.route, plan.via === 'source' && found.entry.isSource ? plan.wire : undefined);
+  }
 
   /** No route serves the path: the landing page at `/`, the proxy's own metrics, or 404. */
   private serveUnrouted(req: IncomingMessage, res: ServerResponse, path: string): void | Promise<void> {
