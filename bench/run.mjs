@@ -53,7 +53,7 @@ function makePlan(options) {
     scaleFixture: `b${2 * KiB}i`,
     scaleLoadSec: options.quick ? 2 : 5,
     // Hits without, then with, a browser tab on the status page: rounds taken in turn, seconds each (two refreshes of the tab).
-    scaleTabRounds: options.scaleTabRounds ?? (options.quick ? 1 : 3),
+    scaleTabRounds: options.scaleTabRounds ?? (options.quick ? 1 : 5),
     scaleTabSec: options.quick ? 6 : 11,
     memoryScale: {
       counts: [1000, 10_000, 50_000, 100_000].filter((n) => n <= options.maxKeys),

@@ -25,7 +25,7 @@ export const USAGE = `usage: npm run bench -- [flags]        (or: node bench/run
                         workers out of proxy.yaml (the proxy's default, one process)
   --max-keys N          largest entry count of the memory sweep   [BENCH_MAX_KEYS, default 100000; quick 10000]
   --scale-sizes LIST    key counts of the scale section, e.g. 1000,50000
-  --scale-tab-rounds N  rounds without and with the browser tab per size (default 3; 1 with --quick)
+  --scale-tab-rounds N  rounds without and with the browser tab per size (default 5; 1 with --quick)
                                                  [BENCH_SCALE_SIZES, default 1000,10000,50000]
   --load wrk|autocannon load generator (default: wrk if installed) [BENCH_LOAD]
   --no-pin              do not pin servers to CPU 1 and the load generator to CPU 0 (a pass
