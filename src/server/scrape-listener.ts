@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import type { Lookup, ScrapeCache, ScrapeTarget } from '../cache/scrape-cache.js';
 import type { StoredResponse } from '../cache/stored-response.js';
+import type { Answer } from '../cache/negotiate.js';
 import { answerCandidates, planFor, type Plan, type UpstreamProfile, type UpstreamProfiles } from '../cache/upstream-profile.js';
 import type { Route } from '../config/types.js';
 import type { Metrics } from '../metrics.js';
@@ -36,6 +37,11 @@ interface Scrape {
 /** Whether the entry found is another representation than the plan asked for. */
 function unplanned(plan: ServingPlan, entry: StoredResponse): boolean {
   return plan.via === 'source' ? !entry.isSource : plan.via === 'answer' && entry.representation !== plan.representation;
+}
+
+/** What a source plan's client is written: a rendering of the protobuf entry (undefined: the entry itself). */
+function wireFor(plan: ServingPlan, entry: StoredResponse): Answer | undefined {
+  return plan.via === 'source' && entry.isSource ? plan.wire : undefined;
 }
 
 export interface ScrapeListenerDeps {
@@ -101,15 +107,11 @@ class ScrapeListener {
     const target = targetOf(plan, route, path, query, accept);
     if (plan.via === 'exact' && !this.plans.admitExact(target)) return this.refuseBeyondCap(req, res, route, target);
     if (plan.via === 'source' && profile.protobuf === 0) return this.serveHeld({ req, res, route, path, query, accept, profile, plan, target });
-    let found: Lookup | Promise<Lookup>;
-    try {
-      found = this.deps.cache.lookup(target);
-    } catch (err) {
-      return this.writer.fail(req, res, route, err);
-    }
+    // A lookup fails only by rejecting (FillFailed); what it throws is a bug of ours, which the guard answers 500.
+    const found = this.deps.cache.lookup(target);
     // The hit path: the planned entry, fresh, in memory; written at once when its bytes are ready.
     if (!(found instanceof Promise) && found.cache === 'hit' && !unplanned(plan, found.entry)) {
-      return this.writer.write(req, res, found, route, plan.via === 'source' && found.entry.isSource ? plan.wire : undefined);
+      return this.writer.write(req, res, found, route, wireFor(plan, found.entry));
     }
     return this.serveFound({ req, res, route, path, query, accept, profile, plan, target }, found);
   };
@@ -121,13 +123,7 @@ class ScrapeListener {
       scrape.plan = held;
       scrape.target = targetOf(held, scrape.route, scrape.path, scrape.query, scrape.accept);
     }
-    let found: Lookup | Promise<Lookup>;
-    try {
-      found = this.deps.cache.lookup(scrape.target);
-    } catch (err) {
-      return this.writer.fail(scrape.req, scrape.res, scrape.route, err);
-    }
-    return this.serveFound(scrape, found);
+    return this.serveFound(scrape, this.deps.cache.lookup(scrape.target));
   }
 
   /** What a lookup found, waited for and re-planned where the upstream answered otherwise than planned. */
@@ -154,16 +150,10 @@ class ScrapeListener {
           entry = found.entry;
         }
       }
-      await this.write(scrape, found);
+      await this.writer.write(req, res, found, route, wireFor(scrape.plan, entry));
     } catch (err) {
       this.writer.fail(req, res, route, err);
     }
-  }
-
-  /** The entry, or for a source plan its rendering for this client. */
-  private write(scrape: Scrape, found: Lookup): void | Promise<void> {
-    const { plan } = scrape;
-    return this.writer.write(scrape.req, scrape.res, found, scrape.route, plan.via === 'source' && found.entry.isSource ? plan.wire : undefined);
   }
 
   /** No route serves the path: the landing page at `/`, the proxy's own metrics, or 404. */
